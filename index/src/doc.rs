@@ -1,0 +1,221 @@
+//! The tantivy schema of an event partition, and the conversion of a Vigil
+//! [`Event`] into a tantivy document.
+//!
+//! | tantivy field      | holds                                  | indexed as                         |
+//! |--------------------|----------------------------------------|------------------------------------|
+//! | `_id`              | `event.id`                             | exact term                         |
+//! | `_ts`              | `@timestamp`                           | date (ns), fast                    |
+//! | `_arrival`         | the id's top 64 bits                   | u64, fast                          |
+//! | `_doc`             | the whole event as JSON                | stored only (lz4 doc store)        |
+//! | `_all`             | every string of the event              | words, with positions              |
+//! | `_orig`            | the original event                     | JSON paths, lower-cased exact terms |
+//! | `_extra`           | schema fields outside the fixed list   | JSON paths, lower-cased exact terms |
+//! | one per schema field (`user.name`, ...) | that field        | by its kind: keyword (lower-cased exact term, fast with the original case), long, ip, date, text |
+
+use std::net::IpAddr;
+
+use serde_json::Value;
+use tantivy::schema::{
+    BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, JsonObjectOptions,
+    NumericOptions, STRING, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{LowerCaser, RawTokenizer, RemoveLongFilter, TextAnalyzer, TokenizerManager};
+use tantivy::{DateTime, TantivyDocument};
+use vigil_schema::Event;
+use vigil_schema::fields::{self, FieldKind};
+
+/// The tokenizer of keyword fields: the whole value, lower-cased.
+pub const KEYWORD_TOKENIZER: &str = "vigil_keyword";
+/// Longest keyword term indexed, in bytes; longer values are still stored and
+/// found by free text.
+const MAX_KEYWORD_BYTES: usize = 4096;
+
+/// The fields of the tantivy schema, resolved once.
+#[derive(Clone)]
+pub struct DocSchema {
+    pub schema: Schema,
+    pub id: Field,
+    pub timestamp: Field,
+    pub arrival: Field,
+    pub doc: Field,
+    pub all: Field,
+    pub original: Field,
+    pub extra: Field,
+    /// The schema's own fields, by name, with their kind.
+    pub named: Vec<(&'static str, FieldKind, Field)>,
+}
+
+impl DocSchema {
+    pub fn new() -> DocSchema {
+        let mut builder = Schema::builder();
+        let keyword_indexing = TextFieldIndexing::default()
+            .set_tokenizer(KEYWORD_TOKENIZER)
+            .set_index_option(IndexRecordOption::Basic);
+        let id = builder.add_text_field("_id", STRING);
+        let timestamp = builder.add_date_field(
+            "_ts",
+            DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
+        );
+        let arrival = builder.add_u64_field("_arrival", NumericOptions::default().set_fast());
+        let doc = builder.add_bytes_field("_doc", BytesOptions::default().set_stored());
+        let all = builder.add_text_field(
+            "_all",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("default")
+                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+            ),
+        );
+        let json_options = JsonObjectOptions::default()
+            .set_indexing_options(keyword_indexing.clone())
+            .set_expand_dots_enabled();
+        let original = builder.add_json_field("_orig", json_options.clone());
+        let extra = builder.add_json_field("_extra", json_options.set_fast("raw"));
+        let mut named = Vec::new();
+        for (name, kind) in fields::ALL {
+            if *name == fields::TIMESTAMP || *name == fields::EVENT_ID {
+                continue;
+            }
+            let field = match kind {
+                FieldKind::Keyword => builder.add_text_field(
+                    name,
+                    TextOptions::default().set_indexing_options(keyword_indexing.clone()).set_fast("raw"),
+                ),
+                FieldKind::Long => {
+                    builder.add_i64_field(name, NumericOptions::default().set_indexed().set_fast())
+                }
+                FieldKind::Ip => {
+                    builder.add_ip_addr_field(name, IpAddrOptions::default().set_indexed().set_fast())
+                }
+                FieldKind::Date => builder.add_date_field(
+                    name,
+                    DateOptions::default()
+                        .set_indexed()
+                        .set_fast()
+                        .set_precision(DateTimePrecision::Nanoseconds),
+                ),
+                FieldKind::Text => builder.add_text_field(
+                    name,
+                    TextOptions::default().set_indexing_options(
+                        TextFieldIndexing::default()
+                            .set_tokenizer("default")
+                            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+                    ),
+                ),
+            };
+            named.push((*name, *kind, field));
+        }
+        let schema = builder.build();
+        DocSchema { schema, id, timestamp, arrival, doc, all, original, extra, named }
+    }
+
+    /// Registers the tokenizers this schema names.
+    pub fn register_tokenizers(tokenizers: &TokenizerManager) {
+        tokenizers.register(
+            KEYWORD_TOKENIZER,
+            TextAnalyzer::builder(RawTokenizer::default())
+                .filter(RemoveLongFilter::limit(MAX_KEYWORD_BYTES))
+                .filter(LowerCaser)
+                .build(),
+        );
+    }
+
+    pub fn named_field(&self, name: &str) -> Option<(FieldKind, Field)> {
+        self.named.iter().find(|(known, _, _)| *known == name).map(|(_, kind, field)| (*kind, *field))
+    }
+
+    /// The tantivy document of an event.
+    pub fn to_document(&self, event: &Event) -> TantivyDocument {
+        let mut document = TantivyDocument::new();
+        document.add_text(self.id, event.id.to_string());
+        document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
+        document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
+        // Serializing a Value-based struct cannot fail.
+        let stored = serde_json::to_vec(event).unwrap_or_default();
+        document.add_bytes(self.doc, &stored);
+
+        let mut extra = serde_json::Map::new();
+        for (name, value) in &event.fields {
+            match self.named_field(name) {
+                Some((kind, field)) => add_typed(&mut document, kind, field, value),
+                None => {
+                    extra.insert(name.clone(), value.clone());
+                }
+            }
+        }
+        if !extra.is_empty() {
+            document.add_field_value(self.extra, &Value::Object(extra));
+        }
+        if event.original.is_object() {
+            document.add_field_value(self.original, &event.original);
+        }
+        for_each_string(&Value::Object(event.fields.clone()), &mut |text| document.add_text(self.all, text));
+        for_each_string(&event.original, &mut |text| document.add_text(self.all, text));
+        document
+    }
+}
+
+impl Default for DocSchema {
+    fn default() -> DocSchema {
+        DocSchema::new()
+    }
+}
+
+fn add_typed(document: &mut TantivyDocument, kind: FieldKind, field: Field, value: &Value) {
+    if let Value::Array(items) = value {
+        for item in items {
+            add_typed(document, kind, field, item);
+        }
+        return;
+    }
+    match kind {
+        FieldKind::Keyword | FieldKind::Text => match value {
+            Value::String(text) => document.add_text(field, text),
+            Value::Number(_) | Value::Bool(_) => document.add_text(field, value.to_string()),
+            _ => {}
+        },
+        FieldKind::Long => {
+            if let Some(number) = value.as_i64().or_else(|| value.as_str().and_then(|text| text.parse().ok()))
+            {
+                document.add_i64(field, number);
+            }
+        }
+        FieldKind::Ip => {
+            if let Some(ip) = value.as_str().and_then(|text| text.parse::<IpAddr>().ok()) {
+                document.add_ip_addr(field, to_ipv6(ip));
+            }
+        }
+        FieldKind::Date => {
+            if let Some(time) =
+                value.as_str().and_then(|text| chrono::DateTime::parse_from_rfc3339(text).ok())
+            {
+                document.add_date(field, to_tantivy_time(time.with_timezone(&chrono::Utc)));
+            }
+        }
+    }
+}
+
+/// Calls `visit` with every string leaf of a JSON value.
+pub fn for_each_string(value: &Value, visit: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| for_each_string(item, visit)),
+        Value::Object(object) => object.values().for_each(|item| for_each_string(item, visit)),
+        _ => {}
+    }
+}
+
+pub fn to_ipv6(ip: IpAddr) -> std::net::Ipv6Addr {
+    match ip {
+        IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        IpAddr::V6(v6) => v6,
+    }
+}
+
+pub fn to_tantivy_time(time: chrono::DateTime<chrono::Utc>) -> DateTime {
+    DateTime::from_timestamp_nanos(time.timestamp_nanos_opt().unwrap_or(i64::MAX))
+}
+
+pub fn from_tantivy_time(time: DateTime) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_nanos(time.into_timestamp_nanos())
+}

@@ -1,0 +1,23 @@
+//! Vigil's query language: an AST that knows nothing of tantivy, and its
+//! parser.
+//!
+//! ```text
+//! user.name:alice AND (verb:get OR verb:list) NOT "kube-system"
+//! ```
+//!
+//! - `field:value` and `field:"quoted phrase"`: a field of the schema, or a
+//!   dotted name in the original event (`objectRef.resource:secrets`).
+//! - free text, a bare word or a `"quoted phrase"`: searched in `message` and
+//!   every string of the event.
+//! - `AND`, `OR`, `NOT` (upper case), `-term`, parentheses; words side by side
+//!   are ANDed. `AND` binds tighter than `OR`.
+//!
+//! The language grows in a later issue (wildcards, ranges, CIDR, regular
+//! expressions); new constructs become new [`Query`] variants and parser
+//! branches. [`Query`] prints back to text that parses to the same tree.
+
+mod ast;
+mod parser;
+
+pub use ast::{Query, TermValue};
+pub use parser::{QueryError, parse};

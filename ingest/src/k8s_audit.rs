@@ -1,0 +1,424 @@
+//! Kubernetes audit events (`audit.k8s.io/v1`).
+//!
+//! [`decode_body`] accepts the three shapes a real API server produces: an
+//! `EventList` (the audit webhook backend's body), a single `Event`, or
+//! newline-delimited Events (the audit log backend's file). Every item is
+//! normalized on its own: a malformed item is reported as a [`Rejection`] with
+//! its index and reason, and its neighbours are kept.
+//!
+//! [`normalize`] is a pure function from an audit Event to a Vigil
+//! [`Event`]; the mapping is documented in `docs/schema.md`.
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use vigil_schema::{Event, EventId, EventIdGenerator, fields};
+
+use crate::Rejection;
+
+/// The dataset name of Kubernetes audit events.
+pub const DATASET: &str = "k8s.audit";
+
+/// What the deployment knows that the event does not carry.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The cluster the events come from (`orchestrator.cluster.name`).
+    pub cluster_name: Option<String>,
+}
+
+/// The events of one body, and the items that were refused.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<Event>,
+    pub rejected: Vec<Rejection>,
+}
+
+/// Decodes and normalizes a body holding an `EventList`, an `Event`, a JSON
+/// array of Events, or newline-delimited Events.
+pub fn decode_body(
+    body: &[u8],
+    ids: &EventIdGenerator,
+    ingested: DateTime<Utc>,
+    context: &Context,
+) -> Decoded {
+    let mut decoded = Decoded::default();
+    for item in split_items(body) {
+        let result = item
+            .value
+            .and_then(|value| normalize(ids.next(), ingested, value, context).map_err(|err| err.to_string()));
+        match result {
+            Ok(event) => decoded.events.push(event),
+            Err(reason) => decoded.rejected.push(Rejection { index: item.index, line: item.line, reason }),
+        }
+    }
+    decoded
+}
+
+struct Item {
+    index: usize,
+    line: Option<usize>,
+    value: Result<Value, String>,
+}
+
+/// Splits a body into its items: the whole body when it is one JSON value
+/// (an `EventList`'s `items`, an array's elements, or one Event), else one
+/// item per non-empty line.
+fn split_items(body: &[u8]) -> Vec<Item> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
+    let body = &body[start..];
+    if body.is_empty() {
+        return Vec::new();
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(mut object)) if object.get("kind").and_then(Value::as_str) == Some("EventList") => {
+            match object.remove("items") {
+                Some(Value::Array(items)) => items
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, value)| Item { index, line: None, value: Ok(value) })
+                    .collect(),
+                Some(Value::Null) | None => Vec::new(),
+                Some(_) => {
+                    vec![Item { index: 0, line: None, value: Err("EventList items is not an array".into()) }]
+                }
+            }
+        }
+        Ok(Value::Array(items)) => items
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| Item { index, line: None, value: Ok(value) })
+            .collect(),
+        Ok(value) => vec![Item { index: 0, line: Some(1), value: Ok(value) }],
+        Err(whole_error) => {
+            let lines = split_lines(body);
+            if lines.len() <= 1 {
+                return vec![Item {
+                    index: 0,
+                    line: Some(1),
+                    value: Err(format!("invalid JSON: {whole_error}")),
+                }];
+            }
+            lines
+                .into_iter()
+                .enumerate()
+                .map(|(index, (line, text))| Item {
+                    index,
+                    line: Some(line),
+                    value: serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}")),
+                })
+                .collect()
+        }
+    }
+}
+
+/// The non-empty lines of a body with their 1-based line numbers.
+pub fn split_lines(body: &[u8]) -> Vec<(usize, &[u8])> {
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(at, line)| (at + 1, line.strip_suffix(b"\r").unwrap_or(line)))
+        .filter(|(_, line)| line.iter().any(|b| !b.is_ascii_whitespace()))
+        .collect()
+}
+
+/// Why an audit event could not be normalized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("expected a JSON object, found {0}")]
+    NotAnObject(&'static str),
+    #[error("kind is {0:?}, expected \"Event\"")]
+    WrongKind(String),
+    #[error("apiVersion is {0:?}, expected audit.k8s.io/v1")]
+    WrongApiVersion(String),
+    #[error("missing {0}")]
+    Missing(&'static str),
+    #[error("{field} is {value:?}, not an RFC 3339 time")]
+    BadTime { field: &'static str, value: String },
+}
+
+/// Normalizes one audit Event into the schema, keeping it whole as `original`.
+pub fn normalize(
+    id: EventId,
+    ingested: DateTime<Utc>,
+    original: Value,
+    context: &Context,
+) -> Result<Event, NormalizeError> {
+    let Value::Object(audit) = &original else {
+        return Err(NormalizeError::NotAnObject(json_type_name(&original)));
+    };
+    if let Some(kind) = audit.get("kind").and_then(Value::as_str)
+        && kind != "Event"
+    {
+        return Err(NormalizeError::WrongKind(kind.to_owned()));
+    }
+    if let Some(api_version) = audit.get("apiVersion").and_then(Value::as_str)
+        && !api_version.starts_with("audit.k8s.io/")
+    {
+        return Err(NormalizeError::WrongApiVersion(api_version.to_owned()));
+    }
+    let audit_id = str_at(audit, &["auditID"]).ok_or(NormalizeError::Missing("auditID"))?;
+    let verb = str_at(audit, &["verb"]).ok_or(NormalizeError::Missing("verb"))?;
+    let timestamp = event_time(audit)?;
+
+    let mut event = Event::new(id, timestamp, Value::Null);
+    event.set(fields::EVENT_DATASET, DATASET);
+    event.set(fields::EVENT_KIND, "event");
+    event.set(fields::EVENT_CATEGORY, vec!["api"]);
+    event.set(fields::EVENT_TYPE, vec![event_type(verb)]);
+    event.set(fields::EVENT_ACTION, verb);
+    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
+    event.set(fields::ORCHESTRATOR_TYPE, "kubernetes");
+    if let Some(cluster) = &context.cluster_name {
+        event.set(fields::ORCHESTRATOR_CLUSTER_NAME, cluster.as_str());
+    }
+
+    event.set(fields::K8S_AUDIT_ID, audit_id);
+    event.set(fields::K8S_AUDIT_STAGE, str_at(audit, &["stage"]));
+    event.set(fields::K8S_AUDIT_LEVEL, str_at(audit, &["level"]));
+
+    // Who.
+    let user_name = str_at(audit, &["user", "username"]);
+    event.set(fields::USER_NAME, user_name);
+    event.set(fields::USER_ID, str_at(audit, &["user", "uid"]));
+    event.set(fields::USER_GROUP_NAME, strings_at(audit, &["user", "groups"]));
+    event.set(fields::USER_EFFECTIVE_NAME, str_at(audit, &["impersonatedUser", "username"]));
+    event.set(fields::USER_EFFECTIVE_GROUP_NAME, strings_at(audit, &["impersonatedUser", "groups"]));
+
+    // From where. `sourceIPs` lists X-Forwarded-For, then X-Real-Ip, then the
+    // remote address: only the last is observed by the API server itself, so
+    // it is `source.ip`; the first, when different, is the claimed client.
+    let source_ips = strings_at(audit, &["sourceIPs"]);
+    if let Some(remote) = source_ips.last() {
+        event.set(fields::SOURCE_IP, remote.as_str());
+    }
+    if source_ips.len() > 1 {
+        event.set(fields::NETWORK_FORWARDED_IP, source_ips[0].as_str());
+    }
+    event.set(fields::USER_AGENT_ORIGINAL, str_at(audit, &["userAgent"]));
+
+    // What.
+    let resource = str_at(audit, &["objectRef", "resource"]);
+    let subresource = str_at(audit, &["objectRef", "subresource"]);
+    let namespace = str_at(audit, &["objectRef", "namespace"]);
+    let name = str_at(audit, &["objectRef", "name"]);
+    event.set(fields::ORCHESTRATOR_RESOURCE_TYPE, resource);
+    event.set(fields::ORCHESTRATOR_RESOURCE_SUBRESOURCE, subresource);
+    event.set(fields::ORCHESTRATOR_NAMESPACE, namespace);
+    event.set(fields::ORCHESTRATOR_RESOURCE_NAME, name);
+    event.set(fields::ORCHESTRATOR_API_VERSION, api_version(audit));
+    event.set(fields::K8S_AUDIT_API_GROUP, str_at(audit, &["objectRef", "apiGroup"]));
+    let request_uri = str_at(audit, &["requestURI"]);
+    event.set(fields::URL_ORIGINAL, request_uri);
+
+    // With what result.
+    let status_code = at(audit, &["responseStatus", "code"]).and_then(Value::as_i64);
+    if let Some(code) = status_code {
+        event.set(fields::HTTP_RESPONSE_STATUS_CODE, code);
+    }
+    let decision = str_at(audit, &["annotations", "authorization.k8s.io/decision"]);
+    event.set(fields::K8S_AUTHZ_DECISION, decision);
+    event.set(fields::K8S_AUTHZ_REASON, str_at(audit, &["annotations", "authorization.k8s.io/reason"]));
+    event.set(fields::EVENT_OUTCOME, outcome(status_code, decision));
+
+    let target = describe_target(resource, subresource, namespace, name, request_uri);
+    let mut message = format!("{} {verb} {target}", user_name.unwrap_or("(unknown user)"));
+    if let Some(effective) = str_at(audit, &["impersonatedUser", "username"]) {
+        message.push_str(&format!(" as {effective}"));
+    }
+    if let Some(code) = status_code {
+        message.push_str(&format!(" ({code})"));
+    }
+    event.set(fields::MESSAGE, message);
+
+    event.original = original;
+    Ok(event)
+}
+
+/// The time of the request: when the API server received it, falling back to
+/// the legacy `timestamp` and then to the stage's time.
+fn event_time(audit: &Map<String, Value>) -> Result<DateTime<Utc>, NormalizeError> {
+    for field in ["requestReceivedTimestamp", "timestamp", "stageTimestamp"] {
+        if let Some(text) = audit.get(field).and_then(Value::as_str) {
+            return DateTime::parse_from_rfc3339(text)
+                .map(|time| time.with_timezone(&Utc))
+                .map_err(|_| NormalizeError::BadTime { field, value: text.chars().take(64).collect() });
+        }
+    }
+    Err(NormalizeError::Missing("time (requestReceivedTimestamp, timestamp or stageTimestamp)"))
+}
+
+/// `objectRef.apiVersion`, prefixed with the API group when it has one
+/// (`apps/v1`), as `kubectl` writes it.
+fn api_version(audit: &Map<String, Value>) -> Option<String> {
+    let version = str_at(audit, &["objectRef", "apiVersion"])?;
+    match str_at(audit, &["objectRef", "apiGroup"]) {
+        Some(group) if !version.contains('/') => Some(format!("{group}/{version}")),
+        _ => Some(version.to_owned()),
+    }
+}
+
+fn outcome(status_code: Option<i64>, decision: Option<&str>) -> &'static str {
+    if decision == Some("forbid") {
+        return "failure";
+    }
+    match status_code {
+        Some(code) if code >= 400 => "failure",
+        Some(_) => "success",
+        None => "unknown",
+    }
+}
+
+/// ECS `event.type` for a Kubernetes verb.
+fn event_type(verb: &str) -> &'static str {
+    match verb {
+        "create" => "creation",
+        "update" | "patch" => "change",
+        "delete" | "deletecollection" => "deletion",
+        "get" | "list" | "watch" => "access",
+        _ => "info",
+    }
+}
+
+fn describe_target(
+    resource: Option<&str>,
+    subresource: Option<&str>,
+    namespace: Option<&str>,
+    name: Option<&str>,
+    request_uri: Option<&str>,
+) -> String {
+    let Some(resource) = resource else {
+        return request_uri.unwrap_or("(no target)").to_owned();
+    };
+    let mut target = resource.to_owned();
+    if let Some(subresource) = subresource {
+        target = format!("{target}/{subresource}");
+    }
+    match (namespace, name) {
+        (Some(namespace), Some(name)) => format!("{target} {namespace}/{name}"),
+        (Some(namespace), None) => format!("{target} in {namespace}"),
+        (None, Some(name)) => format!("{target} {name}"),
+        (None, None) => target,
+    }
+}
+
+fn at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut value = object.get(*first)?;
+    for key in rest {
+        value = value.as_object()?.get(*key)?;
+    }
+    Some(value)
+}
+
+fn str_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a str> {
+    at(object, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn strings_at(object: &Map<String, Value>, path: &[&str]) -> Vec<String> {
+    match at(object, path) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::String(one)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+pub(crate) fn json_type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn event(extra: Value) -> Value {
+        let mut base = json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata",
+            "auditID": "a1", "stage": "ResponseComplete", "requestURI": "/api/v1/namespaces/default/pods",
+            "verb": "list", "user": {"username": "alice"},
+            "requestReceivedTimestamp": "2025-02-03T08:15:01.482113Z"
+        });
+        for (key, value) in extra.as_object().unwrap() {
+            base[key] = value.clone();
+        }
+        base
+    }
+
+    fn decode(body: &str) -> Decoded {
+        decode_body(body.as_bytes(), &EventIdGenerator::new(), Utc::now(), &Context::default())
+    }
+
+    #[test]
+    fn event_list_single_event_and_lines_are_all_accepted() {
+        let one = event(json!({})).to_string();
+        let list = json!({"kind": "EventList", "apiVersion": "audit.k8s.io/v1", "items": [event(json!({})), event(json!({}))]});
+        assert_eq!(decode(&list.to_string()).events.len(), 2);
+        assert_eq!(decode(&one).events.len(), 1);
+        assert_eq!(decode(&format!("{one}\n\n{one}\r\n{one}\n")).events.len(), 3);
+        assert_eq!(decode(&format!("[{one},{one}]")).events.len(), 2);
+        assert_eq!(decode("  \n").events.len(), 0);
+    }
+
+    #[test]
+    fn a_bad_item_is_reported_with_its_index_and_the_others_are_kept() {
+        let list = json!({"kind": "EventList", "items": [event(json!({})), {"kind": "Event", "verb": "get"}, 7, event(json!({}))]});
+        let decoded = decode(&list.to_string());
+        assert_eq!(decoded.events.len(), 2);
+        assert_eq!(decoded.rejected.len(), 2);
+        assert_eq!(decoded.rejected[0].index, 1);
+        assert_eq!(decoded.rejected[0].reason, "missing auditID");
+        assert_eq!(decoded.rejected[1].index, 2);
+        assert_eq!(decoded.rejected[1].reason, "expected a JSON object, found a number");
+    }
+
+    #[test]
+    fn a_bad_line_is_reported_with_its_line_number() {
+        let one = event(json!({})).to_string();
+        let decoded = decode(&format!("{one}\n\n{{\"kind\": \"Ev\n{one}\n"));
+        assert_eq!(decoded.events.len(), 2);
+        assert_eq!(decoded.rejected.len(), 1);
+        assert_eq!(decoded.rejected[0].index, 1);
+        assert_eq!(decoded.rejected[0].line, Some(3));
+        assert!(decoded.rejected[0].reason.starts_with("invalid JSON: "), "{}", decoded.rejected[0].reason);
+    }
+
+    #[test]
+    fn wrong_kinds_versions_and_times_are_named() {
+        let cases = [
+            (json!({"kind": "Pod"}), "kind is \"Pod\", expected \"Event\""),
+            (json!({"apiVersion": "v1"}), "apiVersion is \"v1\", expected audit.k8s.io/v1"),
+            (
+                json!({"requestReceivedTimestamp": "yesterday"}),
+                "requestReceivedTimestamp is \"yesterday\", not an RFC 3339 time",
+            ),
+        ];
+        for (extra, reason) in cases {
+            let decoded = decode(&event(extra).to_string());
+            assert_eq!(decoded.rejected[0].reason, reason);
+        }
+    }
+
+    #[test]
+    fn legacy_events_fall_back_to_timestamp() {
+        let mut legacy =
+            event(json!({"timestamp": "2018-10-26T09:00:00Z", "apiVersion": "audit.k8s.io/v1beta1"}));
+        legacy.as_object_mut().unwrap().remove("requestReceivedTimestamp");
+        let decoded = decode(&legacy.to_string());
+        assert_eq!(decoded.events[0].timestamp.to_rfc3339(), "2018-10-26T09:00:00+00:00");
+    }
+
+    #[test]
+    fn outcome_follows_the_code_and_the_decision() {
+        assert_eq!(outcome(Some(200), Some("allow")), "success");
+        assert_eq!(outcome(Some(101), None), "success");
+        assert_eq!(outcome(Some(403), Some("forbid")), "failure");
+        assert_eq!(outcome(None, Some("forbid")), "failure");
+        assert_eq!(outcome(None, None), "unknown");
+    }
+}

@@ -1,0 +1,187 @@
+//! The schema's field names, as constants, and the kind of each.
+//!
+//! The index uses [`kind_of`] to decide how a field is indexed and how a query
+//! value for it is read; `vigil rules validate` uses [`ALL`] to warn about a
+//! field name no dataset has.
+
+/// How a field's values are indexed and compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// Exact value, case-insensitive match, aggregatable.
+    Keyword,
+    /// A 64-bit integer.
+    Long,
+    /// An RFC 3339 time.
+    Date,
+    /// An IPv4 or IPv6 address.
+    Ip,
+    /// Tokenized free text.
+    Text,
+}
+
+pub const TIMESTAMP: &str = "@timestamp";
+pub const EVENT_ID: &str = "event.id";
+pub const EVENT_INGESTED: &str = "event.ingested";
+pub const EVENT_DATASET: &str = "event.dataset";
+pub const EVENT_KIND: &str = "event.kind";
+pub const EVENT_CATEGORY: &str = "event.category";
+pub const EVENT_ACTION: &str = "event.action";
+pub const EVENT_TYPE: &str = "event.type";
+pub const EVENT_OUTCOME: &str = "event.outcome";
+pub const EVENT_SEVERITY: &str = "event.severity";
+pub const MESSAGE: &str = "message";
+pub const HOST_NAME: &str = "host.name";
+pub const TAGS: &str = "tags";
+
+pub const USER_NAME: &str = "user.name";
+pub const USER_ID: &str = "user.id";
+pub const USER_GROUP_NAME: &str = "user.group.name";
+pub const USER_EFFECTIVE_NAME: &str = "user.effective.name";
+pub const USER_EFFECTIVE_GROUP_NAME: &str = "user.effective.group.name";
+pub const SOURCE_IP: &str = "source.ip";
+pub const NETWORK_FORWARDED_IP: &str = "network.forwarded_ip";
+pub const USER_AGENT_ORIGINAL: &str = "user_agent.original";
+
+pub const ORCHESTRATOR_TYPE: &str = "orchestrator.type";
+pub const ORCHESTRATOR_CLUSTER_NAME: &str = "orchestrator.cluster.name";
+pub const ORCHESTRATOR_NAMESPACE: &str = "orchestrator.namespace";
+pub const ORCHESTRATOR_RESOURCE_TYPE: &str = "orchestrator.resource.type";
+pub const ORCHESTRATOR_RESOURCE_SUBRESOURCE: &str = "orchestrator.resource.subresource";
+pub const ORCHESTRATOR_RESOURCE_NAME: &str = "orchestrator.resource.name";
+pub const ORCHESTRATOR_API_VERSION: &str = "orchestrator.api_version";
+pub const URL_ORIGINAL: &str = "url.original";
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+
+pub const K8S_AUDIT_ID: &str = "kubernetes.audit.id";
+pub const K8S_AUDIT_STAGE: &str = "kubernetes.audit.stage";
+pub const K8S_AUDIT_LEVEL: &str = "kubernetes.audit.level";
+pub const K8S_AUDIT_API_GROUP: &str = "kubernetes.audit.api_group";
+pub const K8S_AUTHZ_DECISION: &str = "kubernetes.audit.authorization.decision";
+pub const K8S_AUTHZ_REASON: &str = "kubernetes.audit.authorization.reason";
+
+pub const K8S_NAMESPACE: &str = "kubernetes.namespace";
+pub const K8S_POD_NAME: &str = "kubernetes.pod.name";
+pub const K8S_CONTAINER_NAME: &str = "kubernetes.container.name";
+pub const K8S_NODE_NAME: &str = "kubernetes.node.name";
+pub const CONTAINER_ID: &str = "container.id";
+pub const CONTAINER_NAME: &str = "container.name";
+pub const CONTAINER_IMAGE_NAME: &str = "container.image.name";
+pub const PROCESS_NAME: &str = "process.name";
+pub const PROCESS_EXECUTABLE: &str = "process.executable";
+pub const PROCESS_COMMAND_LINE: &str = "process.command_line";
+pub const PROCESS_PID: &str = "process.pid";
+pub const PROCESS_PARENT_NAME: &str = "process.parent.name";
+pub const FILE_PATH: &str = "file.path";
+pub const LOG_LEVEL: &str = "log.level";
+pub const RULE_NAME: &str = "rule.name";
+
+/// Every named field of the schema with its kind. Fields under `labels.` and
+/// `kubernetes.labels.` are keywords too; see [`kind_of`].
+pub const ALL: &[(&str, FieldKind)] = &[
+    (TIMESTAMP, FieldKind::Date),
+    (EVENT_ID, FieldKind::Keyword),
+    (EVENT_INGESTED, FieldKind::Date),
+    (EVENT_DATASET, FieldKind::Keyword),
+    (EVENT_KIND, FieldKind::Keyword),
+    (EVENT_CATEGORY, FieldKind::Keyword),
+    (EVENT_ACTION, FieldKind::Keyword),
+    (EVENT_TYPE, FieldKind::Keyword),
+    (EVENT_OUTCOME, FieldKind::Keyword),
+    (EVENT_SEVERITY, FieldKind::Long),
+    (MESSAGE, FieldKind::Text),
+    (HOST_NAME, FieldKind::Keyword),
+    (TAGS, FieldKind::Keyword),
+    (USER_NAME, FieldKind::Keyword),
+    (USER_ID, FieldKind::Keyword),
+    (USER_GROUP_NAME, FieldKind::Keyword),
+    (USER_EFFECTIVE_NAME, FieldKind::Keyword),
+    (USER_EFFECTIVE_GROUP_NAME, FieldKind::Keyword),
+    (SOURCE_IP, FieldKind::Ip),
+    (NETWORK_FORWARDED_IP, FieldKind::Ip),
+    (USER_AGENT_ORIGINAL, FieldKind::Keyword),
+    (ORCHESTRATOR_TYPE, FieldKind::Keyword),
+    (ORCHESTRATOR_CLUSTER_NAME, FieldKind::Keyword),
+    (ORCHESTRATOR_NAMESPACE, FieldKind::Keyword),
+    (ORCHESTRATOR_RESOURCE_TYPE, FieldKind::Keyword),
+    (ORCHESTRATOR_RESOURCE_SUBRESOURCE, FieldKind::Keyword),
+    (ORCHESTRATOR_RESOURCE_NAME, FieldKind::Keyword),
+    (ORCHESTRATOR_API_VERSION, FieldKind::Keyword),
+    (URL_ORIGINAL, FieldKind::Keyword),
+    (HTTP_RESPONSE_STATUS_CODE, FieldKind::Long),
+    (K8S_AUDIT_ID, FieldKind::Keyword),
+    (K8S_AUDIT_STAGE, FieldKind::Keyword),
+    (K8S_AUDIT_LEVEL, FieldKind::Keyword),
+    (K8S_AUDIT_API_GROUP, FieldKind::Keyword),
+    (K8S_AUTHZ_DECISION, FieldKind::Keyword),
+    (K8S_AUTHZ_REASON, FieldKind::Keyword),
+    (K8S_NAMESPACE, FieldKind::Keyword),
+    (K8S_POD_NAME, FieldKind::Keyword),
+    (K8S_CONTAINER_NAME, FieldKind::Keyword),
+    (K8S_NODE_NAME, FieldKind::Keyword),
+    (CONTAINER_ID, FieldKind::Keyword),
+    (CONTAINER_NAME, FieldKind::Keyword),
+    (CONTAINER_IMAGE_NAME, FieldKind::Keyword),
+    (PROCESS_NAME, FieldKind::Keyword),
+    (PROCESS_EXECUTABLE, FieldKind::Keyword),
+    (PROCESS_COMMAND_LINE, FieldKind::Keyword),
+    (PROCESS_PID, FieldKind::Long),
+    (PROCESS_PARENT_NAME, FieldKind::Keyword),
+    (FILE_PATH, FieldKind::Keyword),
+    (LOG_LEVEL, FieldKind::Keyword),
+    (RULE_NAME, FieldKind::Keyword),
+];
+
+/// The kind of a schema field, or `None` for a name outside the schema
+/// (which is then looked up in the original event).
+pub fn kind_of(name: &str) -> Option<FieldKind> {
+    if let Some((_, kind)) = ALL.iter().find(|(known, _)| *known == name) {
+        return Some(*kind);
+    }
+    if name.starts_with("labels.") || name.starts_with("kubernetes.labels.") {
+        return Some(FieldKind::Keyword);
+    }
+    None
+}
+
+/// Names in the original Kubernetes audit event that are the same thing as a
+/// schema field, so that `objectRef.resource:secrets` and
+/// `orchestrator.resource.type:secrets` find the same events.
+pub const K8S_AUDIT_ALIASES: &[(&str, &str)] = &[
+    ("verb", EVENT_ACTION),
+    ("user.username", USER_NAME),
+    ("user.uid", USER_ID),
+    ("user.groups", USER_GROUP_NAME),
+    ("impersonatedUser.username", USER_EFFECTIVE_NAME),
+    ("userAgent", USER_AGENT_ORIGINAL),
+    ("objectRef.resource", ORCHESTRATOR_RESOURCE_TYPE),
+    ("objectRef.subresource", ORCHESTRATOR_RESOURCE_SUBRESOURCE),
+    ("objectRef.namespace", ORCHESTRATOR_NAMESPACE),
+    ("objectRef.name", ORCHESTRATOR_RESOURCE_NAME),
+    ("objectRef.apiVersion", ORCHESTRATOR_API_VERSION),
+    ("objectRef.apiGroup", K8S_AUDIT_API_GROUP),
+    ("requestURI", URL_ORIGINAL),
+    ("responseStatus.code", HTTP_RESPONSE_STATUS_CODE),
+    ("auditID", K8S_AUDIT_ID),
+    ("stage", K8S_AUDIT_STAGE),
+    ("level", K8S_AUDIT_LEVEL),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_alias_points_at_a_schema_field() {
+        for (original, schema) in K8S_AUDIT_ALIASES {
+            assert!(kind_of(schema).is_some(), "{original} -> {schema}");
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let mut names: Vec<_> = ALL.iter().map(|(name, _)| *name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len());
+    }
+}

@@ -1,0 +1,186 @@
+//! Vigil's common event schema, shared by every other crate.
+//!
+//! The principal types:
+//! - [`Event`]: one normalized event: its [`EventId`], its time, the schema's
+//!   fields under ECS-style dotted names ([`Fields`]) and the `original` event
+//!   exactly as the source sent it.
+//! - [`EventId`]: unique, sortable by arrival, printed as 26 Crockford base32
+//!   characters; made by an [`EventIdGenerator`].
+//! - [`EventSink`]: the interface sources hand batches to. A sink answers with a
+//!   [`Receipt`] only once the whole batch is durable, or with a [`SinkError`]
+//!   whose [`SinkErrorKind`] tells the source whether to slow down or give up.
+//! - [`fields`]: the names of the schema's fields, as constants, with the kind of
+//!   each (keyword, number, date, text).
+//!
+//! ```
+//! use vigil_schema::{Event, EventIdGenerator, fields};
+//! let ids = EventIdGenerator::new();
+//! let mut event = Event::new(ids.next(), chrono::Utc::now(), serde_json::json!({"verb": "get"}));
+//! event.set(fields::EVENT_DATASET, "k8s.audit");
+//! assert_eq!(event.get_str(fields::EVENT_DATASET), Some("k8s.audit"));
+//! ```
+
+pub mod fields;
+mod id;
+mod sink;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+pub use id::{EventId, EventIdGenerator, ParseEventIdError};
+pub use sink::{BoxFuture, EventSink, Receipt, SinkError, SinkErrorKind};
+
+/// The schema's fields of one event, keyed by their flat dotted names
+/// (`user.name`, `orchestrator.resource.type`), in sorted order.
+pub type Fields = Map<String, Value>;
+
+/// One normalized event.
+///
+/// `fields` never holds `@timestamp` or `event.id`: those live in `timestamp`
+/// and `id`, and [`Event::to_schema_json`] puts them back for display.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub id: EventId,
+    #[serde(rename = "@timestamp", with = "rfc3339_nanos")]
+    pub timestamp: DateTime<Utc>,
+    pub fields: Fields,
+    pub original: Value,
+}
+
+impl Event {
+    pub fn new(id: EventId, timestamp: DateTime<Utc>, original: Value) -> Event {
+        Event { id, timestamp, fields: Fields::new(), original }
+    }
+
+    /// Sets a schema field; `Value::Null`, empty strings and empty arrays are
+    /// not stored, so that a missing value and an absent field look the same.
+    pub fn set(&mut self, name: &str, value: impl Into<Value>) {
+        let value = value.into();
+        let is_empty = match &value {
+            Value::Null => true,
+            Value::String(s) => s.is_empty(),
+            Value::Array(items) => items.is_empty(),
+            _ => false,
+        };
+        if !is_empty {
+            self.fields.insert(name.to_owned(), value);
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.fields.get(name)
+    }
+
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.fields.get(name).and_then(Value::as_str)
+    }
+
+    /// The dataset this event belongs to (`k8s.audit`, `falco`, ...).
+    pub fn dataset(&self) -> &str {
+        self.get_str(fields::EVENT_DATASET).unwrap_or("")
+    }
+
+    /// The schema's fields as one flat JSON object, with `@timestamp` and
+    /// `event.id` included: what the search API shows as `event`.
+    pub fn to_schema_json(&self) -> Value {
+        let mut object = self.fields.clone();
+        object.insert(fields::TIMESTAMP.to_owned(), Value::String(format_timestamp(self.timestamp)));
+        object.insert(fields::EVENT_ID.to_owned(), Value::String(self.id.to_string()));
+        Value::Object(object)
+    }
+
+    /// Looks a dotted name up in the original event: first as a flat key
+    /// (`{"a.b": 1}`), then by walking nested objects (`{"a": {"b": 1}}`).
+    pub fn original_field(&self, path: &str) -> Option<&Value> {
+        lookup_dotted(&self.original, path)
+    }
+}
+
+/// Looks a dotted name up in a JSON value: a flat key first, then a walk
+/// through nested objects, trying the longest flat key at each level so that
+/// keys which themselves contain dots (`output_fields."proc.name"`) resolve.
+pub fn lookup_dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    let object = value.as_object()?;
+    if let Some(found) = object.get(path) {
+        return Some(found);
+    }
+    let mut split_points: Vec<usize> = path.match_indices('.').map(|(at, _)| at).collect();
+    split_points.reverse();
+    for at in split_points {
+        let (head, rest) = (&path[..at], &path[at + 1..]);
+        if let Some(child) = object.get(head)
+            && let Some(found) = lookup_dotted(child, rest)
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Formats a time as the schema writes it: RFC 3339, UTC, nanoseconds.
+pub fn format_timestamp(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+mod rfc3339_nanos {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_timestamp(*time))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|time| time.with_timezone(&Utc))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn dotted_lookup_prefers_flat_keys_then_walks_nested_objects() {
+        let value = json!({
+            "objectRef": {"resource": "pods", "subresource": "exec"},
+            "output_fields": {"proc.name": "bash"},
+            "a.b": 1,
+            "a": {"b": 2}
+        });
+        assert_eq!(lookup_dotted(&value, "objectRef.resource"), Some(&json!("pods")));
+        assert_eq!(lookup_dotted(&value, "output_fields.proc.name"), Some(&json!("bash")));
+        assert_eq!(lookup_dotted(&value, "a.b"), Some(&json!(1)));
+        assert_eq!(lookup_dotted(&value, "objectRef.name"), None);
+        assert_eq!(lookup_dotted(&value, "objectRef.resource.deeper"), None);
+    }
+
+    #[test]
+    fn empty_values_are_not_stored() {
+        let ids = EventIdGenerator::new();
+        let mut event = Event::new(ids.next(), Utc::now(), json!({}));
+        event.set("a", "");
+        event.set("b", Value::Null);
+        event.set("c", Vec::<String>::new());
+        event.set("d", 0);
+        assert_eq!(event.fields.keys().collect::<Vec<_>>(), vec!["d"]);
+    }
+
+    #[test]
+    fn event_round_trips_through_json_with_nanoseconds() {
+        let ids = EventIdGenerator::new();
+        let time =
+            DateTime::parse_from_rfc3339("2025-02-03T08:15:01.482113789Z").unwrap().with_timezone(&Utc);
+        let mut event = Event::new(ids.next(), time, json!({"verb": "get"}));
+        event.set("user.name", "alice");
+        let text = serde_json::to_string(&event).unwrap();
+        assert!(text.contains("\"@timestamp\":\"2025-02-03T08:15:01.482113789Z\""), "{text}");
+        let back: Event = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, event);
+    }
+}
