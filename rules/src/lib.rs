@@ -1,1 +1,25 @@
-//! placeholder
+//! Vigil's detection: Sigma rules, matched against every event, and the
+//! alerts they raise.
+//!
+//! - [`RuleSet`]: rules loaded from [`RuleSource`]s (the built-in
+//!   [`BUILTIN_PACK`] and directories), compiled with `rsigma-eval` and routed
+//!   by logsource to the datasets they fit ([`DATASET_LOGSOURCES`]).
+//!   [`RuleSet::evaluate`] gives the [`RuleMatch`]es of one event.
+//! - [`AlertStore`]: the alert state behind a small interface;
+//!   [`SqliteAlertStore`] keeps it in an embedded SQLite database.
+//!
+//! Every `rsigma` type stays inside this crate: the rest of Vigil sees only
+//! Vigil's own types. This crate knows nothing of tantivy or HTTP.
+
+mod alerts;
+mod event;
+mod ruleset;
+
+pub use alerts::{Alert, AlertError, AlertRule, AlertStatus, AlertStore, RecordOutcome, SqliteAlertStore};
+pub use ruleset::{
+    BUILTIN_PACK, DATASET_LOGSOURCES, DatasetLogsource, Diagnostic, LoadError, RuleInfo, RuleMatch, RuleSet,
+    RuleSource, Severity, datasets_for,
+};
+
+#[cfg(test)]
+mod tests;
