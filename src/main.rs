@@ -1,1 +1,75 @@
-fn main() {}
+//! `vigil`: the binary. It parses flags, builds the parts and wires them;
+//! the work happens in the crates (see ARCHITECTURE.md).
+
+mod commands;
+mod pipeline;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// Security event log aggregator and SIEM-lite for Kubernetes.
+#[derive(Debug, Parser)]
+#[command(name = "vigil", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: ingest API, search API, rules and web UI.
+    Serve(serve::ServeArgs),
+    /// Import audit log or Falco files into a data directory (no server needed).
+    Ingest(commands::IngestArgs),
+    /// Search a data directory from the command line.
+    Search(commands::SearchArgs),
+    /// Check, test and run Sigma rules.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RulesCommand {
+    /// Compile and lint rule directories; exit 1 if any rule has an error.
+    Validate(commands::ValidateArgs),
+    /// Evaluate rules over a file of newline-delimited events and print one
+    /// JSON line per match: {"rule_id": "...", "line": N}.
+    Eval(commands::EvalArgs),
+}
+
+/// Where rules come from, shared by the commands that load them.
+#[derive(Debug, Clone, Args)]
+pub struct RuleArgs {
+    /// A directory (searched recursively for *.yml, *.yaml) or file of Sigma rules; repeatable.
+    #[arg(long = "rules", value_name = "DIR")]
+    pub rules: Vec<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,vigil=info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Ingest(args) => commands::ingest(args),
+        Command::Search(args) => commands::search(args),
+        Command::Rules(RulesCommand::Validate(args)) => commands::validate(args),
+        Command::Rules(RulesCommand::Eval(args)) => commands::eval(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("vigil: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,308 @@
-//! placeholder
+//! Vigil's configuration: one TOML file, `version = 1` at the top, every key
+//! optional. The file is read into raw types that refuse unknown keys, then
+//! validated into [`Config`]; every problem is reported with its key path,
+//! all at once.
+//!
+//! ```
+//! let config = vigil_config::Config::from_toml("version = 1\n[http]\nlisten = \"127.0.0.1:9000\"\n").unwrap();
+//! assert_eq!(config.http.listen.port(), 9000);
+//! ```
+//!
+//! `config/vigil.example.toml` documents every key; a test parses it.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where events, the index and alert state are kept.
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub index: IndexConfig,
+    pub rules: RulesConfig,
+    pub cluster: ClusterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+    /// Largest request body accepted, as sent (413 above it).
+    pub max_body_bytes: usize,
+    /// Largest request body accepted once decompressed (413 above it).
+    pub max_decoded_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexConfig {
+    /// How often new events are committed to the index (made searchable).
+    pub commit_interval: Duration,
+    /// Capacity, in batches, of each queue between the pipeline's stages.
+    pub queue_batches: usize,
+    /// Memory for the index writer.
+    pub writer_heap_bytes: usize,
+    /// Size at which the write-ahead log starts a new segment file.
+    pub wal_segment_bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesConfig {
+    /// Whether the rule pack embedded in the binary is loaded.
+    pub builtin: bool,
+    /// Directories (or files) of Sigma rules.
+    pub paths: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterConfig {
+    /// Written to `orchestrator.cluster.name` on audit events.
+    pub name: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            data_dir: PathBuf::from("./vigil-data"),
+            http: HttpConfig {
+                listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                max_body_bytes: 64 * 1024 * 1024,
+                max_decoded_bytes: 256 * 1024 * 1024,
+            },
+            index: IndexConfig {
+                commit_interval: Duration::from_millis(1000),
+                queue_batches: 64,
+                writer_heap_bytes: 128 * 1024 * 1024,
+                wal_segment_bytes: 64 * 1024 * 1024,
+            },
+            rules: RulesConfig { builtin: true, paths: Vec::new() },
+            cluster: ClusterConfig::default(),
+        }
+    }
+}
+
+/// One problem in a configuration file, at a key path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub key: String,
+    pub message: String,
+}
+
+/// Everything wrong with a configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub source_name: String,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration in {}:", self.source_name)?;
+        for problem in &self.problems {
+            if problem.key.is_empty() {
+                write!(f, "\n  {}", problem.message)?;
+            } else {
+                write!(f, "\n  {}: {}", problem.key, problem.message)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    version: Option<i64>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
+    index: RawIndex,
+    #[serde(default)]
+    rules: RawRules,
+    #[serde(default)]
+    cluster: RawCluster,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
+    max_body_bytes: Option<i64>,
+    max_decoded_bytes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawIndex {
+    commit_interval_ms: Option<i64>,
+    queue_batches: Option<i64>,
+    writer_heap_bytes: Option<i64>,
+    wal_segment_bytes: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRules {
+    builtin: Option<bool>,
+    paths: Option<Vec<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCluster {
+    name: Option<String>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file. Relative paths in it are
+    /// taken relative to the file's directory.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let source_name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError {
+            source_name: source_name.clone(),
+            problems: vec![ConfigProblem { key: String::new(), message: format!("cannot read: {error}") }],
+        })?;
+        let mut config = parse(&text, &source_name)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        if config.data_dir.is_relative() && text_sets(&text, "data_dir") {
+            config.data_dir = base.join(&config.data_dir);
+        }
+        config.rules.paths = config
+            .rules
+            .paths
+            .into_iter()
+            .map(|rule_path| if rule_path.is_relative() { base.join(rule_path) } else { rule_path })
+            .collect();
+        Ok(config)
+    }
+
+    /// Parses and validates configuration text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        parse(text, "the configuration")
+    }
+}
+
+fn text_sets(text: &str, key: &str) -> bool {
+    text.lines().any(|line| line.trim_start().starts_with(key))
+}
+
+fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|error| ConfigError {
+        source_name: source_name.to_owned(),
+        problems: vec![ConfigProblem {
+            key: String::new(),
+            message: error.to_string().trim_end().to_owned(),
+        }],
+    })?;
+    let mut problems = Vec::new();
+    let mut problem =
+        |key: &str, message: String| problems.push(ConfigProblem { key: key.to_owned(), message });
+    let mut config = Config::default();
+    match raw.version {
+        Some(1) => {}
+        Some(other) => {
+            problem("version", format!("version {other} is not supported; this Vigil reads version 1"))
+        }
+        None => problem("version", "missing; put `version = 1` at the top of the file".into()),
+    }
+    if let Some(data_dir) = raw.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(listen) = raw.http.listen {
+        match listen.parse() {
+            Ok(address) => config.http.listen = address,
+            Err(_) => problem("http.listen", format!("{listen:?} is not an address like 127.0.0.1:8080")),
+        }
+    }
+    let mut positive = |key: &str, value: Option<i64>, minimum: i64, slot: &mut dyn FnMut(u64)| {
+        if let Some(value) = value {
+            if value < minimum {
+                problem(key, format!("must be at least {minimum}, found {value}"));
+            } else {
+                slot(value as u64);
+            }
+        }
+    };
+    positive("http.max_body_bytes", raw.http.max_body_bytes, 1024, &mut |v| {
+        config.http.max_body_bytes = v as usize
+    });
+    positive("http.max_decoded_bytes", raw.http.max_decoded_bytes, 1024, &mut |v| {
+        config.http.max_decoded_bytes = v as usize
+    });
+    positive("index.commit_interval_ms", raw.index.commit_interval_ms, 10, &mut |v| {
+        config.index.commit_interval = Duration::from_millis(v)
+    });
+    positive("index.queue_batches", raw.index.queue_batches, 1, &mut |v| {
+        config.index.queue_batches = v as usize
+    });
+    positive("index.writer_heap_bytes", raw.index.writer_heap_bytes, 15_000_000, &mut |v| {
+        config.index.writer_heap_bytes = v as usize
+    });
+    positive("index.wal_segment_bytes", raw.index.wal_segment_bytes, 4096, &mut |v| {
+        config.index.wal_segment_bytes = v
+    });
+    if config.http.max_decoded_bytes < config.http.max_body_bytes {
+        problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
+    }
+    if let Some(builtin) = raw.rules.builtin {
+        config.rules.builtin = builtin;
+    }
+    if let Some(paths) = raw.rules.paths {
+        config.rules.paths = paths;
+    }
+    if let Some(name) = raw.cluster.name {
+        if name.trim().is_empty() {
+            problem("cluster.name", "must not be empty; leave it out instead".into());
+        } else {
+            config.cluster.name = Some(name);
+        }
+    }
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigError { source_name: source_name.to_owned(), problems })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_matches_the_defaults_it_documents() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("vigil.example.toml");
+        let config = Config::from_file(&path).unwrap();
+        let mut expected = Config::default();
+        expected.data_dir = path.parent().unwrap().join("vigil-data");
+        expected.cluster.name = Some("production".into());
+        assert_eq!(config, expected);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let error = Config::from_toml(
+            "version = 2\n[http]\nlisten = \"nowhere\"\nmax_body_bytes = 0\n[index]\ncommit_interval_ms = 1\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["version", "http.listen", "http.max_body_bytes", "index.commit_interval_ms"]);
+        assert!(error.to_string().contains("http.listen: \"nowhere\" is not an address like 127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let error = Config::from_toml("version = 1\n[http]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("unknown field `lisen`"), "{text}");
+    }
+
+    #[test]
+    fn version_is_required() {
+        let error = Config::from_toml("").unwrap_err();
+        assert_eq!(error.problems[0].key, "version");
+    }
+}

@@ -23,12 +23,14 @@ pub mod doc;
 pub mod query;
 mod search;
 mod store;
+mod time;
 pub mod wal;
 
 use std::path::{Path, PathBuf};
 
 pub use search::{MAX_LIMIT, SearchRequest, SearchResult, Searcher};
 pub use store::{AppendTicket, DurableBatch, Store, StoreOptions};
+pub use time::parse_time_bound;
 pub use wal::WalPosition;
 
 /// What went wrong in the store, with enough to act on.

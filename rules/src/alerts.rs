@@ -83,7 +83,11 @@ impl From<rusqlite::Error> for AlertError {
 /// Where alert state lives. SQLite now; a shared database later.
 pub trait AlertStore: Send + Sync {
     /// Records matches and the consumer checkpoint they bring us to, atomically.
-    fn record(&self, matches: &[(Arc<RuleInfo>, &Event)], checkpoint: &str) -> Result<RecordOutcome, AlertError>;
+    fn record(
+        &self,
+        matches: &[(Arc<RuleInfo>, &Event)],
+        checkpoint: &str,
+    ) -> Result<RecordOutcome, AlertError>;
     /// The checkpoint of the last [`AlertStore::record`].
     fn checkpoint(&self) -> Result<Option<String>, AlertError>;
     /// Alerts, most recently seen first.
@@ -155,15 +159,20 @@ fn group_of(event: &Event) -> String {
 }
 
 impl AlertStore for SqliteAlertStore {
-    fn record(&self, matches: &[(Arc<RuleInfo>, &Event)], checkpoint: &str) -> Result<RecordOutcome, AlertError> {
+    fn record(
+        &self,
+        matches: &[(Arc<RuleInfo>, &Event)],
+        checkpoint: &str,
+    ) -> Result<RecordOutcome, AlertError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let mut outcome = RecordOutcome::default();
         for (rule, event) in matches {
             let event_id = event.id.to_string();
-            let first_time = transaction
-                .execute("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)", params![rule.id, event_id])?
-                == 1;
+            let first_time = transaction.execute(
+                "INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)",
+                params![rule.id, event_id],
+            )? == 1;
             let first_for_request = match event.get_str(fields::K8S_AUDIT_ID) {
                 Some(audit_id) => {
                     transaction.execute(
@@ -227,7 +236,9 @@ impl AlertStore for SqliteAlertStore {
 
     fn checkpoint(&self) -> Result<Option<String>, AlertError> {
         let connection = self.lock();
-        Ok(connection.query_row("SELECT value FROM meta WHERE key = 'checkpoint'", [], |row| row.get(0)).optional()?)
+        Ok(connection
+            .query_row("SELECT value FROM meta WHERE key = 'checkpoint'", [], |row| row.get(0))
+            .optional()?)
     }
 
     fn list(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<Alert>, AlertError> {
@@ -256,8 +267,9 @@ impl AlertStore for SqliteAlertStore {
             })
         })?;
         let mut alerts = rows.collect::<Result<Vec<_>, _>>()?;
-        let mut events = connection
-            .prepare("SELECT event_id FROM alert_events WHERE alert_id = ?1 ORDER BY event_id DESC LIMIT ?2")?;
+        let mut events = connection.prepare(
+            "SELECT event_id FROM alert_events WHERE alert_id = ?1 ORDER BY event_id DESC LIMIT ?2",
+        )?;
         for alert in &mut alerts {
             alert.event_ids = events
                 .query_map(params![alert.id, Self::EVENT_IDS_SHOWN as i64], |row| row.get(0))?

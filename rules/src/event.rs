@@ -28,9 +28,13 @@ impl SigmaEventTrait for SigmaEvent<'_> {
         }
         match path {
             vigil_schema::fields::TIMESTAMP => {
-                return Some(EventValue::Str(Cow::Owned(vigil_schema::format_timestamp(self.event.timestamp))));
+                return Some(EventValue::Str(Cow::Owned(vigil_schema::format_timestamp(
+                    self.event.timestamp,
+                ))));
             }
-            vigil_schema::fields::EVENT_ID => return Some(EventValue::Str(Cow::Owned(self.event.id.to_string()))),
+            vigil_schema::fields::EVENT_ID => {
+                return Some(EventValue::Str(Cow::Owned(self.event.id.to_string())));
+            }
             _ => {}
         }
         self.original.get_field(path)

@@ -67,7 +67,8 @@ impl DatasetLogsource {
             (None, _) | (_, None) => true,
             (Some(wanted), Some(have)) => wanted == have,
         };
-        let category_fits = logsource.category.as_deref().is_none_or(|category| self.categories.contains(&category));
+        let category_fits =
+            logsource.category.as_deref().is_none_or(|category| self.categories.contains(&category));
         product_fits && service_fits && category_fits
     }
 }
@@ -172,24 +173,37 @@ impl RuleSet {
         let mut by_id: HashMap<String, Arc<RuleInfo>> = HashMap::new();
         for file in &files {
             for (mut rule, line) in parse_file(file, &mut diagnostics) {
-                let id = rule.id.clone().or_else(|| rule.name.clone()).unwrap_or_else(|| file.fallback_id.clone());
+                let id =
+                    rule.id.clone().or_else(|| rule.name.clone()).unwrap_or_else(|| file.fallback_id.clone());
                 rule.id = Some(id.clone());
                 if let Some(existing) = by_id.get(&id) {
-                    diagnostics.push(error(file, line, format!("duplicate rule id {id:?} (also in {})", existing.origin)));
+                    diagnostics.push(error(
+                        file,
+                        line,
+                        format!("duplicate rule id {id:?} (also in {})", existing.origin),
+                    ));
                     continue;
                 }
                 lint(&rule, file, line, &mut diagnostics);
                 let datasets = datasets_for(&rule.logsource);
                 if datasets.is_empty() {
-                    diagnostics.push(warning(file, line, format!(
-                        "logsource {} fits no dataset Vigil ingests; the rule never runs",
-                        describe_logsource(&rule.logsource)
-                    )));
+                    diagnostics.push(warning(
+                        file,
+                        line,
+                        format!(
+                            "logsource {} fits no dataset Vigil ingests; the rule never runs",
+                            describe_logsource(&rule.logsource)
+                        ),
+                    ));
                 }
                 let mut compiled_everywhere = true;
                 for dataset in &datasets {
                     if let Err(compile_error) = engines.entry(dataset).or_default().add_rule(&rule) {
-                        diagnostics.push(error(file, line, format!("rule {:?} does not compile: {compile_error}", rule.title)));
+                        diagnostics.push(error(
+                            file,
+                            line,
+                            format!("rule {:?} does not compile: {compile_error}", rule.title),
+                        ));
                         compiled_everywhere = false;
                         break;
                     }
@@ -344,7 +358,10 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SigmaR
         diagnostics.push(warning(
             file,
             1,
-            format!("correlation rule {:?} is not evaluated yet (correlations come in a later release)", correlation.title),
+            format!(
+                "correlation rule {:?} is not evaluated yet (correlations come in a later release)",
+                correlation.title
+            ),
         ));
     }
     for filter in &collection.filters {
@@ -367,18 +384,27 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SigmaR
 
 fn lint(rule: &SigmaRule, file: &RuleFile, line: usize, diagnostics: &mut Vec<Diagnostic>) {
     if rule.id.is_none() {
-        diagnostics.push(warning(file, line, format!("rule {:?} has no id; it is known as {:?}", rule.title, file.fallback_id)));
+        diagnostics.push(warning(
+            file,
+            line,
+            format!("rule {:?} has no id; it is known as {:?}", rule.title, file.fallback_id),
+        ));
     }
     if rule.level.is_none() {
-        diagnostics.push(warning(file, line, format!("rule {:?} has no level; medium is assumed", rule.title)));
+        diagnostics.push(warning(
+            file,
+            line,
+            format!("rule {:?} has no level; medium is assumed", rule.title),
+        ));
     }
 }
 
 fn describe_logsource(logsource: &LogSource) -> String {
-    let parts: Vec<String> = [("product", &logsource.product), ("service", &logsource.service), ("category", &logsource.category)]
-        .into_iter()
-        .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}: {value}")))
-        .collect();
+    let parts: Vec<String> =
+        [("product", &logsource.product), ("service", &logsource.service), ("category", &logsource.category)]
+            .into_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|value| format!("{key}: {value}")))
+            .collect();
     format!("{{{}}}", parts.join(", "))
 }
 

@@ -58,7 +58,10 @@ fn each_builtin_rule_fires_on_its_case_and_not_on_an_ordinary_request() {
             "Command Executed In A Pod Container",
             json!({"verb": "create", "objectRef": {"resource": "pods", "subresource": "exec", "name": "web-1"}, "stage": "ResponseStarted", "responseStatus": {"code": 101}}),
         ),
-        ("Secret Read By A Non-System User", json!({"verb": "get", "objectRef": {"resource": "secrets", "name": "db"}})),
+        (
+            "Secret Read By A Non-System User",
+            json!({"verb": "get", "objectRef": {"resource": "secrets", "name": "db"}}),
+        ),
         (
             "Privileged Pod Created",
             json!({"verb": "create", "requestObject": {"spec": {"containers": [{"name": "a"}, {"name": "b", "securityContext": {"privileged": true}}]}}}),
@@ -82,13 +85,19 @@ fn each_builtin_rule_fires_on_its_case_and_not_on_an_ordinary_request() {
 #[test]
 fn filters_in_builtin_rules_exclude_what_they_should() {
     let rules = builtin();
-    let system_read = audit(json!({"verb": "get", "objectRef": {"resource": "secrets"}, "user": {"username": "system:kube-controller-manager"}}));
+    let system_read = audit(
+        json!({"verb": "get", "objectRef": {"resource": "secrets"}, "user": {"username": "system:kube-controller-manager"}}),
+    );
     assert!(matched(&rules, &system_read).is_empty());
-    let forbidden_read = audit(json!({"verb": "get", "objectRef": {"resource": "secrets"}, "annotations": {"authorization.k8s.io/decision": "forbid"}, "responseStatus": {"code": 403}}));
+    let forbidden_read = audit(
+        json!({"verb": "get", "objectRef": {"resource": "secrets"}, "annotations": {"authorization.k8s.io/decision": "forbid"}, "responseStatus": {"code": 403}}),
+    );
     assert!(matched(&rules, &forbidden_read).is_empty());
     let health = audit(json!({"user": {"username": "system:anonymous"}, "requestURI": "/healthz?verbose"}));
     assert!(matched(&rules, &health).is_empty());
-    let unprivileged = audit(json!({"verb": "create", "requestObject": {"spec": {"containers": [{"securityContext": {"privileged": false}}]}}}));
+    let unprivileged = audit(
+        json!({"verb": "create", "requestObject": {"spec": {"containers": [{"securityContext": {"privileged": false}}]}}}),
+    );
     assert!(matched(&rules, &unprivileged).is_empty());
 }
 
@@ -133,11 +142,19 @@ fn one_request_raises_one_alert_and_replays_change_nothing() {
     let store = SqliteAlertStore::open(&dir.path().join("alerts.db")).unwrap();
     let rules = builtin();
     let exec = |stage: &str, audit_id: &str| {
-        audit(json!({"verb": "create", "objectRef": {"resource": "pods", "subresource": "exec"}, "stage": stage, "auditID": audit_id}))
+        audit(
+            json!({"verb": "create", "objectRef": {"resource": "pods", "subresource": "exec"}, "stage": stage, "auditID": audit_id}),
+        )
     };
-    let events = [exec("ResponseStarted", "req-1"), exec("ResponseComplete", "req-1"), exec("ResponseStarted", "req-2")];
-    let matches: Vec<(Arc<RuleInfo>, &Event)> =
-        events.iter().flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event))).collect();
+    let events = [
+        exec("ResponseStarted", "req-1"),
+        exec("ResponseComplete", "req-1"),
+        exec("ResponseStarted", "req-2"),
+    ];
+    let matches: Vec<(Arc<RuleInfo>, &Event)> = events
+        .iter()
+        .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event)))
+        .collect();
     assert_eq!(matches.len(), 3);
     let outcome = store.record(&matches, "c1").unwrap();
     assert_eq!((outcome.new_alerts, outcome.updated_alerts, outcome.duplicates), (1, 1, 1));

@@ -9,7 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::Event;
+use crate::{Event, EventIdGenerator};
 
 /// A boxed future, so that the sink trait stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -23,6 +23,9 @@ pub struct Receipt {
 
 /// Where a source hands its batches.
 pub trait EventSink: Send + Sync + 'static {
+    /// The generator the events of a batch must take their ids from.
+    fn ids(&self) -> &EventIdGenerator;
+
     /// Makes a batch durable. The future resolves once every event of the
     /// batch is on disk, or with an error when none of it could be kept.
     fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>>;

@@ -1,0 +1,303 @@
+//! The offline commands: `ingest`, `search`, `rules validate`, `rules eval`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use chrono::Utc;
+use clap::Args;
+use serde_json::{Value, json};
+use vigil_index::{SearchRequest, Searcher, parse_time_bound, query};
+use vigil_ingest::detect::{Dataset, detect};
+use vigil_ingest::{body, falco, k8s_audit};
+use vigil_rules::{RuleSet, RuleSource, Severity};
+use vigil_schema::{Event, EventIdGenerator, fields};
+
+use crate::RuleArgs;
+use crate::pipeline::{Pipeline, store_options};
+use crate::serve::{load_rules, rule_sources};
+
+/// Files larger than this are refused by the offline commands (they read a file whole).
+const MAX_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
+const BATCH_EVENTS: usize = 1000;
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// The data directory to import into (the server must not be running on it).
+    #[arg(long, value_name = "DIR", default_value = "./vigil-data")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Do not match the rule pack embedded in the binary.
+    #[arg(long)]
+    no_builtin_rules: bool,
+    /// Cluster name written to orchestrator.cluster.name on audit events.
+    #[arg(long, value_name = "NAME")]
+    cluster_name: Option<String>,
+    /// Audit log files (JSON lines, EventLists) or Falco JSON files; gzip is detected.
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<PathBuf>,
+}
+
+/// One line of an input file that could not be turned into an event.
+struct LineError {
+    line: usize,
+    reason: String,
+}
+
+/// Reads a file whole, gunzipping it when it is gzip.
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if body::looks_gzipped(&bytes) {
+        return body::gunzip(&bytes, MAX_FILE_BYTES)
+            .with_context(|| format!("cannot decompress {}", path.display()));
+    }
+    Ok(bytes)
+}
+
+/// Normalizes every line of a file: audit Events (or EventLists) and Falco
+/// alerts, detected per line unless `dataset` says.
+fn normalize_lines(
+    bytes: &[u8],
+    dataset: Option<Dataset>,
+    ids: &EventIdGenerator,
+    context: &k8s_audit::Context,
+) -> (Vec<(usize, Event)>, Vec<LineError>) {
+    let now = Utc::now();
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for (line, text) in k8s_audit::split_lines(bytes) {
+        let value: Value = match serde_json::from_slice(text) {
+            Ok(value) => value,
+            Err(error) => {
+                errors.push(LineError { line, reason: format!("invalid JSON: {error}") });
+                continue;
+            }
+        };
+        let Some(kind) = dataset.or_else(|| detect(&value)) else {
+            errors.push(LineError {
+                line,
+                reason: "neither a Kubernetes audit event nor a Falco alert".into(),
+            });
+            continue;
+        };
+        let items = match (kind, value) {
+            (Dataset::K8sAudit, Value::Object(mut list))
+                if list.get("kind").and_then(Value::as_str) == Some("EventList") =>
+            {
+                match list.remove("items") {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                }
+            }
+            (_, value) => vec![value],
+        };
+        for item in items {
+            let normalized = match kind {
+                Dataset::K8sAudit => {
+                    k8s_audit::normalize(ids.next(), now, item, context).map_err(|e| e.to_string())
+                }
+                Dataset::Falco => falco::normalize(ids.next(), now, item).map_err(|e| e.to_string()),
+            };
+            match normalized {
+                Ok(event) => events.push((line, event)),
+                Err(reason) => errors.push(LineError { line, reason }),
+            }
+        }
+    }
+    (events, errors)
+}
+
+pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
+    let rules = load_rules(&rule_sources(!args.no_builtin_rules, &args.rules.rules))?;
+    let config = vigil_config::Config::default();
+    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), rules)?;
+    let context = k8s_audit::Context { cluster_name: args.cluster_name.clone() };
+    let mut total = 0usize;
+    let mut rejected = 0usize;
+    let mut failure = None;
+    'files: for path in &args.files {
+        let bytes = match read_input(path) {
+            Ok(bytes) => bytes,
+            Err(error) => {
+                failure = Some(error);
+                break;
+            }
+        };
+        let (events, errors) = normalize_lines(&bytes, None, pipeline.store.ids(), &context);
+        for error in &errors {
+            eprintln!("{}:{}: {}", path.display(), error.line, error.reason);
+        }
+        rejected += errors.len();
+        let count = events.len();
+        let mut events: Vec<Event> = events.into_iter().map(|(_, event)| event).collect();
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(BATCH_EVENTS));
+            if let Err(error) = pipeline.store.append_blocking(std::mem::replace(&mut events, rest)) {
+                failure = Some(
+                    anyhow::Error::new(error).context(format!("cannot store events of {}", path.display())),
+                );
+                break 'files;
+            }
+        }
+        total += count;
+        eprintln!("{}: imported {count} events, rejected {} lines", path.display(), errors.len());
+    }
+    pipeline.shutdown();
+    if let Some(error) = failure {
+        return Err(error);
+    }
+    eprintln!("imported {total} events into {} ({rejected} rejected)", args.data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// The data directory to search (a running server's is fine).
+    #[arg(long, value_name = "DIR", default_value = "./vigil-data")]
+    data_dir: PathBuf,
+    /// Start of the time range: RFC 3339, now, or a span back like 15m, 2h, 7d.
+    #[arg(long, value_name = "TIME")]
+    from: Option<String>,
+    /// End of the time range (exclusive), as --from.
+    #[arg(long, value_name = "TIME")]
+    to: Option<String>,
+    /// How many events to print, newest first.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print one JSON object per event, as the search API returns them.
+    #[arg(long)]
+    json: bool,
+    /// The query (see docs/query-language.md); words are joined with spaces.
+    #[arg(value_name = "QUERY")]
+    query: Vec<String>,
+}
+
+pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
+    let text = args.query.join(" ");
+    let query = match query::parse(&text) {
+        Ok(query) => query,
+        Err(error) => {
+            eprintln!("vigil: invalid query: {error}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let now = Utc::now();
+    let bound = |value: &Option<String>| value.as_deref().map(|text| parse_time_bound(text, now)).transpose();
+    let request = SearchRequest {
+        query,
+        from: bound(&args.from).map_err(|message| anyhow::anyhow!("--from: {message}"))?,
+        to: bound(&args.to).map_err(|message| anyhow::anyhow!("--to: {message}"))?,
+        limit: args.limit.min(vigil_index::MAX_LIMIT),
+    };
+    let searcher = Searcher::open_read_only(&args.data_dir)?;
+    let result = match searcher.search(&request) {
+        Ok(result) => result,
+        Err(error) if error.kind().is_client_error() => {
+            eprintln!("vigil: invalid query: {error}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for event in &result.hits {
+        if args.json {
+            let hit = json!({
+                "id": event.id.to_string(),
+                "@timestamp": vigil_schema::format_timestamp(event.timestamp),
+                "event": event.to_schema_json(),
+                "original": event.original,
+            });
+            writeln!(out, "{hit}")?;
+        } else {
+            writeln!(
+                out,
+                "{}  {:<12} {}",
+                vigil_schema::format_timestamp(event.timestamp),
+                event.dataset(),
+                event.get_str(fields::MESSAGE).unwrap_or("")
+            )?;
+        }
+    }
+    if !args.json {
+        writeln!(out, "{} of {} matching events", result.hits.len(), result.total)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Rule directories or files.
+    #[arg(required = true, value_name = "DIR")]
+    paths: Vec<PathBuf>,
+}
+
+pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let sources: Vec<RuleSource> = args.paths.into_iter().map(RuleSource::Path).collect();
+    match RuleSet::load(&sources) {
+        Ok(rules) => {
+            for warning in rules.warnings() {
+                println!("{warning}");
+            }
+            println!("{} rules valid ({} warnings)", rules.rules().len(), rules.warnings().len());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            for diagnostic in &error.diagnostics {
+                println!("{diagnostic}");
+            }
+            let errors = error.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
+            println!("{errors} errors");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    rules: RuleArgs,
+    /// Evaluate the rule pack embedded in the binary.
+    #[arg(long)]
+    builtin: bool,
+    /// Newline-delimited events: Kubernetes audit Events or Falco JSON, detected per line.
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// Treat every line as this dataset (k8s.audit, falco) instead of detecting it.
+    #[arg(long, value_name = "NAME")]
+    dataset: Option<String>,
+}
+
+pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.builtin || !args.rules.rules.is_empty(),
+        "give at least one rule source: --rules DIR or --builtin"
+    );
+    let dataset = match &args.dataset {
+        None => None,
+        Some(name) => Some(
+            Dataset::from_name(name)
+                .ok_or_else(|| anyhow::anyhow!("--dataset {name:?}: expected k8s.audit or falco"))?,
+        ),
+    };
+    let rules = RuleSet::load(&rule_sources(args.builtin, &args.rules.rules))?;
+    for warning in rules.warnings() {
+        eprintln!("{warning}");
+    }
+    let bytes = read_input(&args.events)?;
+    let ids = EventIdGenerator::new();
+    let (events, errors) = normalize_lines(&bytes, dataset, &ids, &k8s_audit::Context::default());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for (line, event) in &events {
+        for found in rules.evaluate(event) {
+            writeln!(out, "{}", json!({ "rule_id": found.rule.id, "line": line }))?;
+        }
+    }
+    for error in &errors {
+        eprintln!("{}:{}: {}", args.events.display(), error.line, error.reason);
+    }
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}

@@ -1,0 +1,128 @@
+//! The pipeline behind the sink: the store (write-ahead log → index) and the
+//! rules consumer (durable batches → matches → alerts), wired together.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::thread::JoinHandle;
+
+use anyhow::Context as _;
+use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
+use vigil_rules::{AlertStore, RuleInfo, RuleSet, SqliteAlertStore};
+use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
+
+/// The running store and rules consumer of one data directory.
+pub struct Pipeline {
+    pub store: Arc<Store>,
+    pub alerts: Arc<SqliteAlertStore>,
+    consumer: Option<JoinHandle<()>>,
+}
+
+impl Pipeline {
+    pub fn open(options: &StoreOptions, rules: Arc<RuleSet>) -> anyhow::Result<Pipeline> {
+        std::fs::create_dir_all(&options.data_dir)
+            .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
+        let alerts = Arc::new(SqliteAlertStore::open(&options.data_dir.join("alerts.db"))?);
+        let consumer_from = match alerts.checkpoint()? {
+            Some(text) => serde_json::from_str(&text)
+                .with_context(|| format!("alert checkpoint {text:?} is damaged"))?,
+            None => WalPosition::default(),
+        };
+        let (store, durable) = Store::open(options, consumer_from)?;
+        let store = Arc::new(store);
+        let consumer_store = store.clone();
+        let consumer_alerts = alerts.clone();
+        let consumer = std::thread::Builder::new()
+            .name("vigil-rules".into())
+            .spawn(move || consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store))
+            .context("cannot start the rules thread")?;
+        Ok(Pipeline { store, alerts, consumer: Some(consumer) })
+    }
+
+    /// Stops accepting, commits what was accepted, and waits for the rules
+    /// to finish with every durable batch.
+    pub fn shutdown(mut self) {
+        self.store.shutdown();
+        if let Some(consumer) = self.consumer.take()
+            && consumer.join().is_err()
+        {
+            tracing::error!("the rules thread panicked");
+        }
+    }
+}
+
+/// Matches every durable batch against the rules and records the alerts,
+/// together with the log position, so that a restart resumes exactly there.
+fn consume(durable: Receiver<DurableBatch>, rules: &RuleSet, alerts: &dyn AlertStore, store: &Store) {
+    for batch in durable {
+        let matches: Vec<(Arc<RuleInfo>, &Event)> = batch
+            .events
+            .iter()
+            .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event)))
+            .collect();
+        let checkpoint = serde_json::to_string(&batch.end).unwrap_or_default();
+        match alerts.record(&matches, &checkpoint) {
+            Ok(outcome) => {
+                if outcome.new_alerts > 0 {
+                    tracing::info!(
+                        new_alerts = outcome.new_alerts,
+                        updated = outcome.updated_alerts,
+                        "alerts raised"
+                    );
+                }
+                store.mark_consumed(batch.end);
+            }
+            // The batch stays in the log; the next start matches it again.
+            Err(error) => {
+                tracing::error!(%error, "cannot record alerts; they will be raised again on restart")
+            }
+        }
+    }
+}
+
+/// The sink the sources hand their batches to: the store's write-ahead log.
+pub struct StoreSink {
+    pub store: Arc<Store>,
+}
+
+impl EventSink for StoreSink {
+    fn ids(&self) -> &EventIdGenerator {
+        self.store.ids()
+    }
+
+    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
+        let count = batch.len();
+        let ticket = self.store.append(batch);
+        Box::pin(async move {
+            let ticket = ticket.map_err(sink_error)?;
+            match ticket.await {
+                Ok(Ok(_)) => Ok(Receipt { durable: count }),
+                Ok(Err(error)) => Err(sink_error(error)),
+                Err(_) => Err(SinkError::new(
+                    SinkErrorKind::ShuttingDown,
+                    "the store stopped before the batch was written",
+                )),
+            }
+        })
+    }
+}
+
+fn sink_error(error: StoreError) -> SinkError {
+    let kind = match error.kind() {
+        StoreErrorKind::Overloaded => SinkErrorKind::Overloaded,
+        StoreErrorKind::ShuttingDown => SinkErrorKind::ShuttingDown,
+        StoreErrorKind::BadQuery | StoreErrorKind::Storage => SinkErrorKind::Storage,
+    };
+    SinkError::new(kind, error.to_string())
+}
+
+/// Store options from the configuration.
+pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOptions {
+    StoreOptions {
+        data_dir: data_dir.to_owned(),
+        commit_interval: config.index.commit_interval,
+        queue_batches: config.index.queue_batches,
+        wal_segment_bytes: config.index.wal_segment_bytes,
+        writer_heap_bytes: config.index.writer_heap_bytes,
+    }
+}

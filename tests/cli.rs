@@ -1,0 +1,149 @@
+//! The offline commands, run as a user runs them.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::support::{audit_event, event_list, vigil_binary};
+
+fn vigil(args: &[&str]) -> Output {
+    Command::new(vigil_binary()).args(args).env("RUST_LOG", "warn").output().expect("run vigil")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn write_lines(path: &Path, lines: &[String]) {
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+#[test]
+fn rules_eval_prints_one_json_line_per_match_with_one_based_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("events.jsonl");
+    let mut secret_read = audit_event("e-3", "get", "secrets", None, "rhea@corp.example");
+    secret_read["objectRef"]["name"] = json!("db");
+    write_lines(
+        &events,
+        &[
+            audit_event("e-1", "get", "pods", None, "dana").to_string(),
+            audit_event("e-2", "create", "pods", Some("exec"), "mallory").to_string(),
+            String::new(),
+            secret_read.to_string(),
+            json!({"output": "shell", "priority": "Warning", "rule": "Terminal shell in container", "time": "2026-11-20T10:00:00Z", "output_fields": {}}).to_string(),
+        ],
+    );
+    let output = vigil(&["rules", "eval", "--builtin", "--events", events.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed: Vec<Value> =
+        stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(
+        printed,
+        vec![
+            json!({"rule_id": "6f1d9a30-5c2b-4e57-9a8e-1b7c2d40e001", "line": 2}),
+            json!({"rule_id": "6f1d9a30-5c2b-4e57-9a8e-1b7c2d40e002", "line": 4}),
+        ]
+    );
+
+    // A directory of rules, and a bad line reported by number with exit 1.
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("shell.yml"),
+        "title: Falco Shell\nid: falco-shell\nlevel: high\nlogsource:\n  product: falco\ndetection:\n  selection:\n    rule.name|contains: shell\n  condition: selection\n",
+    )
+    .unwrap();
+    std::fs::write(&events, format!("{}\n{{broken\n", json!({"output": "x", "priority": "Error", "rule": "Terminal shell in container", "time": "2026-11-20T10:00:00Z"}))).unwrap();
+    let output =
+        vigil(&["rules", "eval", "--rules", rules.to_str().unwrap(), "--events", events.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(stdout(&output), "{\"line\":1,\"rule_id\":\"falco-shell\"}\n");
+    assert!(stderr(&output).contains("events.jsonl:2: invalid JSON"), "{}", stderr(&output));
+
+    let output = vigil(&["rules", "eval", "--events", events.to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(stderr(&output).contains("--rules DIR or --builtin"), "{}", stderr(&output));
+}
+
+#[test]
+fn rules_validate_passes_good_rules_and_fails_bad_ones_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good");
+    std::fs::create_dir(&good).unwrap();
+    std::fs::write(
+        good.join("list_secrets.yml"),
+        "title: Secrets Listed\nid: s-1\nlevel: low\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n  selection:\n    verb: list\n    objectRef.resource: secrets\n  condition: selection\n",
+    )
+    .unwrap();
+    let output = vigil(&["rules", "validate", good.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert!(stdout(&output).contains("1 rules valid (0 warnings)"));
+
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(bad.join("typo.yml"), "title: Typo\nid: t-1\nlogsource:\n  product: kubernetes\ndetection:\n  selection:\n    verb|containz: x\n  condition: selection\n").unwrap();
+    let output = vigil(&["rules", "validate", bad.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(text.contains("typo.yml:"), "{text}");
+    assert!(text.contains("error"), "{text}");
+}
+
+#[test]
+fn offline_ingest_then_search_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("audit.log");
+    write_lines(
+        &log,
+        &[
+            audit_event("i-1", "get", "pods", None, "dana").to_string(),
+            audit_event("i-2", "create", "pods", Some("exec"), "mallory").to_string(),
+            "{not json".to_owned(),
+            event_list(&[
+                audit_event("i-3", "list", "secrets", None, "erik"),
+                audit_event("i-4", "get", "pods", None, "erik"),
+            ])
+            .to_string(),
+        ],
+    );
+    let output = vigil(&["ingest", "--data-dir", data.to_str().unwrap(), log.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stderr(&output).contains("audit.log:3: invalid JSON"), "{}", stderr(&output));
+    assert!(stderr(&output).contains("imported 4 events"), "{}", stderr(&output));
+
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "--json", "user.name:erik"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let hits: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(hits.len(), 2);
+    assert!(
+        hits.iter().all(|hit| hit["event"]["user.name"] == "erik" && hit["original"]["auditID"].is_string())
+    );
+
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "objectRef.subresource:exec"]);
+    assert!(stdout(&output).contains("mallory create pods/exec shop/web-7d9f (101)"), "{}", stdout(&output));
+    assert!(stdout(&output).ends_with("1 of 1 matching events\n"), "{}", stdout(&output));
+
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "verb:(get"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("at column 6\n  verb:(get\n       ^"), "{}", stderr(&output));
+
+    // The alerts of an offline import are kept too: a server on the directory lists them.
+    let server = crate::support::Server::start(&data, &[]);
+    let (_, alerts) = server.get_json("/api/v1/alerts");
+    let titles: Vec<&str> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|alert| alert["rule"]["title"].as_str().unwrap())
+        .collect();
+    assert!(titles.contains(&"Command Executed In A Pod Container"), "{alerts}");
+    assert!(titles.contains(&"Secret Read By A Non-System User"), "{alerts}");
+    server.stop();
+}

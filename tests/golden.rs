@@ -1,0 +1,70 @@
+//! Golden tests of normalization: each `NAME.input.json` under
+//! `tests/golden/<dataset>/` beside the normalized event it must give,
+//! `NAME.expected.json`; error cases under `<dataset>-err/` beside the error
+//! text. Re-bless with `VIGIL_BLESS=1 cargo test golden`; the diff is the review.
+
+use std::path::{Path, PathBuf};
+
+use chrono::{TimeZone, Utc};
+use serde_json::{Value, json};
+use vigil_ingest::k8s_audit;
+use vigil_schema::EventId;
+
+fn golden_dir(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+fn inputs(dir: &Path) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|error| panic!("{}: {error}", dir.display()))
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.to_string_lossy().ends_with(".input.json"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no golden inputs in {}", dir.display());
+    paths
+}
+
+fn check(expected_path: &Path, actual: &str) {
+    if std::env::var_os("VIGIL_BLESS").is_some() {
+        std::fs::write(expected_path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(expected_path).unwrap_or_else(|_| {
+        panic!("missing {}; run with VIGIL_BLESS=1 to create it", expected_path.display())
+    });
+    assert_eq!(expected, actual, "{} differs (VIGIL_BLESS=1 re-blesses)", expected_path.display());
+}
+
+fn normalize(input: Value) -> Result<vigil_schema::Event, k8s_audit::NormalizeError> {
+    let ingested = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let context = k8s_audit::Context { cluster_name: Some("golden".into()) };
+    k8s_audit::normalize(EventId::from_u128(1), ingested, input, &context)
+}
+
+#[test]
+fn k8s_audit_normalization_matches_the_golden_files() {
+    for input_path in inputs(&golden_dir("k8s-audit")) {
+        let input: Value = serde_json::from_str(&std::fs::read_to_string(&input_path).unwrap()).unwrap();
+        let event =
+            normalize(input.clone()).unwrap_or_else(|error| panic!("{}: {error}", input_path.display()));
+        assert_eq!(event.original, input, "{}: the original is kept whole", input_path.display());
+        let shown =
+            json!({ "@timestamp": vigil_schema::format_timestamp(event.timestamp), "fields": event.fields });
+        let expected_path =
+            PathBuf::from(input_path.to_string_lossy().replace(".input.json", ".expected.json"));
+        check(&expected_path, &(serde_json::to_string_pretty(&shown).unwrap() + "\n"));
+    }
+}
+
+#[test]
+fn k8s_audit_normalization_errors_match_the_golden_files() {
+    for input_path in inputs(&golden_dir("k8s-audit-err")) {
+        let input: Value = serde_json::from_str(&std::fs::read_to_string(&input_path).unwrap()).unwrap();
+        let error =
+            normalize(input).err().unwrap_or_else(|| panic!("{} should be refused", input_path.display()));
+        let expected_path =
+            PathBuf::from(input_path.to_string_lossy().replace(".input.json", ".expected.txt"));
+        check(&expected_path, &format!("{error}\n"));
+    }
+}

@@ -1,0 +1,288 @@
+//! The real server, end to end.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use serde_json::{Value, json};
+
+use crate::support::{Server, audit_event, encode, event_list};
+
+const EXEC_RULE: &str = "6f1d9a30-5c2b-4e57-9a8e-1b7c2d40e001";
+const FAST_COMMITS: &[&str] = &["--commit-interval-ms", "100"];
+
+fn ordinary_events() -> Vec<Value> {
+    vec![
+        audit_event("a-0001", "get", "pods", None, "dana@example.org"),
+        audit_event("a-0002", "list", "configmaps", None, "system:serviceaccount:shop:deployer"),
+        audit_event("a-0003", "patch", "deployments", None, "dana@example.org"),
+        audit_event("a-0004", "delete", "pods", None, "erik@example.org"),
+        audit_event("a-0005", "watch", "services", None, "system:kube-scheduler"),
+    ]
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[test]
+fn an_event_list_with_an_exec_is_searchable_within_two_seconds_and_raises_the_exec_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default commit interval (1 s), to check the freshness promise.
+    let server = Server::start(dir.path(), &[]);
+    let mut items = ordinary_events();
+    items.insert(2, audit_event("a-exec", "create", "pods", Some("exec"), "mallory@example.org"));
+    let body = event_list(&items).to_string();
+    let (status, answer, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[("content-type", "application/json")], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer, json!({"accepted": 6, "rejected": 0, "errors": []}));
+    let answered = Instant::now();
+
+    let all = server.search_until("", 6, Duration::from_secs(5));
+    assert_eq!(all["total"], 6, "{all}");
+    assert!(answered.elapsed() < Duration::from_secs(2), "searchable only after {:?}", answered.elapsed());
+    for item in &items {
+        let audit_id = item["auditID"].as_str().unwrap();
+        let found =
+            server.search_until(&format!("kubernetes.audit.id:{audit_id}"), 1, Duration::from_secs(1));
+        assert_eq!(found["total"], 1, "{audit_id}: {found}");
+        assert_eq!(found["hits"][0]["original"], *item, "the original is kept whole");
+    }
+    let exec = server.search_until("objectRef.subresource:exec", 1, Duration::from_secs(1));
+    let exec_id = exec["hits"][0]["id"].as_str().unwrap().to_owned();
+    let exec_fields = &exec["hits"][0]["event"];
+    assert_eq!(exec_fields["user.name"], "mallory@example.org");
+    assert_eq!(exec_fields["orchestrator.resource.subresource"], "exec");
+    assert_eq!(exec_fields["event.action"], "create");
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let alerts = loop {
+        let (status, alerts) = server.get_json("/api/v1/alerts");
+        assert_eq!(status, 200);
+        if alerts["alerts"].as_array().is_some_and(|list| !list.is_empty()) || Instant::now() > deadline {
+            break alerts;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    let list = alerts["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "only the exec is suspicious: {alerts}");
+    let alert = &list[0];
+    assert_eq!(alert["rule"]["id"], EXEC_RULE);
+    assert_eq!(alert["rule"]["title"], "Command Executed In A Pod Container");
+    assert_eq!(alert["rule"]["level"], "medium");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["count"], 1);
+    assert_eq!(alert["group"], "user.name=mallory@example.org");
+    assert_eq!(alert["event_ids"], json!([exec_id]));
+    for key in ["id", "first_seen", "last_seen"] {
+        assert!(!alert[key].is_null(), "{key} in {alert}");
+    }
+
+    let (status, event) = server.get_json(&format!("/api/v1/events/{exec_id}"));
+    assert_eq!(status, 200);
+    assert_eq!(event["original"]["auditID"], "a-exec");
+    let (status, _) = server.get_json("/api/v1/events/01M85VM8PT0000000000000000");
+    assert_eq!(status, 404);
+
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics.contains("vigil_ingest_events_total{source=\"k8s-audit\",result=\"accepted\"} 6"),
+        "{metrics}"
+    );
+    server.stop();
+}
+
+#[test]
+fn malformed_events_are_reported_by_position_and_their_neighbours_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let list = event_list(&[
+        audit_event("m-1", "get", "pods", None, "dana"),
+        json!({"kind": "Event", "verb": "get"}),
+        audit_event("m-2", "get", "pods", None, "dana"),
+    ]);
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], list.to_string().as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(
+        answer,
+        json!({"accepted": 2, "rejected": 1, "errors": [{"index": 1, "reason": "missing auditID"}]})
+    );
+
+    let lines = format!(
+        "{}\n{{\"kind\": \"Event\", \"auditID\": \n{}\n",
+        audit_event("m-3", "get", "pods", None, "dana"),
+        audit_event("m-4", "get", "pods", None, "dana")
+    );
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], lines.as_bytes());
+    assert_eq!(status, 200);
+    assert_eq!(answer["accepted"], 2);
+    assert_eq!(answer["errors"][0]["index"], 1);
+    assert_eq!(answer["errors"][0]["line"], 2);
+    assert!(answer["errors"][0]["reason"].as_str().unwrap().starts_with("invalid JSON"), "{answer}");
+
+    // Nothing in the body can ever be accepted: 400, so the sender does not retry.
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], b"{\"kind\": \"Pod\"}");
+    assert_eq!(status, 400);
+    assert_eq!(answer["errors"][0]["reason"], "kind is \"Pod\", expected \"Event\"");
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], b"not json at all");
+    assert_eq!(status, 400, "{answer}");
+
+    let found = server.search_until("user.name:dana", 4, Duration::from_secs(5));
+    assert_eq!(found["total"], 4);
+    server.stop();
+}
+
+#[test]
+fn gzip_bodies_are_accepted_and_oversized_bodies_get_a_clear_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "version = 1\n[http]\nmax_body_bytes = 4096\nmax_decoded_bytes = 65536\n")
+        .unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+
+    let lines: String = (0..20)
+        .map(|n| format!("{}\n", audit_event(&format!("g-{n}"), "get", "pods", None, "gus")))
+        .collect();
+    assert!(lines.len() > 4096, "the plain body is over the limit");
+    let compressed = gzip(lines.as_bytes());
+    let (status, answer, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[("content-encoding", "gzip")], &compressed);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 20);
+
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], lines.as_bytes());
+    assert_eq!(status, 413);
+    assert_eq!(answer["error"], "request body is larger than the limit of 4096 bytes (http.max_body_bytes)");
+
+    let bomb = gzip(&vec![b' '; 1024 * 1024]);
+    assert!(bomb.len() < 4096);
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[("content-encoding", "gzip")], &bomb);
+    assert_eq!(status, 413);
+    assert!(answer["error"].as_str().unwrap().contains("http.max_decoded_bytes"), "{answer}");
+
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[("content-encoding", "br")], b"x");
+    assert_eq!(status, 415, "{answer}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics.contains("vigil_ingest_refused_requests_total{source=\"k8s-audit\",reason=\"too_large\"} 2"),
+        "{metrics}"
+    );
+    server.stop();
+}
+
+#[test]
+fn a_restart_keeps_every_event_searchable_and_every_alert_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let mut items = ordinary_events();
+    items.push(audit_event("r-exec", "create", "pods", Some("exec"), "mallory@example.org"));
+    let (status, _, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[], event_list(&items).to_string().as_bytes());
+    assert_eq!(status, 200);
+    // Stop right after the answer: shutdown must commit what was accepted.
+    server.stop();
+
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let (_, all) = server.get_json("/api/v1/search?q=");
+    assert_eq!(all["total"], 6, "{all}");
+    let (_, alerts) = server.get_json("/api/v1/alerts");
+    assert_eq!(alerts["alerts"].as_array().unwrap().len(), 1, "{alerts}");
+    assert_eq!(alerts["alerts"][0]["rule"]["id"], EXEC_RULE);
+
+    // New events after the restart get new ids and join the old ones.
+    let (status, _, _) = server.post(
+        "/api/v1/ingest/k8s-audit",
+        &[],
+        audit_event("r-late", "get", "pods", None, "x").to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let all = server.search_until("", 7, Duration::from_secs(5));
+    let ids: std::collections::HashSet<&str> =
+        all["hits"].as_array().unwrap().iter().map(|hit| hit["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 7);
+    server.stop();
+}
+
+#[test]
+fn search_errors_name_the_problem_and_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let (status, answer) = server.get_json(&format!("/api/v1/search?q={}", encode("verb:get AND")));
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "expected a term after AND at column 13\n  verb:get AND\n              ^");
+    let (status, answer) = server.get_json("/api/v1/search?q=&from=yesterday");
+    assert_eq!(status, 400);
+    assert!(answer["error"].as_str().unwrap().starts_with("from: \"yesterday\" is not a time"), "{answer}");
+    let (status, answer) = server.get_json("/api/v1/search?q=http.response.status_code:ok");
+    assert_eq!(status, 400);
+    assert_eq!(answer["error"], "http.response.status_code: \"ok\" is not a whole number");
+    let (status, _) = server.get_json("/api/v1/search?limit=10001");
+    assert_eq!(status, 400);
+    server.stop();
+}
+
+#[test]
+fn the_web_page_shows_events_and_alerts_and_escapes_what_events_carry() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let hostile = "<script>alert(1)</script>";
+    let items = vec![
+        audit_event("w-exec", "create", "pods", Some("exec"), hostile),
+        audit_event("w-plain", "get", "pods", None, "dana@example.org"),
+    ];
+    let (status, _, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[], event_list(&items).to_string().as_bytes());
+    assert_eq!(status, 200);
+    let found = server.search_until("", 2, Duration::from_secs(5));
+    let exec_id =
+        found["hits"].as_array().unwrap().iter().find(|hit| hit["original"]["auditID"] == "w-exec").unwrap()
+            ["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let home = loop {
+        let (status, page) = server.get("/");
+        assert_eq!(status, 200);
+        if page.contains("Command Executed In A Pod Container") || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    };
+    assert!(home.contains("Command Executed In A Pod Container"), "the open alert is listed");
+    assert!(home.contains("name=\"q\""), "the page has a query box");
+    assert!(home.contains(&format!("href=\"/events/{exec_id}\"")), "events link to their detail");
+    assert!(home.contains("&lt;script&gt;") || home.contains("&#60;script&#62;"), "user names are escaped");
+    assert!(!home.contains(hostile), "nothing from an event is written raw");
+
+    let (_, searched) = server.get(&format!("/?q={}", encode("user.name:\"dana@example.org\"")));
+    assert!(searched.contains("dana@example.org get pods shop/web-7d9f"), "the query box searches");
+    assert!(!searched.contains("w-exec"));
+    let (_, broken) = server.get(&format!("/?q={}", encode("user.name:(")));
+    assert!(broken.contains("Query error") && broken.contains("at column 11"), "{broken}");
+
+    let (status, detail) = server.get(&format!("/events/{exec_id}"));
+    assert_eq!(status, 200);
+    assert!(
+        detail.contains("&quot;auditID&quot;: &quot;w-exec&quot;")
+            || detail.contains("&#34;auditID&#34;: &#34;w-exec&#34;"),
+        "{detail}"
+    );
+    assert!(!detail.contains(hostile));
+    assert!(detail.contains("orchestrator.resource.subresource"));
+
+    let agent =
+        ureq::Agent::new_with_config(ureq::Agent::config_builder().http_status_as_error(false).build());
+    let response = agent.get(&server.url("/")).call().unwrap();
+    let policy = response.headers().get("content-security-policy").unwrap().to_str().unwrap();
+    assert!(policy.contains("script-src 'self'") && !policy.contains("unsafe-inline"), "{policy}");
+    let (status, script) = server.get("/assets/app.js");
+    assert_eq!(status, 200);
+    assert!(script.contains("querySelectorAll"));
+    server.stop();
+}

@@ -1,0 +1,218 @@
+//! The JSON API.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use vigil_index::{MAX_LIMIT, SearchRequest, parse_time_bound, query};
+use vigil_ingest::body::{BodyError, decode};
+use vigil_ingest::k8s_audit;
+use vigil_rules::AlertStatus;
+use vigil_schema::{Event, EventId};
+
+use crate::error::ApiError;
+use crate::{AppState, Metrics};
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".into())
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let body = state.metrics.render(state.searcher.count(), state.rules.rules().len());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
+}
+
+/// Reads a body up to `limit` bytes, or answers 413.
+pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::PayloadTooLarge(format!(
+            "request body is larger than the limit of {limit} bytes (http.max_body_bytes)"
+        ))
+    };
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(bytes),
+        Err(error) => {
+            let is_limit = std::error::Error::source(&error)
+                .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if is_limit {
+                Err(too_large())
+            } else {
+                Err(ApiError::BadRequest(format!("cannot read request body: {error}")))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct IngestParams {
+    /// Overrides the configured cluster name for this request's events.
+    cluster: Option<String>,
+}
+
+/// `POST /api/v1/ingest/k8s-audit`: an `EventList`, an `Event` or
+/// newline-delimited Events, plain or gzip. Answers once the accepted events
+/// are durable.
+pub async fn ingest_k8s_audit(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<IngestParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let metrics = &state.metrics;
+    Metrics::add(&metrics.audit_requests, 1);
+    let body = match read_body(body, state.limits.max_body_bytes, &headers).await {
+        Ok(body) => body,
+        Err(error) => {
+            if matches!(error, ApiError::PayloadTooLarge(_)) {
+                Metrics::add(&metrics.audit_refused_too_large, 1);
+            }
+            return Err(error);
+        }
+    };
+    Metrics::add(&metrics.audit_bytes, body.len() as u64);
+    let encoding =
+        headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let mut context = state.audit_context.clone();
+    if let Some(cluster) = params.cluster.filter(|name| !name.is_empty()) {
+        context.cluster_name = Some(cluster);
+    }
+    let decode_state = state.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        let bytes = decode(encoding.as_deref(), &body, decode_state.limits.max_decoded_bytes)?;
+        Ok::<_, BodyError>(k8s_audit::decode_body(&bytes, decode_state.sink.ids(), Utc::now(), &context))
+    })
+    .await?
+    .map_err(|error| match error {
+        BodyError::TooLarge { .. } => {
+            Metrics::add(&metrics.audit_refused_too_large, 1);
+            ApiError::PayloadTooLarge(format!("{error} (http.max_decoded_bytes)"))
+        }
+        BodyError::UnsupportedEncoding(_) => ApiError::UnsupportedMediaType(error.to_string()),
+        BodyError::InvalidGzip(_) => ApiError::BadRequest(error.to_string()),
+    })?;
+    let accepted = decoded.events.len();
+    let rejected = decoded.rejected.len();
+    if accepted > 0
+        && let Err(error) = state.sink.submit(decoded.events).await
+    {
+        Metrics::add(&metrics.audit_refused_unavailable, 1);
+        return Err(error.into());
+    }
+    Metrics::add(&metrics.audit_accepted, accepted as u64);
+    Metrics::add(&metrics.audit_rejected, rejected as u64);
+    if rejected > 0 {
+        tracing::debug!(accepted, rejected, first_reason = %decoded.rejected[0].reason, "audit events rejected");
+    }
+    let answer = json!({ "accepted": accepted, "rejected": rejected, "errors": decoded.rejected });
+    // Nothing in the body can ever be accepted: say so with a 4xx, so that
+    // the sender does not retry it.
+    let status = if accepted == 0 && rejected > 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
+    Ok((status, Json(answer)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    #[serde(default)]
+    pub q: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub limit: Option<usize>,
+}
+
+/// Parses search parameters into a request.
+pub fn search_request(params: &SearchParams, default_limit: usize) -> Result<SearchRequest, ApiError> {
+    let query = query::parse(&params.q).map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    let now = Utc::now();
+    let bound = |name: &str, value: &Option<String>| match value.as_deref().filter(|text| !text.is_empty()) {
+        None => Ok(None),
+        Some(text) => parse_time_bound(text, now)
+            .map(Some)
+            .map_err(|message| ApiError::BadRequest(format!("{name}: {message}"))),
+    };
+    let limit = params.limit.unwrap_or(default_limit);
+    if limit > MAX_LIMIT {
+        return Err(ApiError::BadRequest(format!("limit: {limit} is more than the maximum of {MAX_LIMIT}")));
+    }
+    Ok(SearchRequest { query, from: bound("from", &params.from)?, to: bound("to", &params.to)?, limit })
+}
+
+/// An event as the API shows it.
+pub fn hit_json(event: &Event) -> Value {
+    json!({
+        "id": event.id.to_string(),
+        "@timestamp": vigil_schema::format_timestamp(event.timestamp),
+        "event": event.to_schema_json(),
+        "original": event.original,
+    })
+}
+
+/// `GET /api/v1/search?q=&from=&to=&limit=`
+pub async fn search(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let request = search_request(&params, 100)?;
+    let searcher = state.searcher.clone();
+    let result = tokio::task::spawn_blocking(move || searcher.search(&request)).await??;
+    let hits: Vec<Value> = result.hits.iter().map(hit_json).collect();
+    Ok(Json(json!({ "total": result.total, "hits": hits, "next_cursor": null })))
+}
+
+/// `GET /api/v1/events/{id}`
+pub async fn event(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: EventId = id
+        .parse()
+        .map_err(|error: vigil_schema::ParseEventIdError| ApiError::BadRequest(error.to_string()))?;
+    let searcher = state.searcher.clone();
+    match tokio::task::spawn_blocking(move || searcher.get(id)).await?? {
+        Some(event) => Ok(Json(hit_json(&event))),
+        None => Err(ApiError::NotFound(format!("no event {id}"))),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AlertParams {
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/alerts?status=open&limit=100`
+pub async fn alerts(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<AlertParams>,
+) -> Result<Json<Value>, ApiError> {
+    let status = match params.status.as_deref().filter(|text| !text.is_empty() && *text != "all") {
+        None => None,
+        Some(text) => Some(AlertStatus::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!("status: {text:?} is not one of open, acknowledged, closed, all"))
+        })?),
+    };
+    let limit = params.limit.unwrap_or(100).min(MAX_LIMIT);
+    let store = state.alerts.clone();
+    let alerts = tokio::task::spawn_blocking(move || store.list(status, limit)).await??;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+/// `GET /api/v1/rules`: the loaded rules.
+pub async fn rules(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let rules: Vec<_> = state.rules.rules().iter().map(|rule| rule.as_ref()).collect();
+    Json(json!({ "rules": rules, "warnings": state.rules.warnings() }))
+}

@@ -1,0 +1,74 @@
+//! Counters for `GET /metrics`, in Prometheus text format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Ingest counters of the HTTP sources.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub audit_requests: AtomicU64,
+    pub audit_bytes: AtomicU64,
+    pub audit_accepted: AtomicU64,
+    pub audit_rejected: AtomicU64,
+    pub audit_refused_too_large: AtomicU64,
+    pub audit_refused_unavailable: AtomicU64,
+}
+
+pub const INGEST_REQUESTS: &str = "vigil_ingest_requests_total";
+pub const INGEST_BYTES: &str = "vigil_ingest_bytes_total";
+pub const INGEST_EVENTS: &str = "vigil_ingest_events_total";
+pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
+pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
+pub const RULES_LOADED: &str = "vigil_rules_loaded";
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, amount: u64) {
+        counter.fetch_add(amount, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, indexed_documents: u64, rules_loaded: usize) -> String {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let mut out = String::new();
+        let source = "source=\"k8s-audit\"";
+        let _ = writeln!(
+            out,
+            "# HELP {INGEST_REQUESTS} Ingest requests received.\n# TYPE {INGEST_REQUESTS} counter"
+        );
+        let _ = writeln!(out, "{INGEST_REQUESTS}{{{source}}} {}", read(&self.audit_requests));
+        let _ = writeln!(
+            out,
+            "# HELP {INGEST_BYTES} Ingest body bytes received, as sent.\n# TYPE {INGEST_BYTES} counter"
+        );
+        let _ = writeln!(out, "{INGEST_BYTES}{{{source}}} {}", read(&self.audit_bytes));
+        let _ = writeln!(
+            out,
+            "# HELP {INGEST_EVENTS} Events received, by outcome.\n# TYPE {INGEST_EVENTS} counter"
+        );
+        let _ =
+            writeln!(out, "{INGEST_EVENTS}{{{source},result=\"accepted\"}} {}", read(&self.audit_accepted));
+        let _ =
+            writeln!(out, "{INGEST_EVENTS}{{{source},result=\"rejected\"}} {}", read(&self.audit_rejected));
+        let _ = writeln!(
+            out,
+            "# HELP {INGEST_REFUSED} Ingest requests refused whole, by reason.\n# TYPE {INGEST_REFUSED} counter"
+        );
+        let _ = writeln!(
+            out,
+            "{INGEST_REFUSED}{{{source},reason=\"too_large\"}} {}",
+            read(&self.audit_refused_too_large)
+        );
+        let _ = writeln!(
+            out,
+            "{INGEST_REFUSED}{{{source},reason=\"unavailable\"}} {}",
+            read(&self.audit_refused_unavailable)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {INDEX_DOCUMENTS} Events searchable in the index.\n# TYPE {INDEX_DOCUMENTS} gauge"
+        );
+        let _ = writeln!(out, "{INDEX_DOCUMENTS} {indexed_documents}");
+        let _ = writeln!(out, "# HELP {RULES_LOADED} Detection rules loaded.\n# TYPE {RULES_LOADED} gauge");
+        let _ = writeln!(out, "{RULES_LOADED} {rules_loaded}");
+        out
+    }
+}
