@@ -147,3 +147,27 @@ fn offline_ingest_then_search_from_the_command_line() {
     assert!(titles.contains(&"Secret Read By A Non-System User"), "{alerts}");
     server.stop();
 }
+
+#[test]
+fn serve_explains_an_unusable_data_directory_and_a_taken_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory").unwrap();
+    let inside_a_file = file.join("data");
+    let output = vigil(&["serve", "--data-dir", inside_a_file.to_str().unwrap(), "--http", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("cannot create data directory"), "{}", stderr(&output));
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output =
+        vigil(&["serve", "--data-dir", dir.path().join("data").to_str().unwrap(), "--http", &address]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains(&format!("cannot listen on {address}")), "{}", stderr(&output));
+
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "version = 1\n[http]\nlisen = \"x\"\n").unwrap();
+    let output = vigil(&["serve", "--config", config.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("unknown field `lisen`"), "{}", stderr(&output));
+}

@@ -1,4 +1,4 @@
-//! Compiles a [`Query`](crate::query::Query) into a tantivy query against the
+//! Compiles a [`Query`] into a tantivy query against the
 //! fields of [`DocSchema`].
 //!
 //! Field names resolve in this order: a schema field (`user.name`), a

@@ -37,6 +37,7 @@ pub fn decode(encoding: Option<&str>, body: &[u8], limit: usize) -> Result<Vec<u
 pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, BodyError> {
     let mut decoded = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
     let mut reader = MultiGzDecoder::new(body).take(limit as u64 + 1);
+    #[allow(clippy::disallowed_methods, reason = "the reader is bounded by take(limit + 1) above")]
     reader.read_to_end(&mut decoded).map_err(|err| BodyError::InvalidGzip(err.to_string()))?;
     if decoded.len() > limit {
         return Err(BodyError::TooLarge { limit });

@@ -44,7 +44,9 @@ pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    match axum::body::to_bytes(body, limit).await {
+    #[allow(clippy::disallowed_methods, reason = "this is the one bounded body reader")]
+    let read = axum::body::to_bytes(body, limit).await;
+    match read {
         Ok(bytes) => Ok(bytes),
         Err(error) => {
             let is_limit = std::error::Error::source(&error)

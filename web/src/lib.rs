@@ -1,10 +1,10 @@
 //! Vigil's HTTP API and web UI, on axum.
 //!
 //! [`router`] builds every route over an [`AppState`]: the ingest endpoints
-//! hand decoded events to the [`EventSink`](vigil_schema::EventSink) and
+//! hand decoded events to the [`EventSink`] and
 //! answer once they are durable; the search, event and alert endpoints read
-//! the index's [`Searcher`](vigil_index::Searcher) and the
-//! [`AlertStore`](vigil_rules::AlertStore); the pages are askama templates
+//! the index's [`Searcher`] and the
+//! [`AlertStore`]; the pages are askama templates
 //! with their CSS and JavaScript embedded in the binary.
 //!
 //! This is the only crate that knows HTTP status codes: [`error::ApiError`]
