@@ -39,9 +39,21 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes [default: 67108864]; larger bodies get 413.
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// Largest request body accepted after gzip decompression, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    max_decoded_bytes: Option<usize>,
     /// How often accepted events are committed to the index, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     commit_interval_ms: Option<u64>,
+    /// Capacity of each pipeline queue, in batches [default: 64]; when full, ingest answers 503.
+    #[arg(long, value_name = "BATCHES")]
+    queue_batches: Option<usize>,
+    /// Memory for the index writer, in bytes [default: 134217728].
+    #[arg(long, value_name = "BYTES")]
+    writer_heap_bytes: Option<usize>,
+    /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    wal_segment_bytes: Option<u64>,
 }
 
 /// The configuration file, then the flags over it.
@@ -66,6 +78,25 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.max_body_bytes {
         config.http.max_body_bytes = bytes;
         config.http.max_decoded_bytes = config.http.max_decoded_bytes.max(bytes);
+    }
+    if let Some(bytes) = args.max_decoded_bytes {
+        anyhow::ensure!(
+            bytes >= config.http.max_body_bytes,
+            "--max-decoded-bytes must not be smaller than the body limit"
+        );
+        config.http.max_decoded_bytes = bytes;
+    }
+    if let Some(batches) = args.queue_batches {
+        anyhow::ensure!(batches >= 1, "--queue-batches must be at least 1");
+        config.index.queue_batches = batches;
+    }
+    if let Some(bytes) = args.writer_heap_bytes {
+        anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");
+        config.index.writer_heap_bytes = bytes;
+    }
+    if let Some(bytes) = args.wal_segment_bytes {
+        anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");
+        config.index.wal_segment_bytes = bytes;
     }
     if let Some(millis) = args.commit_interval_ms {
         anyhow::ensure!(millis >= 10, "--commit-interval-ms must be at least 10");

@@ -68,3 +68,53 @@ fn k8s_audit_normalization_errors_match_the_golden_files() {
         check(&expected_path, &format!("{error}\n"));
     }
 }
+
+/// Real, public audit logs and Falco alerts in `../shared/external/samples`
+/// (when that directory exists) must normalize without a single rejection.
+#[test]
+fn real_public_samples_normalize_without_rejections() {
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/external/samples");
+    if !samples.exists() {
+        eprintln!(
+            "SKIPPED real_public_samples_normalize_without_rejections: {} is absent",
+            samples.display()
+        );
+        return;
+    }
+    let ids = vigil_schema::EventIdGenerator::new();
+    let decode = |path: &Path| {
+        let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        k8s_audit::decode_body(&bytes, &ids, Utc::now(), &k8s_audit::Context::default())
+    };
+    for (file, events) in [("microk8s-audit-immudb/k8s.log", 2971), ("audit2rbac-demo/demo.log", 37)] {
+        let decoded = decode(&samples.join(file));
+        assert_eq!(decoded.rejected, vec![], "{file}");
+        assert_eq!(decoded.events.len(), events, "{file}");
+    }
+    let traces = samples.join("falco-k8saudit-traces/trace_files/k8s_audit");
+    let mut accepted = 0;
+    let mut refused = Vec::new();
+    for entry in std::fs::read_dir(&traces).unwrap() {
+        let path = entry.unwrap().path();
+        let decoded = decode(&path);
+        accepted += decoded.events.len();
+        refused.extend(
+            decoded
+                .rejected
+                .into_iter()
+                .map(|rejection| (path.file_name().unwrap().to_owned(), rejection.reason)),
+        );
+    }
+    // 51 audit events; the one deliberately invalid object ({"kind": 0}) is refused by name.
+    assert_eq!(accepted, 51);
+    assert_eq!(refused, vec![("fal_01_003.json".into(), "missing auditID".to_owned())]);
+
+    let falco_alerts =
+        std::fs::read_to_string(samples.join("falco-json-output/single_rule_with_cat_write.json")).unwrap();
+    for (number, line) in falco_alerts.lines().filter(|line| !line.trim().is_empty()).enumerate() {
+        let value: Value = serde_json::from_str(line).unwrap();
+        let event = vigil_ingest::falco::normalize(ids.next(), Utc::now(), value)
+            .unwrap_or_else(|error| panic!("falco alert {}: {error}", number + 1));
+        assert_eq!(event.get_str("rule.name"), Some("open_from_cat"));
+    }
+}
