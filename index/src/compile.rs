@@ -1,16 +1,19 @@
-//! Compiles a [`Query`] into a tantivy query against the
-//! fields of [`DocSchema`].
+//! Compiles a [`Query`] into a tantivy query against the fields of
+//! [`DocSchema`].
 //!
-//! Field names resolve in this order: a schema field (`user.name`), a
-//! Kubernetes audit name with a schema twin (`objectRef.resource` is
-//! `orchestrator.resource.type`), a schema field outside the fixed list
-//! (`labels.app`), and otherwise a dotted path in the original event.
-//! Keyword values match whole and case-insensitively.
+//! Field names resolve in this order: `event.id` and `@timestamp`; a schema
+//! field (`user.name`); a Kubernetes audit name with a schema twin
+//! (`objectRef.resource` is `orchestrator.resource.type`); a schema field
+//! outside the fixed list (`labels.app`); otherwise a dotted path in the
+//! original event. How each kind of value matches each kind of field is in
+//! `docs/query-language.md`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+use std::ops::Bound as TantivyBound;
 
 use tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query as TantivyQuery, TermQuery,
+    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, FastFieldRangeQuery, InvertedIndexRangeQuery, Occur,
+    PhraseQuery, Query as TantivyQuery, RangeQuery, RegexQuery, TermQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::TokenizerManager;
@@ -18,15 +21,31 @@ use tantivy::{DateTime, Term};
 use vigil_schema::fields::{self, FieldKind};
 
 use crate::doc::{DocSchema, to_ipv6, to_tantivy_time};
-use crate::query::{Query, TermValue};
+use crate::query::{Bound, Query, TermValue};
 
-/// A query that is well formed but cannot be run (a value of the wrong type
-/// for its field).
+/// A query that is well formed but cannot be run: a value of the wrong type
+/// for its field, a construct the field does not support, a bad pattern.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
 pub struct CompileError {
     pub field: String,
     pub message: String,
+}
+
+/// Where a field name points.
+enum Target<'a> {
+    Id,
+    Timestamp,
+    Named {
+        kind: FieldKind,
+        field: Field,
+        name: &'a str,
+    },
+    /// A path in a JSON field: the original event, or schema fields outside the fixed list.
+    Json {
+        field: Field,
+        path: &'a str,
+    },
 }
 
 pub struct Compiler<'a> {
@@ -38,66 +57,225 @@ impl Compiler<'_> {
     pub fn compile(&self, query: &Query) -> Result<Box<dyn TantivyQuery>, CompileError> {
         Ok(match query {
             Query::All => Box::new(AllQuery),
-            Query::And(parts) => {
-                let clauses = parts
-                    .iter()
-                    .map(|part| Ok((Occur::Must, self.compile(part)?)))
-                    .collect::<Result<_, _>>()?;
-                Box::new(BooleanQuery::new(clauses))
-            }
-            Query::Or(parts) => {
-                let clauses = parts
-                    .iter()
-                    .map(|part| Ok((Occur::Should, self.compile(part)?)))
-                    .collect::<Result<_, _>>()?;
-                Box::new(BooleanQuery::new(clauses))
-            }
+            Query::And(parts) => self.boolean(parts, Occur::Must)?,
+            Query::Or(parts) => self.boolean(parts, Occur::Should)?,
             Query::Not(inner) => Box::new(BooleanQuery::new(vec![
                 (Occur::Must, Box::new(AllQuery) as Box<dyn TantivyQuery>),
                 (Occur::MustNot, self.compile(inner)?),
             ])),
-            Query::Term { field: None, value } => self.text_query(self.schema.all, value.text()),
+            Query::Exists { field } => self.exists(field)?,
+            Query::Term { field: None, value } => self.free_text(value)?,
             Query::Term { field: Some(name), value } => self.field_query(name, value)?,
         })
     }
 
-    fn field_query(&self, name: &str, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
-        let text = value.text();
+    fn boolean(&self, parts: &[Query], occur: Occur) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        let clauses = parts.iter().map(|part| Ok((occur, self.compile(part)?))).collect::<Result<_, _>>()?;
+        Ok(Box::new(BooleanQuery::new(clauses)))
+    }
+
+    fn resolve<'n>(&self, name: &'n str) -> Target<'n> {
         let schema_name = fields::K8S_AUDIT_ALIASES
             .iter()
             .find(|(original, _)| *original == name)
             .map(|(_, schema)| *schema)
             .unwrap_or(name);
         if schema_name == fields::EVENT_ID {
-            return Ok(term(Term::from_field_text(self.schema.id, text)));
+            return Target::Id;
         }
         if schema_name == fields::TIMESTAMP {
-            let time = parse_time(name, text)?;
-            return Ok(term(Term::from_field_date_for_search(self.schema.timestamp, time)));
+            return Target::Timestamp;
         }
-        let error = |message: String| CompileError { field: name.to_owned(), message };
         if let Some((kind, field)) = self.schema.named_field(schema_name) {
-            return Ok(match kind {
-                FieldKind::Keyword => term(Term::from_field_text(field, &text.to_lowercase())),
-                FieldKind::Text => self.text_query(field, text),
-                FieldKind::Long => match text.parse::<i64>() {
-                    Ok(number) => term(Term::from_field_i64(field, number)),
-                    Err(_) => return Err(error(format!("{text:?} is not a whole number"))),
-                },
-                FieldKind::Ip => match text.parse::<IpAddr>() {
-                    Ok(ip) => term(Term::from_field_ip_addr(field, to_ipv6(ip))),
-                    Err(_) => return Err(error(format!("{text:?} is not an IP address"))),
-                },
-                FieldKind::Date => term(Term::from_field_date_for_search(field, parse_time(name, text)?)),
-            });
+            return Target::Named { kind, field, name: schema_name };
         }
-        let json_field =
-            if fields::kind_of(schema_name).is_some() { self.schema.extra } else { self.schema.original };
-        Ok(json_query(json_field, schema_name, text))
+        if fields::kind_of(schema_name).is_some() {
+            return Target::Json { field: self.schema.extra, path: schema_name };
+        }
+        Target::Json { field: self.schema.original, path: name }
+    }
+
+    fn free_text(&self, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        let all = self.schema.all;
+        let error = |message: &str| CompileError { field: "free text".into(), message: message.into() };
+        match value {
+            TermValue::Word(text) | TermValue::Phrase(text) => Ok(self.words(all, text)),
+            TermValue::Wildcard(pattern) => regex(all, "", &wildcard_to_regex(pattern), "free text"),
+            TermValue::Regex(pattern) => regex(all, "", pattern, "free text"),
+            TermValue::Range { .. } => {
+                Err(error("a range needs a field, as in http.response.status_code:[400 TO 499]"))
+            }
+        }
+    }
+
+    fn field_query(&self, name: &str, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        let error = |message: String| CompileError { field: name.to_owned(), message };
+        match self.resolve(name) {
+            Target::Id => match value {
+                TermValue::Word(text) | TermValue::Phrase(text) => {
+                    Ok(term(Term::from_field_text(self.schema.id, &text.to_ascii_uppercase())))
+                }
+                _ => Err(error("takes one exact event id".into())),
+            },
+            Target::Timestamp => self.date_query(self.schema.timestamp, name, value),
+            Target::Named { kind, field, name: schema_name } => match kind {
+                FieldKind::Keyword => self.keyword_query(field, name, value),
+                FieldKind::Text => match value {
+                    TermValue::Word(text) | TermValue::Phrase(text) => Ok(self.words(field, text)),
+                    TermValue::Wildcard(pattern) => regex(field, "", &wildcard_to_regex(pattern), name),
+                    TermValue::Regex(pattern) => regex(field, "", pattern, name),
+                    TermValue::Range { .. } => Err(error(format!(
+                        "{schema_name} is text; ranges work on keyword, number, time and IP fields"
+                    ))),
+                },
+                FieldKind::Long => match value {
+                    TermValue::Word(text) | TermValue::Phrase(text) => {
+                        Ok(term(Term::from_field_i64(field, parse_long(name, text)?)))
+                    }
+                    TermValue::Range { lower, upper } => {
+                        let bound = |bound: &Bound| {
+                            map_bound(bound, |text| Ok(Term::from_field_i64(field, parse_long(name, text)?)))
+                        };
+                        Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+                    }
+                    _ => {
+                        Err(error("is a number; use a value or a range such as >=400 or [400 TO 499]".into()))
+                    }
+                },
+                FieldKind::Date => self.date_query(field, name, value),
+                FieldKind::Ip => match value {
+                    TermValue::Word(text) | TermValue::Phrase(text) => ip_query(field, name, text),
+                    TermValue::Range { lower, upper } => {
+                        let bound = |bound: &Bound| {
+                            map_bound(bound, |text| {
+                                Ok(Term::from_field_ip_addr(field, to_ipv6(parse_ip(name, text)?)))
+                            })
+                        };
+                        Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+                    }
+                    _ => Err(error(
+                        "is an IP address; use an address, a CIDR block (10.0.0.0/8) or a range".into(),
+                    )),
+                },
+            },
+            Target::Json { field, path } => self.json_query(field, name, path, value),
+        }
+    }
+
+    /// Keyword fields: whole values; a word ignores case, a quoted value must
+    /// match exactly, case included.
+    fn keyword_query(
+        &self,
+        field: Field,
+        name: &str,
+        value: &TermValue,
+    ) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        match value {
+            TermValue::Word(text) => Ok(term(Term::from_field_text(field, &text.to_lowercase()))),
+            TermValue::Phrase(text) => {
+                let exact = Term::from_field_text(field, text);
+                Ok(Box::new(BooleanQuery::new(vec![
+                    (Occur::Must, term(Term::from_field_text(field, &text.to_lowercase()))),
+                    (
+                        Occur::Must,
+                        Box::new(FastFieldRangeQuery::new(
+                            TantivyBound::Included(exact.clone()),
+                            TantivyBound::Included(exact),
+                        )),
+                    ),
+                ])))
+            }
+            TermValue::Wildcard(pattern) => regex(field, "", &wildcard_to_regex(pattern), name),
+            TermValue::Regex(pattern) => regex(field, "", pattern, name),
+            TermValue::Range { lower, upper } => {
+                if matches!((lower, upper), (Bound::Unbounded, Bound::Unbounded)) {
+                    return self.exists(name);
+                }
+                let bound = |bound: &Bound| {
+                    map_bound(bound, |text| Ok(Term::from_field_text(field, &text.to_lowercase())))
+                };
+                Ok(Box::new(InvertedIndexRangeQuery::new(bound(lower)?, bound(upper)?)))
+            }
+        }
+    }
+
+    fn date_query(
+        &self,
+        field: Field,
+        name: &str,
+        value: &TermValue,
+    ) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        match value {
+            TermValue::Word(text) | TermValue::Phrase(text) => {
+                Ok(term(Term::from_field_date_for_search(field, parse_time(name, text)?)))
+            }
+            TermValue::Range { lower, upper } => {
+                let bound = |bound: &Bound| {
+                    map_bound(bound, |text| {
+                        Ok(Term::from_field_date_for_search(field, parse_time(name, text)?))
+                    })
+                };
+                Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+            }
+            _ => Err(CompileError {
+                field: name.to_owned(),
+                message: "is a time; use a time or a range such as >=2h or [2025-01-01T00:00:00Z TO now]"
+                    .into(),
+            }),
+        }
+    }
+
+    /// A path in a JSON field: lower-cased whole values (numbers and booleans
+    /// by their text too), wildcards and regular expressions.
+    fn json_query(
+        &self,
+        field: Field,
+        name: &str,
+        path: &str,
+        value: &TermValue,
+    ) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        let prefix = json_prefix(field, path);
+        match value {
+            TermValue::Word(text) | TermValue::Phrase(text) => Ok(json_value_query(field, path, text)),
+            TermValue::Wildcard(pattern) => regex(field, &prefix, &wildcard_to_regex(pattern), name),
+            TermValue::Regex(pattern) => regex(field, &prefix, pattern, name),
+            TermValue::Range { .. } => Err(CompileError {
+                field: name.to_owned(),
+                message: "ranges work on the schema's fields (http.response.status_code, @timestamp, source.ip ...), not on the original event's".into(),
+            }),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        Ok(match self.resolve(name) {
+            Target::Id | Target::Timestamp => Box::new(AllQuery),
+            Target::Named { kind: FieldKind::Text, field, .. } => Box::new(InvertedIndexRangeQuery::new(
+                TantivyBound::Included(Term::from_field_text(field, "")),
+                TantivyBound::Unbounded,
+            )),
+            Target::Named { name: schema_name, .. } => {
+                Box::new(ExistsQuery::new(schema_name.to_owned(), false))
+            }
+            Target::Json { field, path } => {
+                // Every term at the path or below it lies between `path\0`
+                // (the end-of-path byte) and `path\x02` (past `path\x01...`,
+                // its sub-paths), whatever the value's type.
+                let path_bytes = json_path_bytes(field, path);
+                let bound = |last: u8| {
+                    let mut bytes = path_bytes.clone();
+                    bytes.push(last);
+                    Term::from_field_bytes(field, &bytes)
+                };
+                Box::new(InvertedIndexRangeQuery::new(
+                    TantivyBound::Included(bound(0)),
+                    TantivyBound::Excluded(bound(2)),
+                ))
+            }
+        })
     }
 
     /// Words of a free-text value: one word is a term, several a phrase.
-    fn text_query(&self, field: Field, text: &str) -> Box<dyn TantivyQuery> {
+    fn words(&self, field: Field, text: &str) -> Box<dyn TantivyQuery> {
         let Some(mut analyzer) = self.tokenizers.get("default") else {
             return Box::new(EmptyQuery);
         };
@@ -114,9 +292,74 @@ impl Compiler<'_> {
     }
 }
 
-/// A value in a JSON field: the lower-cased string, or the number when the
-/// value reads as one (JSON numbers are indexed as numbers).
-fn json_query(field: Field, path: &str, text: &str) -> Box<dyn TantivyQuery> {
+/// The bytes of a JSON path in a term, without the end-of-path byte.
+fn json_path_bytes(field: Field, path: &str) -> Vec<u8> {
+    let term = Term::from_field_json_path(field, path, true);
+    let bytes = term.serialized_value_bytes();
+    bytes.strip_suffix(&[0u8]).unwrap_or(bytes).to_vec()
+}
+
+/// The regex prefix that selects string values at a JSON path.
+fn json_prefix(field: Field, path: &str) -> String {
+    let mut term = Term::from_field_json_path(field, path, true);
+    term.append_type_and_str("");
+    escape_bytes(term.serialized_value_bytes())
+}
+
+fn escape_bytes(bytes: &[u8]) -> String {
+    debug_assert!(!bytes.is_empty());
+    let mut out = String::new();
+    for &byte in bytes {
+        if byte.is_ascii_alphanumeric() || byte == b'_' {
+            out.push(byte as char);
+        } else if byte.is_ascii() {
+            out.push_str(&format!("\\x{byte:02x}"));
+        } else {
+            // Non-ASCII bytes of a UTF-8 path: match them literally.
+            out.push_str(&format!("(?-u:\\x{byte:02x})"));
+        }
+    }
+    out
+}
+
+/// A case-insensitive regular expression over a field's (lower-cased) terms,
+/// after a literal prefix.
+fn regex(
+    field: Field,
+    prefix: &str,
+    pattern: &str,
+    name: &str,
+) -> Result<Box<dyn TantivyQuery>, CompileError> {
+    let full = format!("{prefix}(?i:{pattern})");
+    RegexQuery::from_pattern(&full, field).map(|query| Box::new(query) as Box<dyn TantivyQuery>).map_err(
+        |error| CompileError {
+            field: name.to_owned(),
+            message: format!("invalid regular expression {pattern:?}: {error}"),
+        },
+    )
+}
+
+/// `kube-*` → `kube\-.*`: `*` any characters, `?` one, everything else literal.
+pub fn wildcard_to_regex(pattern: &str) -> String {
+    let mut out = String::new();
+    for c in pattern.chars() {
+        match c {
+            '*' => out.push_str(".*"),
+            '?' => out.push('.'),
+            c if c.is_ascii_punctuation() => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_whitespace() => out.push_str(&format!("\\x{{{:x}}}", c as u32)),
+            c => out.extend(c.to_lowercase()),
+        }
+    }
+    out
+}
+
+/// A value in a JSON field: the lower-cased string, or the number or boolean
+/// when the value reads as one (JSON numbers and booleans are indexed as such).
+fn json_value_query(field: Field, path: &str, text: &str) -> Box<dyn TantivyQuery> {
     let mut string_term = Term::from_field_json_path(field, path, true);
     string_term.append_type_and_str(&text.to_lowercase());
     let mut alternatives: Vec<Box<dyn TantivyQuery>> = vec![term(string_term)];
@@ -142,12 +385,98 @@ fn json_query(field: Field, path: &str, text: &str) -> Box<dyn TantivyQuery> {
     }
 }
 
+fn ip_query(field: Field, name: &str, text: &str) -> Result<Box<dyn TantivyQuery>, CompileError> {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return Ok(term(Term::from_field_ip_addr(field, to_ipv6(parse_ip(name, text)?))));
+    };
+    let invalid = || CompileError {
+        field: name.to_owned(),
+        message: format!("{text:?} is not a CIDR block like 10.0.0.0/8"),
+    };
+    let address: IpAddr = address.parse().map_err(|_| invalid())?;
+    let prefix: u32 = prefix.parse().map_err(|_| invalid())?;
+    let (first, last) = cidr_range(address, prefix).ok_or_else(invalid)?;
+    Ok(Box::new(RangeQuery::new(
+        TantivyBound::Included(Term::from_field_ip_addr(field, first)),
+        TantivyBound::Included(Term::from_field_ip_addr(field, last)),
+    )))
+}
+
+/// The first and last addresses of a CIDR block, as IPv6 (IPv4 mapped).
+pub fn cidr_range(address: IpAddr, prefix: u32) -> Option<(Ipv6Addr, Ipv6Addr)> {
+    let (bits, total) = match address {
+        IpAddr::V4(v4) => (u128::from(v4.to_ipv6_mapped()), 32),
+        IpAddr::V6(v6) => (u128::from(v6), 128),
+    };
+    if prefix > total {
+        return None;
+    }
+    let host_bits = total - prefix;
+    let host_mask = if host_bits == 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+    let first = bits & !host_mask;
+    let last = first | host_mask;
+    Some((Ipv6Addr::from(first), Ipv6Addr::from(last)))
+}
+
+fn map_bound(
+    bound: &Bound,
+    make: impl Fn(&str) -> Result<Term, CompileError>,
+) -> Result<TantivyBound<Term>, CompileError> {
+    Ok(match bound {
+        Bound::Unbounded => TantivyBound::Unbounded,
+        Bound::Included(text) => TantivyBound::Included(make(text)?),
+        Bound::Excluded(text) => TantivyBound::Excluded(make(text)?),
+    })
+}
+
 fn term(term: Term) -> Box<dyn TantivyQuery> {
     Box::new(TermQuery::new(term, IndexRecordOption::Basic))
 }
 
-fn parse_time(field: &str, text: &str) -> Result<DateTime, CompileError> {
-    chrono::DateTime::parse_from_rfc3339(text).map(|time| to_tantivy_time(time.to_utc())).map_err(|_| {
-        CompileError { field: field.to_owned(), message: format!("{text:?} is not an RFC 3339 time") }
+fn parse_long(field: &str, text: &str) -> Result<i64, CompileError> {
+    text.parse().map_err(|_| CompileError {
+        field: field.to_owned(),
+        message: format!("{text:?} is not a whole number"),
     })
+}
+
+fn parse_ip(field: &str, text: &str) -> Result<IpAddr, CompileError> {
+    text.parse().map_err(|_| CompileError {
+        field: field.to_owned(),
+        message: format!("{text:?} is not an IP address"),
+    })
+}
+
+fn parse_time(field: &str, text: &str) -> Result<DateTime, CompileError> {
+    crate::time::parse_time_bound(text, chrono::Utc::now())
+        .map(to_tantivy_time)
+        .map_err(|message| CompileError { field: field.to_owned(), message })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_become_anchored_literal_regexes() {
+        assert_eq!(wildcard_to_regex("kube-*"), "kube\\-.*");
+        assert_eq!(wildcard_to_regex("*Admin?"), ".*admin.");
+        assert_eq!(wildcard_to_regex("a.b"), "a\\.b");
+    }
+
+    #[test]
+    fn cidr_blocks_cover_their_addresses() {
+        let (first, last) = cidr_range("10.1.2.3".parse().unwrap(), 8).unwrap();
+        assert_eq!(first, to_ipv6("10.0.0.0".parse().unwrap()));
+        assert_eq!(last, to_ipv6("10.255.255.255".parse().unwrap()));
+        let (first, last) = cidr_range("2001:db8::1".parse().unwrap(), 32).unwrap();
+        assert_eq!(first, "2001:db8::".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(last, "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff".parse::<Ipv6Addr>().unwrap());
+        assert!(cidr_range("10.0.0.0".parse().unwrap(), 33).is_none());
+        let (first, last) = cidr_range("0.0.0.0".parse().unwrap(), 0).unwrap();
+        assert_eq!(
+            (first, last),
+            (to_ipv6("0.0.0.0".parse().unwrap()), to_ipv6("255.255.255.255".parse().unwrap()))
+        );
+    }
 }

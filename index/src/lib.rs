@@ -188,6 +188,42 @@ mod tests {
             ("-user.name:alice -user.name:bob", 1),
             ("alice OR carol", 6),
             ("nobody", 0),
+            // Wildcards, regular expressions, exact case.
+            ("user.name:ali*", 5),
+            ("user.name:*O*", 6),
+            ("user.name:b?b", 5),
+            ("user.name:\"Alice\"", 5),
+            ("user.name:\"alice\"", 0),
+            ("user.name:/b.b/", 5),
+            ("objectRef.resource:secr*", 10),
+            ("objectRef.resource:/SEC.*/", 10),
+            ("carol*", 1),
+            ("annotations.authorization.k8s.io/decision:al*", 11),
+            ("annotations.authorization.k8s.io/decision:/a.+w/", 11),
+            ("/car.l/", 1),
+            // Ranges on numbers, times, keywords; CIDR.
+            ("http.response.status_code:>=200", 11),
+            ("http.response.status_code:>200", 0),
+            ("http.response.status_code:[201 TO 500]", 0),
+            ("http.response.status_code:{199 TO 200]", 11),
+            ("responseStatus.code:<=200", 11),
+            ("@timestamp:[2025-02-03T08:02:00Z TO 2025-02-03T08:05:00Z}", 3),
+            ("@timestamp:>=2025-02-03T08:09:00Z", 2),
+            ("user.name:[a TO b}", 5),
+            ("source.ip:10.0.0.0/8", 11),
+            ("source.ip:10.1.2.3/32", 11),
+            ("source.ip:192.168.0.0/16", 0),
+            ("source.ip:[10.1.2.0 TO 10.1.2.255]", 11),
+            // Existence, in the schema and in the original.
+            ("_exists_:user.name", 11),
+            ("_exists_:message", 11),
+            ("_exists_:orchestrator.resource.type", 11),
+            ("_exists_:objectRef", 11),
+            ("_exists_:responseStatus.code", 11),
+            ("_exists_:annotations", 11),
+            ("_exists_:objectRef.nothing", 0),
+            ("_exists_:labels.team", 11),
+            ("_exists_:user.effective.name", 0),
         ];
         for (text, expected) in cases {
             assert_eq!(search(&searcher, text).total, expected, "{text}");
@@ -208,6 +244,28 @@ mod tests {
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
         assert_eq!(search(store.searcher(), "").total, 11);
         assert!(store.ids().next() > first_id);
+        store.shutdown();
+    }
+
+    #[test]
+    fn constructs_a_field_cannot_take_are_query_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let cases = [
+            ("requestObject.kind:[a TO b]", "requestObject.kind: ranges work on the schema's fields"),
+            ("http.response.status_code:4*", "http.response.status_code: is a number"),
+            ("source.ip:10.0.0.0/33", "source.ip: \"10.0.0.0/33\" is not a CIDR block like 10.0.0.0/8"),
+            ("user.name:/(/", "user.name: invalid regular expression \"(\""),
+            ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
+        ];
+        for (text, message) in cases {
+            let request =
+                SearchRequest { query: query::parse(text).unwrap(), from: None, to: None, limit: 1 };
+            let error =
+                store.searcher().search(&request).err().unwrap_or_else(|| panic!("{text} should fail"));
+            assert_eq!(error.kind(), StoreErrorKind::BadQuery, "{text}");
+            assert!(error.to_string().starts_with(message), "{text}: {error}");
+        }
         store.shutdown();
     }
 

@@ -10,6 +10,10 @@ pub enum Query {
         field: Option<String>,
         value: TermValue,
     },
+    /// `_exists_:field`: the field has a value.
+    Exists {
+        field: String,
+    },
     And(Vec<Query>),
     Or(Vec<Query>),
     Not(Box<Query>),
@@ -18,33 +22,102 @@ pub enum Query {
 /// The value of a term.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TermValue {
-    /// An unquoted word.
+    /// An unquoted word: matches the whole value, ignoring case.
     Word(String),
-    /// A `"quoted phrase"`, with its escapes resolved.
+    /// A `"quoted phrase"`, with its escapes resolved: matches the whole
+    /// value exactly, case included, on keyword fields.
     Phrase(String),
+    /// An unquoted word with `*` (any characters) or `?` (one character).
+    Wildcard(String),
+    /// `/regular expression/`, matched against the whole (lower-cased) value.
+    Regex(String),
+    /// `[a TO b]`, `{a TO b}`, `>=a`, `<b` ...
+    Range { lower: Bound, upper: Bound },
+}
+
+/// One end of a range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bound {
+    Unbounded,
+    Included(String),
+    Excluded(String),
 }
 
 impl TermValue {
-    pub fn text(&self) -> &str {
+    /// The value's text, for the kinds that have one.
+    pub fn text(&self) -> Option<&str> {
         match self {
-            TermValue::Word(text) | TermValue::Phrase(text) => text,
+            TermValue::Word(text)
+            | TermValue::Phrase(text)
+            | TermValue::Wildcard(text)
+            | TermValue::Regex(text) => Some(text),
+            TermValue::Range { .. } => None,
         }
     }
+}
+
+fn write_quoted(f: &mut fmt::Formatter<'_>, text: &str, quote: char) -> fmt::Result {
+    write!(f, "{quote}")?;
+    for c in text.chars() {
+        if c == quote || c == '\\' {
+            f.write_str("\\")?;
+        }
+        write!(f, "{c}")?;
+    }
+    write!(f, "{quote}")
+}
+
+/// Whether a range value can be printed bare and read back as itself.
+fn is_bare_range_value(text: &str) -> bool {
+    !text.is_empty()
+        && text != "*"
+        && text != "TO"
+        && !text.chars().any(|c| c.is_whitespace() || "()[]{}\"\\".contains(c))
+}
+
+fn write_range_value(f: &mut fmt::Formatter<'_>, text: &str) -> fmt::Result {
+    if is_bare_range_value(text) { f.write_str(text) } else { write_quoted(f, text, '"') }
 }
 
 impl fmt::Display for TermValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TermValue::Word(word) => f.write_str(word),
-            TermValue::Phrase(phrase) => {
-                f.write_str("\"")?;
-                for c in phrase.chars() {
-                    if c == '"' || c == '\\' {
+            TermValue::Word(text) | TermValue::Wildcard(text) => f.write_str(text),
+            TermValue::Phrase(text) => write_quoted(f, text, '"'),
+            TermValue::Regex(text) => {
+                f.write_str("/")?;
+                for c in text.chars() {
+                    if c == '/' {
                         f.write_str("\\")?;
                     }
                     write!(f, "{c}")?;
                 }
-                f.write_str("\"")
+                f.write_str("/")
+            }
+            TermValue::Range { lower, upper } => {
+                match lower {
+                    Bound::Excluded(value) => {
+                        f.write_str("{")?;
+                        write_range_value(f, value)?;
+                    }
+                    Bound::Included(value) => {
+                        f.write_str("[")?;
+                        write_range_value(f, value)?;
+                    }
+                    Bound::Unbounded => f.write_str("[*")?,
+                }
+                f.write_str(" TO ")?;
+                match upper {
+                    Bound::Excluded(value) => {
+                        write_range_value(f, value)?;
+                        f.write_str("}")
+                    }
+                    Bound::Included(value) => {
+                        write_range_value(f, value)?;
+                        f.write_str("]")
+                    }
+                    Bound::Unbounded => f.write_str("*]"),
+                }
             }
         }
     }
@@ -58,6 +131,7 @@ impl fmt::Display for Query {
             Query::All => Ok(()),
             Query::Term { field: Some(field), value } => write!(f, "{field}:{value}"),
             Query::Term { field: None, value } => write!(f, "{value}"),
+            Query::Exists { field } => write!(f, "_exists_:{field}"),
             Query::And(parts) => write_joined(f, parts, " AND "),
             Query::Or(parts) => write_joined(f, parts, " OR "),
             Query::Not(inner) => write!(f, "NOT {inner}"),

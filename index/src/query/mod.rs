@@ -19,5 +19,5 @@
 mod ast;
 mod parser;
 
-pub use ast::{Query, TermValue};
+pub use ast::{Bound, Query, TermValue};
 pub use parser::{QueryError, parse};

@@ -7,7 +7,7 @@ use nom::bytes::complete::take_while1;
 use nom::error::{ErrorKind, ParseError};
 use nom::{IResult, Parser};
 
-use super::ast::{Query, TermValue};
+use super::ast::{Bound, Query, TermValue};
 
 /// How deep parentheses and `NOT`s may nest; deeper queries are refused
 /// rather than risking the stack.
@@ -191,8 +191,11 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
         };
     }
     if input.starts_with('"') {
-        let (rest, phrase) = quoted(input)?;
+        let (rest, phrase) = quoted(input, '"')?;
         return Ok((rest, Query::Term { field: None, value: TermValue::Phrase(phrase) }));
+    }
+    if let Some((rest, pattern)) = regex_literal(input) {
+        return Ok((rest, Query::Term { field: None, value: TermValue::Regex(pattern) }));
     }
     for reserved in ["AND", "OR"] {
         if keyword(input, reserved).is_some() {
@@ -202,22 +205,117 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
     if let Ok((after_field, field)) = field_name(input)
         && let Some(value_start) = after_field.strip_prefix(':')
     {
+        if field == "_exists_" {
+            return match field_name(value_start) {
+                Ok((rest, name)) => Ok((rest, Query::Exists { field: name.to_owned() })),
+                Err(_) => fail(value_start, "expected a field name after '_exists_:'"),
+            };
+        }
         let (rest, value) = term_value(value_start, field)?;
         return Ok((rest, Query::Term { field: Some(field.to_owned()), value }));
     }
     let (rest, word) = bare_word(input)?;
-    Ok((rest, Query::Term { field: None, value: TermValue::Word(word.to_owned()) }))
+    Ok((rest, Query::Term { field: None, value: word_value(word) }))
+}
+
+/// A `/regular expression/` standing alone (followed by a space, `)` or the
+/// end). Anything else that starts with `/` is a bare word, so that paths
+/// like `url.original:/api/v1/secrets` need no quoting.
+fn regex_literal(input: &str) -> Option<(&str, String)> {
+    if !input.starts_with('/') {
+        return None;
+    }
+    let (rest, pattern) = quoted(input, '/').ok()?;
+    let stands_alone = rest.is_empty() || rest.starts_with(|c: char| c.is_whitespace() || c == ')');
+    stands_alone.then_some((rest, pattern))
+}
+
+/// A bare word: a wildcard pattern when it holds `*` or `?`.
+fn word_value(word: &str) -> TermValue {
+    if word.contains(['*', '?']) {
+        TermValue::Wildcard(word.to_owned())
+    } else {
+        TermValue::Word(word.to_owned())
+    }
 }
 
 fn term_value<'a>(input: &'a str, field: &str) -> Parsed<'a, TermValue> {
     if input.starts_with('"') {
-        let (rest, phrase) = quoted(input)?;
+        let (rest, phrase) = quoted(input, '"')?;
         return Ok((rest, TermValue::Phrase(phrase)));
     }
+    if let Some((rest, pattern)) = regex_literal(input) {
+        return Ok((rest, TermValue::Regex(pattern)));
+    }
+    if input.starts_with(['[', '{']) {
+        return bracket_range(input);
+    }
+    for (operator, make) in COMPARISONS {
+        if let Some(value_start) = input.strip_prefix(operator) {
+            let (rest, value) =
+                range_value(value_start, &format!("expected a value after '{field}:{operator}'"))?;
+            return match value {
+                Some(value) => Ok((rest, make(value))),
+                None => fail(value_start, format!("expected a value after '{field}:{operator}', not *")),
+            };
+        }
+    }
     match bare_word(input) {
-        Ok((rest, word)) => Ok((rest, TermValue::Word(word.to_owned()))),
+        Ok((rest, word)) => Ok((rest, word_value(word))),
         Err(_) => fail(input, format!("expected a value after '{field}:'")),
     }
+}
+
+type MakeRange = fn(String) -> TermValue;
+
+/// `>=`, `>`, `<=`, `<`, longest first.
+const COMPARISONS: [(&str, MakeRange); 4] = [
+    (">=", |value| TermValue::Range { lower: Bound::Included(value), upper: Bound::Unbounded }),
+    ("<=", |value| TermValue::Range { lower: Bound::Unbounded, upper: Bound::Included(value) }),
+    (">", |value| TermValue::Range { lower: Bound::Excluded(value), upper: Bound::Unbounded }),
+    ("<", |value| TermValue::Range { lower: Bound::Unbounded, upper: Bound::Excluded(value) }),
+];
+
+/// `[a TO b]`, `{a TO b}`, `[a TO b}`, `{a TO b]`, with `*` for an open end.
+fn bracket_range(input: &str) -> Parsed<'_, TermValue> {
+    let inclusive_lower = input.starts_with('[');
+    let after_open = skip_space(&input[1..]);
+    let (after_lower, lower) = range_value(after_open, "expected the start of the range")?;
+    let before_to = skip_space(after_lower);
+    let Some(after_to) = keyword(before_to, "TO") else {
+        return fail(before_to, "expected TO in the range");
+    };
+    let (after_upper, upper) = range_value(skip_space(after_to), "expected the end of the range")?;
+    let before_close = skip_space(after_upper);
+    let inclusive_upper = if before_close.starts_with(']') {
+        true
+    } else if before_close.starts_with('}') {
+        false
+    } else {
+        return fail(before_close, "expected ']' or '}' to close the range");
+    };
+    let bound = |value: Option<String>, inclusive: bool| match value {
+        None => Bound::Unbounded,
+        Some(value) if inclusive => Bound::Included(value),
+        Some(value) => Bound::Excluded(value),
+    };
+    let value =
+        TermValue::Range { lower: bound(lower, inclusive_lower), upper: bound(upper, inclusive_upper) };
+    Ok((&before_close[1..], value))
+}
+
+/// One end of a range: a quoted or bare value, or `*` (open: `None`).
+fn range_value<'a>(input: &'a str, expected: &str) -> Parsed<'a, Option<String>> {
+    if input.starts_with('"') {
+        let (rest, text) = quoted(input, '"')?;
+        return Ok((rest, Some(text)));
+    }
+    let end = input.find(|c: char| c.is_whitespace() || "()[]{}\"".contains(c)).unwrap_or(input.len());
+    if end == 0 {
+        return fail(input, expected.to_owned());
+    }
+    let text = &input[..end];
+    Ok((&input[end..], if text == "*" { None } else { Some(text.to_owned()) }))
 }
 
 /// A field name: letters, digits and `_ . @ - /`, not starting with `-`.
@@ -238,21 +336,31 @@ fn bare_word(input: &str) -> Parsed<'_, &str> {
     )
 }
 
-/// A `"quoted phrase"` with `\"` and `\\` escapes.
-fn quoted(input: &str) -> Parsed<'_, String> {
+/// A `"quoted phrase"` or `/regex/`, with the delimiter and `\\` escaped by
+/// a backslash.
+fn quoted(input: &str, delimiter: char) -> Parsed<'_, String> {
     let mut text = String::new();
     let mut chars = input.char_indices().skip(1);
     while let Some((at, c)) = chars.next() {
         match c {
-            '"' => return Ok((&input[at + 1..], text)),
+            c if c == delimiter => return Ok((&input[at + 1..], text)),
             '\\' => match chars.next() {
+                // In a regular expression, only the delimiter is unescaped;
+                // `\d`, `\.` and `\\` keep their meaning for the regex engine.
+                Some((_, escaped)) if delimiter == '/' && escaped != '/' => {
+                    text.push('\\');
+                    text.push(escaped);
+                }
                 Some((_, escaped)) => text.push(escaped),
                 None => break,
             },
             other => text.push(other),
         }
     }
-    fail(input, "unterminated quoted phrase")
+    fail(
+        input,
+        if delimiter == '"' { "unterminated quoted phrase" } else { "unterminated regular expression" },
+    )
 }
 
 /// The rest of the input after `word` when `word` is a whole token there
@@ -296,7 +404,10 @@ mod tests {
                     value: TermValue::Phrase("system:serviceaccount:kube-system:x".into())
                 },
                 Query::Not(Box::new(term(Some("verb"), "get"))),
-                term(Some("url.original"), "/api/v1?x=1"),
+                Query::Term {
+                    field: Some("url.original".into()),
+                    value: TermValue::Wildcard("/api/v1?x=1".into())
+                },
             ])
         );
     }
@@ -348,5 +459,84 @@ mod tests {
         assert!(parse(&deep).unwrap_err().message().contains("deeper than 64"));
         let nots = "NOT ".repeat(10_000) + "a";
         assert!(parse(&nots).is_err());
+    }
+
+    #[test]
+    fn ranges_exists_regexes_and_wildcards() {
+        let range = |lower: Bound, upper: Bound| TermValue::Range { lower, upper };
+        let cases = [
+            ("code:>=400", range(Bound::Included("400".into()), Bound::Unbounded)),
+            ("code:<500", range(Bound::Unbounded, Bound::Excluded("500".into()))),
+            ("code:[400 TO 499]", range(Bound::Included("400".into()), Bound::Included("499".into()))),
+            ("code:{400 TO *]", range(Bound::Excluded("400".into()), Bound::Unbounded)),
+            (
+                "t:[\"2025-01-01T00:00:00Z\" TO now}",
+                range(Bound::Included("2025-01-01T00:00:00Z".into()), Bound::Excluded("now".into())),
+            ),
+            ("name:kube-*", TermValue::Wildcard("kube-*".into())),
+            ("name:/kube-.*\\d/", TermValue::Regex("kube-.*\\d".into())),
+            ("name:/a\\/b/", TermValue::Regex("a/b".into())),
+        ];
+        for (text, value) in cases {
+            let field = text.split(':').next().unwrap().to_owned();
+            assert_eq!(parse(text).unwrap(), Query::Term { field: Some(field), value }, "{text}");
+        }
+        assert_eq!(parse("_exists_:user.name").unwrap(), Query::Exists { field: "user.name".into() });
+        let errors = [
+            ("code:[400 499]", "expected TO in the range", 11),
+            ("code:[400 TO 499", "expected ']' or '}' to close the range", 17),
+            ("code:>=", "expected a value after 'code:>='", 8),
+            ("_exists_:", "expected a field name after '_exists_:'", 10),
+        ];
+        for (text, message, column) in errors {
+            let error = parse(text).unwrap_err();
+            assert_eq!((error.message(), error.column()), (message, column), "{text}");
+        }
+    }
+
+    mod properties {
+        use proptest::prelude::*;
+
+        use super::super::parse;
+
+        /// Text built from the language's own pieces, so that most samples
+        /// parse and the round trip is exercised, plus arbitrary characters.
+        fn query_text() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                Just("AND ".to_owned()),
+                Just("OR ".to_owned()),
+                Just("NOT ".to_owned()),
+                Just("(".to_owned()),
+                Just(") ".to_owned()),
+                Just("-".to_owned()),
+                Just("_exists_:".to_owned()),
+                "[a-z]{1,6}(\\.[a-z]{1,4})?:".prop_map(|s| s),
+                "[a-zA-Z0-9*?/.-]{1,8} ".prop_map(|s| s),
+                "\"[a-z \\\\\"]{0,6}\" ".prop_map(|s| s),
+                "/[a-z.*\\\\/]{0,5}/ ".prop_map(|s| s),
+                "(>=|<=|>|<)[0-9]{1,3} ".prop_map(|s| s),
+                "[\\[{][0-9*]{1,3} TO [0-9*]{1,3}[\\]}] ".prop_map(|s| s),
+                any::<char>().prop_map(|c| c.to_string()),
+            ];
+            prop::collection::vec(piece, 0..12).prop_map(|pieces| pieces.concat())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            #[test]
+            fn printing_a_parsed_query_and_parsing_it_again_gives_the_same_tree(text in query_text()) {
+                if let Ok(query) = parse(&text) {
+                    let printed = query.to_string();
+                    let again = parse(&printed);
+                    prop_assert_eq!(again.as_ref(), Ok(&query), "{:?} printed as {:?}", text, printed);
+                }
+            }
+
+            #[test]
+            fn no_input_panics(text in "\\PC{0,64}") {
+                let _ = parse(&text);
+            }
+        }
     }
 }
