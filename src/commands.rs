@@ -8,7 +8,7 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 use serde_json::{Value, json};
-use vigil_index::{SearchRequest, Searcher, parse_time_bound, query};
+use vigil_index::{SearchRequest, Searcher, SortOrder, parse_time_bound, query};
 use vigil_ingest::detect::{Dataset, detect};
 use vigil_ingest::{body, falco, k8s_audit};
 use vigil_rules::{RuleSet, RuleSource, Severity};
@@ -163,12 +163,22 @@ pub struct SearchArgs {
     /// End of the time range (exclusive), as --from.
     #[arg(long, value_name = "TIME")]
     to: Option<String>,
-    /// How many events to print, newest first.
+    /// How many events (or, with --top, values) to print.
     #[arg(long, default_value_t = 50)]
     limit: usize,
-    /// Print one JSON object per event, as the search API returns them.
+    /// Print the oldest events first instead of the newest.
+    #[arg(long)]
+    oldest_first: bool,
+    /// Print one JSON object per line: events as the search API returns them,
+    /// or the --count / --top answer.
     #[arg(long)]
     json: bool,
+    /// Print only how many events match.
+    #[arg(long, conflicts_with = "top")]
+    count: bool,
+    /// Print the most frequent values of FIELD among the matching events.
+    #[arg(long, value_name = "FIELD")]
+    top: Option<String>,
     /// The query (see docs/query-language.md); words are joined with spaces.
     #[arg(value_name = "QUERY")]
     query: Vec<String>,
@@ -189,21 +199,53 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         query,
         from: bound(&args.from).map_err(|message| anyhow::anyhow!("--from: {message}"))?,
         to: bound(&args.to).map_err(|message| anyhow::anyhow!("--to: {message}"))?,
-        limit: args.limit.min(vigil_index::MAX_LIMIT),
+        limit: if args.count || args.top.is_some() { 0 } else { args.limit.min(vigil_index::MAX_LIMIT) },
+        order: if args.oldest_first { SortOrder::OldestFirst } else { SortOrder::NewestFirst },
+        cursor: None,
     };
     let searcher = Searcher::open_read_only(&args.data_dir)?;
-    let result = match searcher.search(&request) {
-        Ok(result) => result,
-        Err(error) if error.kind().is_client_error() => {
-            eprintln!("vigil: invalid query: {error}");
-            return Ok(ExitCode::from(2));
-        }
-        Err(error) => return Err(error.into()),
-    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let answered = if let Some(field) = &args.top {
+        searcher.top_values(&request, field, args.limit).map(|top| {
+            if args.json {
+                writeln!(out, "{}", serde_json::to_string(&top).unwrap_or_default())
+            } else {
+                print_top(&mut out, &top)
+            }
+        })
+    } else {
+        searcher.search(&request).map(|result| {
+            if args.count {
+                return if args.json {
+                    writeln!(out, "{}", json!({"total": result.total}))
+                } else {
+                    writeln!(out, "{}", result.total)
+                };
+            }
+            print_hits(&mut out, &result, args.json)
+        })
+    };
+    match answered {
+        Ok(written) => {
+            written?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) if error.kind().is_client_error() => {
+            eprintln!("vigil: invalid query: {error}");
+            Ok(ExitCode::from(2))
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn print_hits(
+    out: &mut impl Write,
+    result: &vigil_index::SearchResult,
+    as_json: bool,
+) -> std::io::Result<()> {
     for event in &result.hits {
-        if args.json {
+        if as_json {
             let hit = json!({
                 "id": event.id.to_string(),
                 "@timestamp": vigil_schema::format_timestamp(event.timestamp),
@@ -221,10 +263,26 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             )?;
         }
     }
-    if !args.json {
+    if !as_json {
         writeln!(out, "{} of {} matching events", result.hits.len(), result.total)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
+}
+
+fn print_top(out: &mut impl Write, top: &vigil_index::TopValues) -> std::io::Result<()> {
+    let width = top.values.iter().map(|value| value.count.to_string().len()).max().unwrap_or(1);
+    for value in &top.values {
+        let shown = match &value.value {
+            Value::String(text) => text.clone(),
+            other => other.to_string(),
+        };
+        writeln!(out, "{:>width$}  {shown}", value.count)?;
+    }
+    writeln!(
+        out,
+        "{} distinct values of {} in {} matching events ({} in other values, {} events without it)",
+        top.distinct, top.field, top.total, top.other, top.missing
+    )
 }
 
 #[derive(Debug, Args)]

@@ -130,6 +130,31 @@ fn offline_ingest_then_search_from_the_command_line() {
     assert!(stdout(&output).contains("mallory create pods/exec shop/web-7d9f (101)"), "{}", stdout(&output));
     assert!(stdout(&output).ends_with("1 of 1 matching events\n"), "{}", stdout(&output));
 
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "--count", "verb:get OR verb:list"]);
+    assert_eq!(stdout(&output), "3\n");
+    let output =
+        vigil(&["search", "--data-dir", data.to_str().unwrap(), "--top", "user.name", "--limit", "1"]);
+    assert_eq!(
+        stdout(&output),
+        "2  erik\n3 distinct values of user.name in 4 matching events (2 in other values, 0 events without it)\n"
+    );
+    let output =
+        vigil(&["search", "--data-dir", data.to_str().unwrap(), "--json", "--top", "objectRef.resource"]);
+    let top: Value = serde_json::from_str(stdout(&output).trim()).unwrap();
+    assert_eq!(top["values"][0], json!({"value": "pods", "count": 3}));
+    let output = vigil(&[
+        "search",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--from",
+        "2026-11-20T09:00:00Z",
+        "--to",
+        "2026-11-20T09:30:00Z",
+        "--count",
+        "",
+    ]);
+    assert_eq!(stdout(&output), "0\n", "the range ends before the events: {}", stderr(&output));
+
     let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "verb:(get"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("at column 6\n  verb:(get\n       ^"), "{}", stderr(&output));

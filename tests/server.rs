@@ -286,3 +286,95 @@ fn the_web_page_shows_events_and_alerts_and_escapes_what_events_carry() {
     assert!(script.contains("querySelectorAll"));
     server.stop();
 }
+
+#[test]
+fn histograms_top_values_the_field_catalogue_and_cursors_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let mut items = Vec::new();
+    for n in 0..30 {
+        let mut event = audit_event(
+            &format!("h-{n}"),
+            if n % 3 == 0 { "list" } else { "get" },
+            "secrets",
+            None,
+            &format!("user{}", n % 4),
+        );
+        event["requestReceivedTimestamp"] = json!(format!("2026-11-20T10:{:02}:00.000001Z", n));
+        event["sourceIPs"] = json!([format!("10.0.{}.9", n % 2)]);
+        if n % 5 == 0 {
+            event["responseStatus"]["code"] = json!(403);
+        }
+        items.push(event);
+    }
+    let (status, _, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[], event_list(&items).to_string().as_bytes());
+    assert_eq!(status, 200);
+    server.search_until("", 30, Duration::from_secs(5));
+
+    let range = "from=2026-11-20T10:00:00Z&to=2026-11-20T10:30:00Z";
+    let (status, histogram) = server.get_json(&format!("/api/v1/histogram?q=&{range}&interval=10m"));
+    assert_eq!(status, 200, "{histogram}");
+    assert_eq!(histogram["interval"], "10m");
+    let counts: Vec<u64> =
+        histogram["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).collect();
+    assert_eq!(counts, vec![10, 10, 10]);
+    assert_eq!(histogram["buckets"][1]["start"], "2026-11-20T10:10:00Z");
+    let (_, automatic) = server.get_json(&format!("/api/v1/histogram?q=verb:get&{range}"));
+    assert_eq!(automatic["interval"], "30s");
+    let sum: u64 =
+        automatic["buckets"].as_array().unwrap().iter().map(|b| b["count"].as_u64().unwrap()).sum();
+    let (_, searched) = server.get_json(&format!("/api/v1/search?q=verb:get&{range}&limit=0"));
+    assert_eq!(sum, searched["total"].as_u64().unwrap(), "buckets add up to the search's total");
+    let (status, _) = server.get_json("/api/v1/histogram?interval=soon");
+    assert_eq!(status, 400);
+
+    let (status, top) = server.get_json(&format!(
+        "/api/v1/fields/source.ip/top?q={}&limit=1",
+        encode("http.response.status_code:403")
+    ));
+    assert_eq!(status, 200, "{top}");
+    assert_eq!(top["field"], "source.ip");
+    assert_eq!(top["values"], json!([{"value": "10.0.0.9", "count": 3}]), "ties go to the smaller value");
+    assert_eq!(top["other"], 3);
+    assert_eq!(top["total"], 6);
+    let (_, users) = server.get_json("/api/v1/fields/user.username/top?limit=2");
+    assert_eq!(users["values"].as_array().unwrap().len(), 2);
+    assert_eq!(users["other"], 14);
+    let (_, distinct) = server.get_json("/api/v1/fields/user.name/distinct");
+    assert_eq!(distinct["distinct"], 4);
+    let (status, refused) = server.get_json("/api/v1/fields/requestObject.kind/top");
+    assert_eq!(status, 400, "{refused}");
+
+    let (_, catalogue) = server.get_json("/api/v1/fields");
+    let names: Vec<&str> =
+        catalogue["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
+    for expected in ["user.name", "source.ip", "objectRef.resource", "@timestamp"] {
+        assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+
+    // Paging oldest first with a cursor visits every event once, in order.
+    let mut cursor = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let (status, page) =
+            server.get_json(&format!("/api/v1/search?q=&order=oldest&limit=7&cursor={cursor}"));
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["total"], 30);
+        seen.extend(
+            page["hits"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|hit| hit["original"]["auditID"].as_str().unwrap().to_owned()),
+        );
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = encode(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..30).map(|n| format!("h-{n}")).collect::<Vec<_>>());
+    let (status, _) = server.get_json("/api/v1/search?cursor=nonsense");
+    assert_eq!(status, 400);
+    server.stop();
+}

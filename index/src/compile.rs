@@ -33,7 +33,7 @@ pub struct CompileError {
 }
 
 /// Where a field name points.
-enum Target<'a> {
+pub(crate) enum Target<'a> {
     Id,
     Timestamp,
     Named {
@@ -74,7 +74,7 @@ impl Compiler<'_> {
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
 
-    fn resolve<'n>(&self, name: &'n str) -> Target<'n> {
+    pub(crate) fn resolve<'n>(&self, name: &'n str) -> Target<'n> {
         let schema_name = fields::K8S_AUDIT_ALIASES
             .iter()
             .find(|(original, _)| *original == name)
@@ -206,14 +206,15 @@ impl Compiler<'_> {
         value: &TermValue,
     ) -> Result<Box<dyn TantivyQuery>, CompileError> {
         match value {
+            // The inverted index keeps times to the second: an exact time
+            // matches every event in its second. Ranges use the fast field,
+            // which keeps nanoseconds.
             TermValue::Word(text) | TermValue::Phrase(text) => {
                 Ok(term(Term::from_field_date_for_search(field, parse_time(name, text)?)))
             }
             TermValue::Range { lower, upper } => {
                 let bound = |bound: &Bound| {
-                    map_bound(bound, |text| {
-                        Ok(Term::from_field_date_for_search(field, parse_time(name, text)?))
-                    })
+                    map_bound(bound, |text| Ok(Term::from_field_date(field, parse_time(name, text)?)))
                 };
                 Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
             }

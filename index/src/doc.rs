@@ -5,7 +5,7 @@
 //! |--------------------|----------------------------------------|------------------------------------|
 //! | `_id`              | `event.id`                             | exact term                         |
 //! | `_ts`              | `@timestamp`                           | date (ns), fast                    |
-//! | `_arrival`         | the id's top 64 bits                   | u64, fast                          |
+//! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order among equal times) |
 //! | `_doc`             | the whole event as JSON                | stored only (lz4 doc store)        |
 //! | `_all`             | every string of the event              | words, with positions              |
 //! | `_orig`            | the original event                     | JSON paths, lower-cased exact terms |
@@ -37,6 +37,7 @@ pub struct DocSchema {
     pub id: Field,
     pub timestamp: Field,
     pub arrival: Field,
+    pub seq: Field,
     pub doc: Field,
     pub all: Field,
     pub original: Field,
@@ -57,6 +58,7 @@ impl DocSchema {
             DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
         );
         let arrival = builder.add_u64_field("_arrival", NumericOptions::default().set_fast());
+        let seq = builder.add_u64_field("_seq", NumericOptions::default().set_fast());
         let doc = builder.add_bytes_field("_doc", BytesOptions::default().set_stored());
         let all = builder.add_text_field(
             "_all",
@@ -106,7 +108,7 @@ impl DocSchema {
             named.push((*name, *kind, field));
         }
         let schema = builder.build();
-        DocSchema { schema, id, timestamp, arrival, doc, all, original, extra, named }
+        DocSchema { schema, id, timestamp, arrival, seq, doc, all, original, extra, named }
     }
 
     /// Registers the tokenizers this schema names.
@@ -130,6 +132,7 @@ impl DocSchema {
         document.add_text(self.id, event.id.to_string());
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
         document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
+        document.add_u64(self.seq, event.id.as_u128() as u64);
         // Serializing a Value-based struct cannot fail.
         let stored = serde_json::to_vec(event).unwrap_or_default();
         document.add_bytes(self.doc, &stored);

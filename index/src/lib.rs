@@ -13,11 +13,12 @@
 //! ```no_run
 //! use vigil_index::{Store, StoreOptions, SearchRequest, query};
 //! let (store, _durable) = Store::open(&StoreOptions::new("./vigil-data"), Default::default())?;
-//! let request = SearchRequest { query: query::parse("verb:get")?, from: None, to: None, limit: 10 };
+//! let request = SearchRequest { query: query::parse("verb:get")?, from: None, to: None, limit: 10, ..Default::default() };
 //! let result = store.searcher().search(&request)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod aggregate;
 pub mod compile;
 pub mod doc;
 pub mod query;
@@ -28,7 +29,8 @@ pub mod wal;
 
 use std::path::{Path, PathBuf};
 
-pub use search::{MAX_LIMIT, SearchRequest, SearchResult, Searcher};
+pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
+pub use search::{Cursor, MAX_LIMIT, SearchRequest, SearchResult, Searcher, SortOrder};
 pub use store::{AppendTicket, DurableBatch, Store, StoreOptions};
 pub use time::parse_time_bound;
 pub use wal::WalPosition;
@@ -142,7 +144,13 @@ mod tests {
     }
 
     fn search(searcher: &Searcher, text: &str) -> SearchResult {
-        let request = SearchRequest { query: query::parse(text).unwrap(), from: None, to: None, limit: 100 };
+        let request = SearchRequest {
+            query: query::parse(text).unwrap(),
+            from: None,
+            to: None,
+            limit: 100,
+            ..Default::default()
+        };
         searcher.search(&request).unwrap()
     }
 
@@ -235,6 +243,7 @@ mod tests {
             from: Some(Utc.with_ymd_and_hms(2025, 2, 3, 8, 2, 0).unwrap()),
             to: Some(Utc.with_ymd_and_hms(2025, 2, 3, 8, 5, 0).unwrap()),
             limit: 100,
+            ..Default::default()
         };
         assert_eq!(searcher.search(&ranged).unwrap().total, 3, "from is inclusive, to exclusive");
         assert!(searcher.get(first_id).unwrap().is_some());
@@ -244,6 +253,173 @@ mod tests {
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
         assert_eq!(search(store.searcher(), "").total, 11);
         assert!(store.ids().next() > first_id);
+        store.shutdown();
+    }
+
+    #[test]
+    fn aggregations_are_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let mut batch: Vec<Event> = (0..10)
+            .map(|n| audit_event(&store, if n % 2 == 0 { "Alice" } else { "bob" }, "secrets", n))
+            .collect();
+        batch.push(audit_event(&store, "carol", "pods", 30));
+        store.append_blocking(batch).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 11);
+        let all = |text: &str| SearchRequest {
+            query: query::parse(text).unwrap(),
+            from: None,
+            to: None,
+            limit: 0,
+            ..Default::default()
+        };
+
+        let histogram = searcher.histogram(&all(""), Some(60)).unwrap();
+        assert_eq!(histogram.interval, "1m");
+        assert_eq!(histogram.buckets.len(), 31);
+        assert_eq!(histogram.buckets.iter().map(|bucket| bucket.count).sum::<u64>(), 11);
+        assert_eq!(histogram.total, 11);
+        assert_eq!(histogram.buckets[0].start, Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap());
+        assert_eq!(histogram.buckets[30].count, 1);
+        let automatic = searcher.histogram(&all("user.name:bob"), None).unwrap();
+        assert_eq!(automatic.total, 5);
+        assert!(automatic.buckets.len() as i64 <= 60, "{}", automatic.buckets.len());
+        let ranged = SearchRequest {
+            from: Some(Utc.with_ymd_and_hms(2025, 2, 3, 7, 0, 0).unwrap()),
+            to: Some(Utc.with_ymd_and_hms(2025, 2, 3, 9, 0, 0).unwrap()),
+            ..all("")
+        };
+        let hourly = searcher.histogram(&ranged, None).unwrap();
+        assert_eq!((hourly.interval.as_str(), hourly.buckets.len(), hourly.total), ("5m", 24, 11));
+        assert!(searcher.histogram(&ranged, Some(1)).is_ok());
+        let too_fine = SearchRequest {
+            from: Some(Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).unwrap()),
+            ..ranged.clone()
+        };
+        assert_eq!(searcher.histogram(&too_fine, Some(1)).unwrap_err().kind(), StoreErrorKind::BadQuery);
+
+        let top = searcher.top_values(&all(""), "user.name", 2).unwrap();
+        let shown: Vec<(String, u64)> =
+            top.values.iter().map(|v| (v.value.as_str().unwrap().to_owned(), v.count)).collect();
+        assert_eq!(shown, vec![("Alice".to_owned(), 5), ("bob".to_owned(), 5)]);
+        assert_eq!((top.other, top.missing, top.total, top.distinct), (1, 0, 11, 3));
+        let by_alias = searcher.top_values(&all("objectRef.resource:secrets"), "user.username", 10).unwrap();
+        assert_eq!(by_alias.total, 10);
+        assert_eq!(by_alias.distinct, 2);
+        let codes = searcher.top_values(&all(""), "http.response.status_code", 10).unwrap();
+        assert_eq!(codes.values[0].value, serde_json::json!(200));
+        let ips = searcher.top_values(&all(""), "source.ip", 10).unwrap();
+        assert_eq!(ips.values[0].value, serde_json::json!("10.1.2.3"));
+        let labels = searcher.top_values(&all(""), "labels.team", 10).unwrap();
+        assert_eq!(labels.values[0].value, serde_json::json!("Payments"));
+        assert_eq!(labels.values[0].count, 11);
+        let missing = searcher.top_values(&all(""), "user.effective.name", 10).unwrap();
+        assert_eq!((missing.missing, missing.values.len()), (11, 0));
+        assert_eq!(
+            searcher.top_values(&all(""), "objectRef.namespace", 10).unwrap().missing,
+            11,
+            "aliased to the schema"
+        );
+        assert_eq!(
+            searcher.top_values(&all(""), "requestObject.kind", 10).unwrap_err().kind(),
+            StoreErrorKind::BadQuery
+        );
+        assert_eq!(
+            searcher.top_values(&all(""), "message", 10).unwrap_err().kind(),
+            StoreErrorKind::BadQuery
+        );
+
+        let catalog = searcher.field_catalog().unwrap();
+        let user = catalog.iter().find(|field| field.name == "user.name").unwrap();
+        assert_eq!((user.kind, user.aggregatable), ("keyword", true));
+        assert_eq!(user.examples, vec!["Alice", "bob", "carol"]);
+        assert!(catalog.iter().any(|field| field.name == "objectRef.resource" && !field.aggregatable));
+        assert!(catalog.iter().any(|field| field.name == "labels.team" && field.aggregatable));
+        assert!(
+            catalog.iter().any(|field| field.name == "http.response.status_code" && field.kind == "number")
+        );
+        store.shutdown();
+    }
+
+    #[test]
+    fn paging_with_a_cursor_neither_skips_nor_repeats_while_events_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        // Many events share a time, so order among them comes from arrival.
+        let batch: Vec<Event> =
+            (0..25).map(|n| audit_event(&store, &format!("u{n}"), "pods", (n % 4) as u32)).collect();
+        store.append_blocking(batch).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 25);
+        for order in [SortOrder::NewestFirst, SortOrder::OldestFirst] {
+            let mut seen: Vec<Event> = Vec::new();
+            let mut cursor = None;
+            let mut pages = 0;
+            loop {
+                let request = SearchRequest { limit: 4, order, cursor, ..Default::default() };
+                let page = searcher.search(&request).unwrap();
+                let expected_total = if order == SortOrder::NewestFirst && pages < 2 { 25 } else { 28 };
+                assert_eq!(page.total, expected_total, "{order:?} page {pages}");
+                seen.extend(page.hits);
+                pages += 1;
+                if pages == 2 && order == SortOrder::NewestFirst {
+                    // New events arrive between pages, later than every page so far.
+                    let late: Vec<Event> =
+                        (0..3).map(|n| audit_event(&store, &format!("late{n}"), "pods", 50)).collect();
+                    store.append_blocking(late).unwrap();
+                    wait_for_count(&searcher, 28);
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next.to_string().parse().unwrap()),
+                    None => break,
+                }
+            }
+            let mut ids: Vec<_> = seen.iter().map(|event| event.id).collect();
+            let in_order = seen.windows(2).all(|pair| match order {
+                SortOrder::NewestFirst => (pair[0].timestamp, pair[0].id) > (pair[1].timestamp, pair[1].id),
+                SortOrder::OldestFirst => (pair[0].timestamp, pair[0].id) < (pair[1].timestamp, pair[1].id),
+            });
+            assert!(in_order, "{order:?}: hits follow the sort order");
+            let count = ids.len();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), count, "{order:?}: no hit repeated");
+            assert_eq!(
+                count,
+                if order == SortOrder::NewestFirst { 25 } else { 28 },
+                "{order:?}: none skipped"
+            );
+        }
+        assert!("garbage".parse::<Cursor>().is_err());
+        store.shutdown();
+    }
+
+    /// Regression: the inverted index keeps times to the second, so ranges
+    /// and cursors must use the fast field's nanoseconds.
+    #[test]
+    fn time_ranges_and_cursors_keep_nanoseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let base = Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap();
+        let batch: Vec<Event> = (1..=3)
+            .map(|nanos| {
+                let mut event = audit_event(&store, "nina", "pods", 0);
+                event.timestamp = base + chrono::Duration::nanoseconds(nanos);
+                event
+            })
+            .collect();
+        store.append_blocking(batch).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 3);
+        let from_second =
+            SearchRequest { from: Some(base + chrono::Duration::nanoseconds(2)), ..Default::default() };
+        assert_eq!(searcher.search(&from_second).unwrap().total, 2);
+        let query = query::parse("@timestamp:>2025-02-03T08:00:00.000000002Z").unwrap();
+        assert_eq!(searcher.search(&SearchRequest { query, ..Default::default() }).unwrap().total, 1);
+        let first_page = searcher.search(&SearchRequest { limit: 1, ..Default::default() }).unwrap();
+        let rest = SearchRequest { limit: 10, cursor: first_page.next_cursor, ..Default::default() };
+        assert_eq!(searcher.search(&rest).unwrap().hits.len(), 2);
         store.shutdown();
     }
 
@@ -259,8 +435,13 @@ mod tests {
             ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
         ];
         for (text, message) in cases {
-            let request =
-                SearchRequest { query: query::parse(text).unwrap(), from: None, to: None, limit: 1 };
+            let request = SearchRequest {
+                query: query::parse(text).unwrap(),
+                from: None,
+                to: None,
+                limit: 1,
+                ..Default::default()
+            };
             let error =
                 store.searcher().search(&request).err().unwrap_or_else(|| panic!("{text} should fail"));
             assert_eq!(error.kind(), StoreErrorKind::BadQuery, "{text}");
@@ -287,6 +468,7 @@ mod tests {
             from: None,
             to: None,
             limit: 1,
+            ..Default::default()
         };
         let error = store.searcher().search(&request).unwrap_err();
         assert_eq!(error.kind(), StoreErrorKind::BadQuery);
@@ -295,4 +477,5 @@ mod tests {
     }
 
     use crate::query::Query;
+    use crate::{Cursor, SortOrder};
 }

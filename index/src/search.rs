@@ -1,6 +1,7 @@
 //! Reading the index: searches and single events.
 
 use chrono::{DateTime, Utc};
+use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Count, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value as _};
@@ -16,20 +17,93 @@ use crate::{StoreError, StoreErrorKind};
 pub const MAX_LIMIT: usize = 10_000;
 
 /// A search: a parsed query, an optional time range (`from` inclusive, `to`
-/// exclusive) and how many hits to return.
+/// exclusive), how many hits to return, in which order, and where the
+/// previous page ended.
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
     pub query: Query,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     pub limit: usize,
+    pub order: SortOrder,
+    pub cursor: Option<Cursor>,
 }
 
-/// The hits of a search, newest first, and how many events matched in all.
+impl Default for SearchRequest {
+    fn default() -> SearchRequest {
+        SearchRequest {
+            query: Query::All,
+            from: None,
+            to: None,
+            limit: 100,
+            order: SortOrder::NewestFirst,
+            cursor: None,
+        }
+    }
+}
+
+/// The order of hits: by event time, then by arrival.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortOrder {
+    #[default]
+    NewestFirst,
+    OldestFirst,
+}
+
+/// Where a page of hits ended: the last hit's time and id. The next page
+/// holds the hits strictly after it in the sort order, so paging neither
+/// skips nor repeats a hit while new events arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    time_nanos: i64,
+    arrival: u64,
+    seq: u64,
+}
+
+impl Cursor {
+    fn after(event: &Event) -> Cursor {
+        let id = event.id.as_u128();
+        Cursor {
+            time_nanos: event.timestamp.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            arrival: (id >> 64) as u64,
+            seq: id as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:x}.{:x}", self.time_nanos, self.arrival, self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Cursor, String> {
+        let invalid = || format!("{text:?} is not a cursor from a previous answer's next_cursor");
+        let mut parts = text.split('.');
+        let (Some(time), Some(arrival), Some(seq), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(invalid());
+        };
+        Ok(Cursor {
+            time_nanos: time.parse().map_err(|_| invalid())?,
+            arrival: u64::from_str_radix(arrival, 16).map_err(|_| invalid())?,
+            seq: u64::from_str_radix(seq, 16).map_err(|_| invalid())?,
+        })
+    }
+}
+
+/// The hits of a search, in the requested order, and how many events
+/// matched in all (on every page, the same).
 #[derive(Debug, Clone)]
 pub struct SearchResult {
     pub total: u64,
     pub hits: Vec<Event>,
+    /// Present when more hits follow: pass it as the next request's cursor.
+    pub next_cursor: Option<Cursor>,
 }
 
 /// A handle for reading the index; cheap to clone, safe to share.
@@ -48,18 +122,79 @@ impl Searcher {
 
     /// Searches the index. Blocking: call it from a blocking thread.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
-        let query = self.compile(request)?;
+        let query = self.compile_request(request)?;
         let searcher = self.reader.searcher();
         let limit = request.limit.min(MAX_LIMIT);
-        let top =
-            TopDocs::with_limit(limit.max(1)).order_by_fast_field::<tantivy::DateTime>("_ts", Order::Desc);
-        let (total, top_docs) = searcher.search(&query, &(Count, top))?;
+        let total = searcher.search(&query, &Count)? as u64;
+        if limit == 0 {
+            return Ok(SearchResult { total, hits: Vec::new(), next_cursor: None });
+        }
+        let page_query = match &request.cursor {
+            Some(cursor) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, self.after_cursor(cursor, request.order)),
+            ])),
+            None => query,
+        };
+        let order = match request.order {
+            SortOrder::NewestFirst => Order::Desc,
+            SortOrder::OldestFirst => Order::Asc,
+        };
+        // One more than asked, to know whether another page follows.
+        let top = TopDocs::with_limit(limit + 1).order_by((
+            (SortByStaticFastValue::<tantivy::DateTime>::for_field("_ts"), order),
+            (
+                (SortByStaticFastValue::<u64>::for_field("_arrival"), order),
+                (SortByStaticFastValue::<u64>::for_field("_seq"), order),
+            ),
+        ));
+        let top_docs = searcher.search(&page_query, &top)?;
+        let more = top_docs.len() > limit;
         let mut hits = Vec::with_capacity(top_docs.len().min(limit));
         for (_, address) in top_docs.into_iter().take(limit) {
             let document: TantivyDocument = searcher.doc(address)?;
             hits.push(self.decode(&document)?);
         }
-        Ok(SearchResult { total: total as u64, hits })
+        let next_cursor = if more { hits.last().map(Cursor::after) } else { None };
+        Ok(SearchResult { total, hits, next_cursor })
+    }
+
+    /// The events strictly after a cursor in the sort order:
+    /// (time, arrival, seq) below it for newest first, above it for oldest first.
+    fn after_cursor(&self, cursor: &Cursor, order: SortOrder) -> Box<dyn TantivyQuery> {
+        use std::ops::Bound::{Excluded, Included, Unbounded};
+        let time = |nanos: i64| {
+            Term::from_field_date(self.schema.timestamp, tantivy::DateTime::from_timestamp_nanos(nanos))
+        };
+        let beyond = |term: Term| -> Box<dyn TantivyQuery> {
+            match order {
+                SortOrder::NewestFirst => Box::new(RangeQuery::new(Unbounded, Excluded(term))),
+                SortOrder::OldestFirst => Box::new(RangeQuery::new(Excluded(term), Unbounded)),
+            }
+        };
+        let equal = |term: Term| -> Box<dyn TantivyQuery> {
+            Box::new(RangeQuery::new(Included(term.clone()), Included(term)))
+        };
+        let arrival = |value: u64| Term::from_field_u64(self.schema.arrival, value);
+        let seq = |value: u64| Term::from_field_u64(self.schema.seq, value);
+        let same_arrival_later_seq = BooleanQuery::new(vec![
+            (Occur::Must, equal(arrival(cursor.arrival))),
+            (Occur::Must, beyond(seq(cursor.seq))),
+        ]);
+        let same_time_later_id = BooleanQuery::new(vec![
+            (Occur::Must, equal(time(cursor.time_nanos))),
+            (
+                Occur::Must,
+                Box::new(BooleanQuery::new(vec![
+                    (Occur::Should, beyond(arrival(cursor.arrival))),
+                    (Occur::Should, Box::new(same_arrival_later_seq)),
+                ])),
+            ),
+        ]);
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, beyond(time(cursor.time_nanos))),
+            (Occur::Should, Box::new(same_time_later_id)),
+        ]))
     }
 
     /// The event with this id, if the index has it.
@@ -95,7 +230,10 @@ impl Searcher {
         Ok(())
     }
 
-    fn compile(&self, request: &SearchRequest) -> Result<Box<dyn TantivyQuery>, StoreError> {
+    pub(crate) fn compile_request(
+        &self,
+        request: &SearchRequest,
+    ) -> Result<Box<dyn TantivyQuery>, StoreError> {
         let compiler = Compiler { schema: &self.schema, tokenizers: self.index.tokenizers() };
         let query = compiler.compile(&request.query).map_err(|CompileError { field, message }| {
             StoreError::BadQuery { message: format!("{field}: {message}") }
@@ -106,7 +244,7 @@ impl Searcher {
         let bound = |time: Option<DateTime<Utc>>, inclusive: bool| match time {
             None => std::ops::Bound::Unbounded,
             Some(time) => {
-                let term = Term::from_field_date_for_search(self.schema.timestamp, to_tantivy_time(time));
+                let term = Term::from_field_date(self.schema.timestamp, to_tantivy_time(time));
                 if inclusive { std::ops::Bound::Included(term) } else { std::ops::Bound::Excluded(term) }
             }
         };

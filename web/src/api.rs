@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use vigil_index::{MAX_LIMIT, SearchRequest, parse_time_bound, query};
+use vigil_index::{Cursor, MAX_LIMIT, SearchRequest, SortOrder, parse_interval, parse_time_bound, query};
 use vigil_ingest::body::{BodyError, decode};
 use vigil_ingest::k8s_audit;
 use vigil_rules::AlertStatus;
@@ -134,6 +134,10 @@ pub struct SearchParams {
     pub from: Option<String>,
     pub to: Option<String>,
     pub limit: Option<usize>,
+    /// `newest` (the default) or `oldest` first.
+    pub order: Option<String>,
+    /// A previous answer's `next_cursor`.
+    pub cursor: Option<String>,
 }
 
 /// Parses search parameters into a request.
@@ -150,7 +154,25 @@ pub fn search_request(params: &SearchParams, default_limit: usize) -> Result<Sea
     if limit > MAX_LIMIT {
         return Err(ApiError::BadRequest(format!("limit: {limit} is more than the maximum of {MAX_LIMIT}")));
     }
-    Ok(SearchRequest { query, from: bound("from", &params.from)?, to: bound("to", &params.to)?, limit })
+    let order = match params.order.as_deref().unwrap_or("newest") {
+        "newest" | "desc" | "" => SortOrder::NewestFirst,
+        "oldest" | "asc" => SortOrder::OldestFirst,
+        other => return Err(ApiError::BadRequest(format!("order: {other:?} is not newest or oldest"))),
+    };
+    let cursor = match params.cursor.as_deref().filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<Cursor>().map_err(|message| ApiError::BadRequest(format!("cursor: {message}")))?,
+        ),
+    };
+    Ok(SearchRequest {
+        query,
+        from: bound("from", &params.from)?,
+        to: bound("to", &params.to)?,
+        limit,
+        order,
+        cursor,
+    })
 }
 
 /// An event as the API shows it.
@@ -163,7 +185,7 @@ pub fn hit_json(event: &Event) -> Value {
     })
 }
 
-/// `GET /api/v1/search?q=&from=&to=&limit=`
+/// `GET /api/v1/search?q=&from=&to=&limit=&order=&cursor=`
 pub async fn search(
     State(state): State<Arc<AppState>>,
     Query(params): Query<SearchParams>,
@@ -172,7 +194,76 @@ pub async fn search(
     let searcher = state.searcher.clone();
     let result = tokio::task::spawn_blocking(move || searcher.search(&request)).await??;
     let hits: Vec<Value> = result.hits.iter().map(hit_json).collect();
-    Ok(Json(json!({ "total": result.total, "hits": hits, "next_cursor": null })))
+    let next_cursor = result.next_cursor.map(|cursor| cursor.to_string());
+    Ok(Json(json!({ "total": result.total, "hits": hits, "next_cursor": next_cursor })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistogramParams {
+    #[serde(default)]
+    q: String,
+    from: Option<String>,
+    to: Option<String>,
+    interval: Option<String>,
+}
+
+/// `GET /api/v1/histogram?q=&from=&to=[&interval=]`
+pub async fn histogram(
+    State(state): State<Arc<AppState>>,
+    Query(params): Query<HistogramParams>,
+) -> Result<Json<Value>, ApiError> {
+    let search = SearchParams {
+        q: params.q,
+        from: params.from,
+        to: params.to,
+        limit: Some(0),
+        order: None,
+        cursor: None,
+    };
+    let request = search_request(&search, 0)?;
+    let interval = match params.interval.as_deref().filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            parse_interval(text).map_err(|message| ApiError::BadRequest(format!("interval: {message}")))?,
+        ),
+    };
+    let searcher = state.searcher.clone();
+    let histogram = tokio::task::spawn_blocking(move || searcher.histogram(&request, interval)).await??;
+    Ok(Json(serde_json::to_value(histogram).map_err(|error| ApiError::Internal(error.to_string()))?))
+}
+
+/// `GET /api/v1/fields/{field}/top?q=&from=&to=[&limit=]`
+pub async fn top_values(
+    State(state): State<Arc<AppState>>,
+    Path(field): Path<String>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let limit = params.limit.unwrap_or(10).min(MAX_LIMIT);
+    let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
+    let searcher = state.searcher.clone();
+    let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, limit)).await??;
+    Ok(Json(serde_json::to_value(top).map_err(|error| ApiError::Internal(error.to_string()))?))
+}
+
+/// `GET /api/v1/fields/{field}/distinct?q=&from=&to=`: how many different values.
+pub async fn distinct(
+    State(state): State<Arc<AppState>>,
+    Path(field): Path<String>,
+    Query(params): Query<SearchParams>,
+) -> Result<Json<Value>, ApiError> {
+    let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
+    let searcher = state.searcher.clone();
+    let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, 0)).await??;
+    Ok(Json(
+        json!({ "field": top.field, "distinct": top.distinct, "total": top.total, "missing": top.missing }),
+    ))
+}
+
+/// `GET /api/v1/fields`: the fields seen, their types and a few values.
+pub async fn fields(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let searcher = state.searcher.clone();
+    let catalog = tokio::task::spawn_blocking(move || searcher.field_catalog()).await??;
+    Ok(Json(json!({ "fields": catalog })))
 }
 
 /// `GET /api/v1/events/{id}`

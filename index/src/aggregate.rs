@@ -1,0 +1,548 @@
+//! Aggregations over the events a search matches: a histogram of counts per
+//! interval, the top values of a field, a distinct count, and the catalogue
+//! of fields. Every count is exact: collectors read the fast fields of every
+//! matching event, nothing is sampled.
+
+use std::collections::HashMap;
+use std::net::Ipv6Addr;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use tantivy::collector::{Collector, Count, SegmentCollector};
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::schema::Type;
+use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
+use vigil_schema::fields::FieldKind;
+
+use crate::compile::{Compiler, Target};
+use crate::doc::from_tantivy_time;
+use crate::search::Searcher;
+use crate::{SearchRequest, StoreError};
+
+/// Most buckets a histogram may have.
+pub const MAX_BUCKETS: i64 = 10_000;
+/// The intervals an automatic histogram chooses from.
+const NICE_INTERVALS: &[(i64, &str)] = &[
+    (1, "1s"),
+    (5, "5s"),
+    (10, "10s"),
+    (30, "30s"),
+    (60, "1m"),
+    (300, "5m"),
+    (600, "10m"),
+    (1800, "30m"),
+    (3600, "1h"),
+    (3 * 3600, "3h"),
+    (6 * 3600, "6h"),
+    (12 * 3600, "12h"),
+    (86_400, "1d"),
+    (7 * 86_400, "7d"),
+    (30 * 86_400, "30d"),
+];
+/// About how many buckets an automatic interval aims for.
+const TARGET_BUCKETS: i64 = 60;
+
+/// Event counts per interval.
+#[derive(Debug, Clone, Serialize)]
+pub struct Histogram {
+    pub interval: String,
+    pub buckets: Vec<Bucket>,
+    /// Events matched in all; the sum of the buckets.
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Bucket {
+    #[serde(with = "rfc3339")]
+    pub start: DateTime<Utc>,
+    pub count: u64,
+}
+
+mod rfc3339 {
+    pub fn serialize<S: serde::Serializer>(
+        time: &chrono::DateTime<chrono::Utc>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    }
+}
+
+/// The most frequent values of a field among the matching events.
+#[derive(Debug, Clone, Serialize)]
+pub struct TopValues {
+    pub field: String,
+    pub values: Vec<ValueCount>,
+    /// Occurrences of the values not listed.
+    pub other: u64,
+    /// Matching events without the field.
+    pub missing: u64,
+    /// Matching events.
+    pub total: u64,
+    /// How many different values the field has among them.
+    pub distinct: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValueCount {
+    pub value: serde_json::Value,
+    pub count: u64,
+}
+
+/// One field of the catalogue.
+#[derive(Debug, Clone, Serialize)]
+pub struct FieldInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Whether top values and distinct counts work on it.
+    pub aggregatable: bool,
+    pub examples: Vec<String>,
+}
+
+/// Reads an interval written as `30s`, `5m`, `1h`, `1d`, `1w`.
+pub fn parse_interval(text: &str) -> Result<i64, String> {
+    let invalid = || format!("{text:?} is not an interval like 30s, 5m, 1h, 1d");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let amount: i64 = text[..split].parse().map_err(|_| invalid())?;
+    let unit = match &text[split..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(invalid()),
+    };
+    match amount.checked_mul(unit) {
+        Some(seconds) if seconds > 0 => Ok(seconds),
+        _ => Err(invalid()),
+    }
+}
+
+fn describe_interval(seconds: i64) -> String {
+    for (unit, suffix) in [(7 * 86_400, "w"), (86_400, "d"), (3600, "h"), (60, "m")] {
+        if seconds % unit == 0 {
+            return format!("{}{suffix}", seconds / unit);
+        }
+    }
+    format!("{seconds}s")
+}
+
+impl Searcher {
+    /// Counts the matching events per interval. Without `interval`, one is
+    /// chosen to give about 60 buckets over the range (or over the matching
+    /// events' own span when the range is open).
+    pub fn histogram(&self, request: &SearchRequest, interval: Option<i64>) -> Result<Histogram, StoreError> {
+        let query = self.compile_request(request)?;
+        let searcher = self.reader.searcher();
+        let (from, to) = match (request.from, request.to) {
+            (Some(from), Some(to)) => (from, to),
+            (from, to) => {
+                let (min, max) = searcher.search(&query, &MinMaxTime)?.unwrap_or((Utc::now(), Utc::now()));
+                (from.unwrap_or(min), to.unwrap_or(max + Duration::nanoseconds(1)))
+            }
+        };
+        let span_seconds = (to - from).num_seconds().max(1);
+        let interval = match interval {
+            Some(seconds) => seconds,
+            None => NICE_INTERVALS
+                .iter()
+                .map(|(seconds, _)| *seconds)
+                .find(|seconds| span_seconds / seconds <= TARGET_BUCKETS)
+                .unwrap_or(365 * 86_400),
+        };
+        let interval_nanos = interval as i128 * 1_000_000_000;
+        let first = floor_div(from.timestamp_nanos_opt().unwrap_or(i64::MIN) as i128, interval_nanos);
+        let last =
+            floor_div(to.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128 - 1, interval_nanos).max(first);
+        if last - first + 1 > MAX_BUCKETS as i128 {
+            return Err(StoreError::BadQuery {
+                message: format!(
+                    "interval: {} gives {} buckets over this range; the most is {MAX_BUCKETS}",
+                    describe_interval(interval),
+                    last - first + 1
+                ),
+            });
+        }
+        let counts = searcher.search(&query, &BucketCounter { interval_nanos })?;
+        let mut buckets = Vec::with_capacity((last - first + 1) as usize);
+        let mut total = 0;
+        for index in first..=last {
+            let count = counts.get(&index).copied().unwrap_or(0);
+            total += count;
+            let start_nanos = (index * interval_nanos).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+            buckets.push(Bucket { start: DateTime::from_timestamp_nanos(start_nanos), count });
+        }
+        // Events outside [from, to) cannot match (the range is part of the
+        // query), so the buckets hold every matching event.
+        debug_assert_eq!(total, counts.values().sum::<u64>());
+        Ok(Histogram { interval: describe_interval(interval), buckets, total })
+    }
+
+    /// The `limit` most frequent values of a field among the matching events.
+    pub fn top_values(
+        &self,
+        request: &SearchRequest,
+        field: &str,
+        limit: usize,
+    ) -> Result<TopValues, StoreError> {
+        let source = self.value_source(field)?;
+        let query = self.compile_request(request)?;
+        let searcher = self.reader.searcher();
+        let (total, (counts, missing)) = searcher.search(&query, &(Count, ValueCounter { source }))?;
+        let distinct = counts.len() as u64;
+        let mut sorted: Vec<(serde_json::Value, u64)> = counts.into_iter().collect();
+        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
+        let other = sorted.iter().skip(limit).map(|(_, count)| count).sum();
+        sorted.truncate(limit);
+        let values = sorted.into_iter().map(|(value, count)| ValueCount { value, count }).collect();
+        Ok(TopValues { field: field.to_owned(), values, other, missing, total: total as u64, distinct })
+    }
+
+    /// The fields present in the index, with their type and a few values.
+    pub fn field_catalog(&self) -> Result<Vec<FieldInfo>, StoreError> {
+        let searcher = self.reader.searcher();
+        let mut seen: HashMap<String, FieldInfo> = HashMap::new();
+        for segment in searcher.segment_readers() {
+            for metadata in segment.fields_metadata()? {
+                let (name, aggregatable, kind) = match catalog_name(&metadata.field_name, metadata.typ) {
+                    Some(entry) => entry,
+                    None => continue,
+                };
+                let info = seen.entry(name.clone()).or_insert_with(|| FieldInfo {
+                    name: name.clone(),
+                    kind,
+                    aggregatable,
+                    examples: Vec::new(),
+                });
+                if info.examples.len() < 3
+                    && metadata.fast_size.is_some()
+                    && let Some(column) = segment.fast_fields().str(&metadata.field_name)?
+                {
+                    let mut stream = column
+                        .dictionary()
+                        .stream()
+                        .map_err(|error| StoreError::Index { message: error.to_string() })?;
+                    while info.examples.len() < 3 && stream.advance() {
+                        let example = String::from_utf8_lossy(stream.key()).into_owned();
+                        if !info.examples.contains(&example) {
+                            info.examples.push(example);
+                        }
+                    }
+                }
+            }
+        }
+        let mut fields: Vec<FieldInfo> = seen.into_values().collect();
+        fields.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(fields)
+    }
+
+    /// Where the values of a field are read from, for top values and distinct counts.
+    fn value_source(&self, field: &str) -> Result<ValueSource, StoreError> {
+        let compiler = Compiler { schema: &self.schema, tokenizers: self.index.tokenizers() };
+        let not_aggregatable = |why: &str| StoreError::BadQuery { message: format!("{field}: {why}") };
+        match compiler.resolve(field) {
+            Target::Named { kind, name, .. } => match kind {
+                FieldKind::Keyword => Ok(ValueSource::Str(name.to_owned())),
+                FieldKind::Long => Ok(ValueSource::Long(name.to_owned())),
+                FieldKind::Ip => Ok(ValueSource::Ip(name.to_owned())),
+                FieldKind::Date => Err(not_aggregatable("is a time; use the histogram")),
+                FieldKind::Text => {
+                    Err(not_aggregatable("is free text; top values work on keyword, number and IP fields"))
+                }
+            },
+            Target::Json { field: json_field, path } if json_field == self.schema.extra => {
+                Ok(ValueSource::Str(format!("_extra.{path}")))
+            }
+            Target::Id | Target::Timestamp => {
+                Err(not_aggregatable("use the histogram for times; ids are unique"))
+            }
+            Target::Json { .. } => Err(not_aggregatable(
+                "is a field of the original event; top values work on the schema's fields (see GET /api/v1/fields)",
+            )),
+        }
+    }
+}
+
+/// Maps a tantivy field (or JSON sub-field) to its catalogue name, or skips it.
+fn catalog_name(tantivy_name: &str, typ: Type) -> Option<(String, bool, &'static str)> {
+    let kind = match typ {
+        Type::Str => "keyword",
+        Type::I64 | Type::U64 | Type::F64 => "number",
+        Type::Date => "date",
+        Type::IpAddr => "ip",
+        Type::Bool => "boolean",
+        _ => return None,
+    };
+    if let Some(path) = tantivy_name.strip_prefix("_extra.") {
+        return Some((path.to_owned(), true, kind));
+    }
+    if let Some(path) = tantivy_name.strip_prefix("_orig.") {
+        return Some((path.to_owned(), false, kind));
+    }
+    if tantivy_name.starts_with('_') {
+        return if tantivy_name == "_ts" { Some(("@timestamp".into(), false, "date")) } else { None };
+    }
+    let (aggregatable, kind) = match vigil_schema::fields::kind_of(tantivy_name) {
+        Some(FieldKind::Text) => (false, "text"),
+        Some(FieldKind::Date) => (false, "date"),
+        _ => (true, kind),
+    };
+    Some((tantivy_name.to_owned(), aggregatable, kind))
+}
+
+fn floor_div(value: i128, divisor: i128) -> i128 {
+    value.div_euclid(divisor)
+}
+
+#[derive(Clone)]
+enum ValueSource {
+    Str(String),
+    Long(String),
+    Ip(String),
+}
+
+/// Counts every value of a field over the matching events.
+struct ValueCounter {
+    source: ValueSource,
+}
+
+enum SegmentValues {
+    Str { column: StrColumn, counts: HashMap<u64, u64> },
+    Long { column: Column<i64>, counts: HashMap<i64, u64> },
+    Ip { column: Column<Ipv6Addr>, counts: HashMap<Ipv6Addr, u64> },
+    Absent,
+}
+
+struct ValueCounterSegment {
+    values: SegmentValues,
+    missing: u64,
+}
+
+impl Collector for ValueCounter {
+    type Fruit = (HashMap<serde_json::Value, u64>, u64);
+    type Child = ValueCounterSegment;
+
+    fn for_segment(&self, _: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<ValueCounterSegment> {
+        let fast = reader.fast_fields();
+        let values = match &self.source {
+            ValueSource::Str(name) => match fast.str(name)? {
+                Some(column) => SegmentValues::Str { column, counts: HashMap::new() },
+                None => SegmentValues::Absent,
+            },
+            ValueSource::Long(name) => match fast.column_opt::<i64>(name)? {
+                Some(column) => SegmentValues::Long { column, counts: HashMap::new() },
+                None => SegmentValues::Absent,
+            },
+            ValueSource::Ip(name) => match fast.column_opt::<Ipv6Addr>(name)? {
+                Some(column) => SegmentValues::Ip { column, counts: HashMap::new() },
+                None => SegmentValues::Absent,
+            },
+        };
+        Ok(ValueCounterSegment { values, missing: 0 })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(
+        &self,
+        fruits: Vec<(HashMap<serde_json::Value, u64>, u64)>,
+    ) -> tantivy::Result<Self::Fruit> {
+        let mut merged: HashMap<serde_json::Value, u64> = HashMap::new();
+        let mut missing = 0;
+        for (counts, segment_missing) in fruits {
+            missing += segment_missing;
+            for (value, count) in counts {
+                *merged.entry(value).or_default() += count;
+            }
+        }
+        Ok((merged, missing))
+    }
+}
+
+impl SegmentCollector for ValueCounterSegment {
+    type Fruit = (HashMap<serde_json::Value, u64>, u64);
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        let mut any = false;
+        match &mut self.values {
+            SegmentValues::Str { column, counts } => {
+                for ord in column.term_ords(doc) {
+                    *counts.entry(ord).or_default() += 1;
+                    any = true;
+                }
+            }
+            SegmentValues::Long { column, counts } => {
+                for value in column.values_for_doc(doc) {
+                    *counts.entry(value).or_default() += 1;
+                    any = true;
+                }
+            }
+            SegmentValues::Ip { column, counts } => {
+                for value in column.values_for_doc(doc) {
+                    *counts.entry(value).or_default() += 1;
+                    any = true;
+                }
+            }
+            SegmentValues::Absent => {}
+        }
+        if !any {
+            self.missing += 1;
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let mut out = HashMap::new();
+        match self.values {
+            SegmentValues::Str { column, counts } => {
+                let mut text = String::new();
+                for (ord, count) in counts {
+                    text.clear();
+                    if column.ord_to_str(ord, &mut text).unwrap_or(false) {
+                        *out.entry(serde_json::Value::String(text.clone())).or_default() += count;
+                    }
+                }
+            }
+            SegmentValues::Long { counts, .. } => {
+                for (value, count) in counts {
+                    *out.entry(serde_json::Value::from(value)).or_default() += count;
+                }
+            }
+            SegmentValues::Ip { counts, .. } => {
+                for (value, count) in counts {
+                    let shown = match value.to_ipv4_mapped() {
+                        Some(v4) => v4.to_string(),
+                        None => value.to_string(),
+                    };
+                    *out.entry(serde_json::Value::String(shown)).or_default() += count;
+                }
+            }
+            SegmentValues::Absent => {}
+        }
+        (out, self.missing)
+    }
+}
+
+/// Counts matching events per bucket of `_ts`.
+struct BucketCounter {
+    interval_nanos: i128,
+}
+
+struct BucketCounterSegment {
+    column: Option<Column<tantivy::DateTime>>,
+    interval_nanos: i128,
+    counts: HashMap<i128, u64>,
+}
+
+impl Collector for BucketCounter {
+    type Fruit = HashMap<i128, u64>;
+    type Child = BucketCounterSegment;
+
+    fn for_segment(
+        &self,
+        _: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> tantivy::Result<BucketCounterSegment> {
+        let column = reader.fast_fields().column_opt::<tantivy::DateTime>("_ts")?;
+        Ok(BucketCounterSegment { column, interval_nanos: self.interval_nanos, counts: HashMap::new() })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<HashMap<i128, u64>>) -> tantivy::Result<HashMap<i128, u64>> {
+        let mut merged = HashMap::new();
+        for fruit in fruits {
+            for (bucket, count) in fruit {
+                *merged.entry(bucket).or_default() += count;
+            }
+        }
+        Ok(merged)
+    }
+}
+
+impl SegmentCollector for BucketCounterSegment {
+    type Fruit = HashMap<i128, u64>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if let Some(time) = self.column.as_ref().and_then(|column| column.first(doc)) {
+            let bucket = floor_div(time.into_timestamp_nanos() as i128, self.interval_nanos);
+            *self.counts.entry(bucket).or_default() += 1;
+        }
+    }
+
+    fn harvest(self) -> HashMap<i128, u64> {
+        self.counts
+    }
+}
+
+/// The earliest and latest `_ts` of the matching events.
+struct MinMaxTime;
+
+struct MinMaxTimeSegment {
+    column: Option<Column<tantivy::DateTime>>,
+    range: Option<(i64, i64)>,
+}
+
+impl Collector for MinMaxTime {
+    type Fruit = Option<(DateTime<Utc>, DateTime<Utc>)>;
+    type Child = MinMaxTimeSegment;
+
+    fn for_segment(&self, _: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<MinMaxTimeSegment> {
+        Ok(MinMaxTimeSegment {
+            column: reader.fast_fields().column_opt::<tantivy::DateTime>("_ts")?,
+            range: None,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Option<(i64, i64)>>) -> tantivy::Result<Self::Fruit> {
+        let range = fruits.into_iter().flatten().reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
+        Ok(range.map(|(min, max)| {
+            (
+                from_tantivy_time(tantivy::DateTime::from_timestamp_nanos(min)),
+                from_tantivy_time(tantivy::DateTime::from_timestamp_nanos(max)),
+            )
+        }))
+    }
+}
+
+impl SegmentCollector for MinMaxTimeSegment {
+    type Fruit = Option<(i64, i64)>;
+
+    fn collect(&mut self, doc: DocId, _: Score) {
+        if let Some(time) = self.column.as_ref().and_then(|column| column.first(doc)) {
+            let nanos = time.into_timestamp_nanos();
+            self.range = Some(match self.range {
+                None => (nanos, nanos),
+                Some((min, max)) => (min.min(nanos), max.max(nanos)),
+            });
+        }
+    }
+
+    fn harvest(self) -> Option<(i64, i64)> {
+        self.range
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_read_and_print() {
+        assert_eq!(parse_interval("90s"), Ok(90));
+        assert_eq!(parse_interval("5m"), Ok(300));
+        assert_eq!(parse_interval("1d"), Ok(86_400));
+        assert!(parse_interval("0m").is_err());
+        assert!(parse_interval("5x").is_err());
+        assert_eq!(describe_interval(300), "5m");
+        assert_eq!(describe_interval(90), "90s");
+        assert_eq!(describe_interval(7 * 86_400), "1w");
+    }
+}
