@@ -36,6 +36,8 @@ impl Pipeline {
             .name("vigil-rules".into())
             .spawn(move || consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store))
             .context("cannot start the rules thread")?;
+        // Ready means every event acknowledged before a crash is searchable again.
+        store.wait_until_replayed();
         Ok(Pipeline { store, alerts, consumer: Some(consumer) })
     }
 

@@ -118,6 +118,12 @@ impl Server {
         }
     }
 
+    /// Kills the process with SIGKILL, as a crash or the OOM killer would.
+    pub fn kill_hard(mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> String {
         let status =

@@ -3,6 +3,7 @@
 //! binary on 127.0.0.1 with an ephemeral port and a temporary data directory.
 
 mod cli;
+mod crash;
 mod golden;
 mod server;
 mod support;

@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,28 @@ pub struct Store {
     ids: Arc<EventIdGenerator>,
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
+    replayed: Arc<Signal>,
+}
+
+/// A flag that threads can wait for.
+#[derive(Default)]
+struct Signal {
+    done: Mutex<bool>,
+    changed: Condvar,
+}
+
+impl Signal {
+    fn set(&self) {
+        *self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = true;
+        self.changed.notify_all();
+    }
+
+    fn wait(&self) {
+        let mut done = self.done.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        while !*done {
+            done = self.changed.wait(done).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
 }
 
 impl Store {
@@ -124,6 +146,7 @@ impl Store {
         let (durable_sender, durable_receiver) = mpsc::sync_channel(options.queue_batches);
         let consumer_position = Arc::new(Mutex::new(consumer_from));
         let index_position = Arc::new(Mutex::new(index_checkpoint));
+        let replayed = Arc::new(Signal::default());
 
         let replay = Replay {
             wal_dir: wal_dir.clone(),
@@ -141,6 +164,7 @@ impl Store {
             consumer_position: consumer_position.clone(),
             index_position: index_position.clone(),
             ids: ids.clone(),
+            replayed: replayed.clone(),
         };
         let replay_sender = durable_sender.clone();
         let index_handle = std::thread::Builder::new()
@@ -159,8 +183,16 @@ impl Store {
             ids,
             consumer_position,
             index_position,
+            replayed,
         };
         Ok((store, durable_receiver))
+    }
+
+    /// Waits until the write-ahead log written before this open is indexed
+    /// and committed (searchable). The consumer of the durable batches must
+    /// be running, since the replay feeds it too.
+    pub fn wait_until_replayed(&self) {
+        self.replayed.wait();
     }
 
     /// The id generator events for this store must take their ids from.
@@ -313,6 +345,7 @@ struct IndexThread {
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
     ids: Arc<EventIdGenerator>,
+    replayed: Arc<Signal>,
 }
 
 impl IndexThread {
@@ -320,7 +353,8 @@ impl IndexThread {
         let mut indexed_to = replay.index_from;
         self.replay(&replay, &durable_sender, &mut indexed_to);
         drop(durable_sender);
-        let mut committed_to = replay.index_from;
+        self.replayed.set();
+        let mut committed_to = indexed_to;
         let mut last_commit = Instant::now();
         loop {
             let wait = self.commit_interval.saturating_sub(last_commit.elapsed());

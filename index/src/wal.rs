@@ -334,4 +334,19 @@ mod tests {
         fs::write(&path, bytes).unwrap();
         assert_eq!(read_all(dir.path()).len(), 1);
     }
+
+    #[test]
+    fn a_full_disk_fails_the_append_with_the_os_error() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            eprintln!("SKIPPED a_full_disk_fails_the_append_with_the_os_error: /dev/full is absent");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = OpenOptions::new().append(true).open(full).unwrap();
+        let mut wal = Wal { dir: dir.path().to_owned(), file, segment: 1, len: 0, segment_bytes: 1 << 20 };
+        let error = wal.append(&events(3)).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
+        assert_eq!(wal.len, 0, "nothing counted as written");
+    }
 }
