@@ -126,5 +126,9 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         queue_batches: config.index.queue_batches,
         wal_segment_bytes: config.index.wal_segment_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,
+        partition_span_seconds: config.index.partition_span.as_secs() as i64,
+        retention_max_age: config.retention.max_age,
+        retention_max_bytes: config.retention.max_bytes,
+        retention_check_interval: config.retention.check_interval,
     }
 }

@@ -54,6 +54,15 @@ pub struct ServeArgs {
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
+    /// Span of event time per index partition, e.g. 1h or 1d [default: 1d].
+    #[arg(long, value_name = "SPAN")]
+    partition_span: Option<String>,
+    /// Drop partitions whose span ended longer ago than this, e.g. 30d [default: keep all].
+    #[arg(long, value_name = "AGE")]
+    retention_max_age: Option<String>,
+    /// Drop the oldest partitions while the index is larger than this many bytes [default: no limit].
+    #[arg(long, value_name = "BYTES")]
+    retention_max_bytes: Option<u64>,
 }
 
 /// The configuration file, then the flags over it.
@@ -97,6 +106,23 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.wal_segment_bytes {
         anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");
         config.index.wal_segment_bytes = bytes;
+    }
+    if let Some(span) = &args.partition_span {
+        let span = vigil_config::parse_duration(span)
+            .map_err(|message| anyhow::anyhow!("--partition-span: {message}"))?;
+        anyhow::ensure!(
+            span.as_secs() >= 60 && (7 * 86_400) % span.as_secs() == 0,
+            "--partition-span must be at least 1m and divide a week evenly"
+        );
+        config.index.partition_span = span;
+    }
+    if let Some(age) = &args.retention_max_age {
+        let age = vigil_config::parse_duration(age)
+            .map_err(|message| anyhow::anyhow!("--retention-max-age: {message}"))?;
+        config.retention.max_age = Some(age);
+    }
+    if let Some(bytes) = args.retention_max_bytes {
+        config.retention.max_bytes = Some(bytes);
     }
     if let Some(millis) = args.commit_interval_ms {
         anyhow::ensure!(millis >= 10, "--commit-interval-ms must be at least 10");

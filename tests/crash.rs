@@ -72,7 +72,7 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     const ROUNDS: usize = 4;
     for round in 0..ROUNDS {
-        let server = Server::start(dir.path(), &["--commit-interval-ms", "200"]);
+        let server = Server::start(dir.path(), &["--commit-interval-ms", "200", "--partition-span", "1h"]);
         let stop = Arc::new(AtomicBool::new(false));
         let streamer = {
             let (base, acknowledged, stop) = (server.base.clone(), acknowledged.clone(), stop.clone());
@@ -85,7 +85,7 @@ fn acknowledged_events_survive_sigkill_exactly_once() {
         streamer.join().unwrap();
     }
 
-    let server = Server::start(dir.path(), &[]);
+    let server = Server::start(dir.path(), &["--partition-span", "1h"]);
     let started = Instant::now();
     let counts = all_audit_ids(&server);
     let acknowledged = acknowledged.lock().unwrap().clone();

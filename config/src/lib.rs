@@ -26,6 +26,7 @@ pub struct Config {
     pub index: IndexConfig,
     pub rules: RulesConfig,
     pub cluster: ClusterConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +48,18 @@ pub struct IndexConfig {
     pub writer_heap_bytes: usize,
     /// Size at which the write-ahead log starts a new segment file.
     pub wal_segment_bytes: u64,
+    /// The span of event time one index partition holds.
+    pub partition_span: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetentionConfig {
+    /// Partitions whose span ended longer ago are dropped; `None` keeps all.
+    pub max_age: Option<Duration>,
+    /// The oldest partitions are dropped while the index is larger; `None`: no limit.
+    pub max_bytes: Option<u64>,
+    /// How often retention runs.
+    pub check_interval: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,9 +90,15 @@ impl Default for Config {
                 queue_batches: 64,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
+                partition_span: Duration::from_secs(86_400),
             },
             rules: RulesConfig { builtin: true, paths: Vec::new() },
             cluster: ClusterConfig::default(),
+            retention: RetentionConfig {
+                max_age: None,
+                max_bytes: None,
+                check_interval: Duration::from_secs(60),
+            },
         }
     }
 }
@@ -125,6 +144,8 @@ struct RawConfig {
     rules: RawRules,
     #[serde(default)]
     cluster: RawCluster,
+    #[serde(default)]
+    retention: RawRetention,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -142,6 +163,15 @@ struct RawIndex {
     queue_batches: Option<i64>,
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
+    partition_span: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    max_age: Option<String>,
+    max_bytes: Option<i64>,
+    check_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -183,6 +213,25 @@ impl Config {
     /// Parses and validates configuration text.
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         parse(text, "the configuration")
+    }
+}
+
+/// Reads a span written as `90s`, `15m`, `1h`, `7d`, `2w`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("{text:?} is not a duration like 90s, 15m, 1h, 7d, 2w");
+    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
+    let amount: u64 = text[..split].parse().map_err(|_| invalid())?;
+    let unit = match &text[split..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return Err(invalid()),
+    };
+    match amount.checked_mul(unit) {
+        Some(seconds) if seconds > 0 => Ok(Duration::from_secs(seconds)),
+        _ => Err(invalid()),
     }
 }
 
@@ -245,6 +294,28 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     positive("index.wal_segment_bytes", raw.index.wal_segment_bytes, 4096, &mut |v| {
         config.index.wal_segment_bytes = v
     });
+    positive("retention.max_bytes", raw.retention.max_bytes, 1, &mut |v| {
+        config.retention.max_bytes = Some(v)
+    });
+    let mut duration = |key: &str, value: Option<String>, slot: &mut dyn FnMut(Duration)| {
+        if let Some(text) = value {
+            match parse_duration(&text) {
+                Ok(duration) => slot(duration),
+                Err(message) => problem(key, message),
+            }
+        }
+    };
+    duration("index.partition_span", raw.index.partition_span, &mut |d| config.index.partition_span = d);
+    duration("retention.max_age", raw.retention.max_age, &mut |d| config.retention.max_age = Some(d));
+    duration("retention.check_interval", raw.retention.check_interval, &mut |d| {
+        config.retention.check_interval = d
+    });
+    if config.index.partition_span.as_secs() < 60 || 86_400 * 7 % config.index.partition_span.as_secs() != 0 {
+        problem(
+            "index.partition_span",
+            "must be at least 1m and divide a week evenly (1m, 5m, 1h, 6h, 1d, 7d...)".into(),
+        );
+    }
     if config.http.max_decoded_bytes < config.http.max_body_bytes {
         problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
     }
@@ -298,6 +369,23 @@ mod tests {
         let error = Config::from_toml("version = 1\n[http]\nlisen = \"127.0.0.1:1\"\n").unwrap_err();
         let text = error.to_string();
         assert!(text.contains("unknown field `lisen`"), "{text}");
+    }
+
+    #[test]
+    fn durations_and_retention_are_read_and_checked() {
+        let config = Config::from_toml(
+            "version = 1\n[index]\npartition_span = \"1h\"\n[retention]\nmax_age = \"30d\"\nmax_bytes = 1000000\n",
+        )
+        .unwrap();
+        assert_eq!(config.index.partition_span, Duration::from_secs(3600));
+        assert_eq!(config.retention.max_age, Some(Duration::from_secs(30 * 86_400)));
+        assert_eq!(config.retention.max_bytes, Some(1_000_000));
+        let error = Config::from_toml(
+            "version = 1\n[index]\npartition_span = \"11m\"\n[retention]\nmax_age = \"soon\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["retention.max_age", "index.partition_span"]);
     }
 
     #[test]

@@ -133,11 +133,12 @@ impl Searcher {
     /// events' own span when the range is open).
     pub fn histogram(&self, request: &SearchRequest, interval: Option<i64>) -> Result<Histogram, StoreError> {
         let query = self.compile_request(request)?;
-        let searcher = self.reader.searcher();
+        let snapshot = self.snapshot(request);
         let (from, to) = match (request.from, request.to) {
             (Some(from), Some(to)) => (from, to),
             (from, to) => {
-                let (min, max) = searcher.search(&query, &MinMaxTime)?.unwrap_or((Utc::now(), Utc::now()));
+                let (min, max) =
+                    snapshot.collect(query.as_ref(), &MinMaxTime)?.unwrap_or((Utc::now(), Utc::now()));
                 (from.unwrap_or(min), to.unwrap_or(max + Duration::nanoseconds(1)))
             }
         };
@@ -163,7 +164,7 @@ impl Searcher {
                 ),
             });
         }
-        let counts = searcher.search(&query, &BucketCounter { interval_nanos })?;
+        let counts = snapshot.collect(query.as_ref(), &BucketCounter { interval_nanos })?;
         let mut buckets = Vec::with_capacity((last - first + 1) as usize);
         let mut total = 0;
         for index in first..=last {
@@ -187,8 +188,9 @@ impl Searcher {
     ) -> Result<TopValues, StoreError> {
         let source = self.value_source(field)?;
         let query = self.compile_request(request)?;
-        let searcher = self.reader.searcher();
-        let (total, (counts, missing)) = searcher.search(&query, &(Count, ValueCounter { source }))?;
+        let snapshot = self.snapshot(request);
+        let (total, (counts, missing)) =
+            snapshot.collect(query.as_ref(), &(Count, ValueCounter { source }))?;
         let distinct = counts.len() as u64;
         let mut sorted: Vec<(serde_json::Value, u64)> = counts.into_iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
@@ -200,9 +202,9 @@ impl Searcher {
 
     /// The fields present in the index, with their type and a few values.
     pub fn field_catalog(&self) -> Result<Vec<FieldInfo>, StoreError> {
-        let searcher = self.reader.searcher();
+        let snapshot = self.snapshot(&SearchRequest::default());
         let mut seen: HashMap<String, FieldInfo> = HashMap::new();
-        for segment in searcher.segment_readers() {
+        for segment in snapshot.segment_readers() {
             for metadata in segment.fields_metadata()? {
                 let (name, aggregatable, kind) = match catalog_name(&metadata.field_name, metadata.typ) {
                     Some(entry) => entry,
@@ -238,7 +240,7 @@ impl Searcher {
 
     /// Where the values of a field are read from, for top values and distinct counts.
     fn value_source(&self, field: &str) -> Result<ValueSource, StoreError> {
-        let compiler = Compiler { schema: &self.schema, tokenizers: self.index.tokenizers() };
+        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers };
         let not_aggregatable = |why: &str| StoreError::BadQuery { message: format!("{field}: {why}") };
         match compiler.resolve(field) {
             Target::Named { kind, name, .. } => match kind {

@@ -21,6 +21,7 @@
 pub mod aggregate;
 pub mod compile;
 pub mod doc;
+mod partition;
 pub mod query;
 mod search;
 mod store;
@@ -30,7 +31,7 @@ pub mod wal;
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
-pub use search::{Cursor, MAX_LIMIT, SearchRequest, SearchResult, Searcher, SortOrder};
+pub use search::{Cursor, MAX_LIMIT, PartitionInfo, SearchRequest, SearchResult, Searcher, SortOrder};
 pub use store::{AppendTicket, DurableBatch, Store, StoreOptions};
 pub use time::parse_time_bound;
 pub use wal::WalPosition;
@@ -100,15 +101,15 @@ impl Searcher {
     /// server writes to it, and sees what it had committed.
     pub fn open_read_only(data_dir: &Path) -> Result<Searcher, StoreError> {
         let index_dir = data_dir.join("index");
-        if !index_dir.join("meta.json").exists() {
+        if !index_dir.is_dir() {
             return Err(StoreError::Io {
                 action: "read",
                 path: index_dir,
                 message: "no index here (has anything been ingested into this data directory?)".into(),
             });
         }
-        let index = store::open_index(&index_dir)?;
-        Searcher::new(index, doc::DocSchema::new())
+        let partitions = partition::Partitions::open(&index_dir, 86_400)?;
+        Ok(Searcher::new(std::sync::Arc::new(partitions)))
     }
 }
 
@@ -420,6 +421,105 @@ mod tests {
         let first_page = searcher.search(&SearchRequest { limit: 1, ..Default::default() }).unwrap();
         let rest = SearchRequest { limit: 10, cursor: first_page.next_cursor, ..Default::default() };
         assert_eq!(searcher.search(&rest).unwrap().hits.len(), 2);
+        store.shutdown();
+    }
+
+    fn at(store: &Store, user: &str, time: chrono::DateTime<Utc>) -> Event {
+        let mut event = audit_event(store, user, "pods", 0);
+        event.timestamp = time;
+        event
+    }
+
+    #[test]
+    fn events_land_in_their_time_partition_however_late_and_searches_open_only_what_they_need() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { partition_span_seconds: 3600, ..options(dir.path()) };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        let hour = |h: u32| Utc.with_ymd_and_hms(2025, 2, 3, h, 30, 0).unwrap();
+        // Out of order: 10h, 8h, 12h, then a late 8h event in a later batch.
+        store
+            .append_blocking(vec![
+                at(&store, "a", hour(10)),
+                at(&store, "b", hour(8)),
+                at(&store, "c", hour(12)),
+            ])
+            .unwrap();
+        store.append_blocking(vec![at(&store, "late", hour(8))]).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 4);
+        let partitions = searcher.partitions();
+        let names: Vec<&str> = partitions.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["20250203T080000Z", "20250203T100000Z", "20250203T120000Z"]);
+        assert_eq!(partitions.iter().map(|p| p.events).collect::<Vec<_>>(), [2, 1, 1]);
+        let morning = SearchRequest { from: Some(hour(8)), to: Some(hour(9)), ..Default::default() };
+        assert_eq!(
+            searcher.partitions.overlapping(morning.from, morning.to).len(),
+            1,
+            "only the 8h partition is opened"
+        );
+        assert_eq!(searcher.search(&morning).unwrap().total, 2, "both 08:30 events, the late one included");
+        store.shutdown();
+        drop(store);
+        // Reopened with another span, the old partitions keep theirs.
+        let options = StoreOptions { partition_span_seconds: 86_400, ..options };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().count(), 4);
+        assert_eq!(store.searcher().partitions()[0].end, Utc.with_ymd_and_hms(2025, 2, 3, 9, 0, 0).unwrap());
+        store.shutdown();
+    }
+
+    #[test]
+    fn retention_drops_whole_partitions_by_age_and_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            partition_span_seconds: 86_400,
+            retention_max_age: Some(Duration::from_secs(30 * 86_400)),
+            retention_check_interval: Duration::from_millis(50),
+            ..options(dir.path())
+        };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        let now = Utc::now();
+        let days_ago = |days: i64| now - chrono::Duration::days(days);
+        store
+            .append_blocking(vec![
+                at(&store, "ancient", days_ago(400)),
+                at(&store, "old", days_ago(45)),
+                at(&store, "recent", days_ago(2)),
+                at(&store, "today", now),
+            ])
+            .unwrap();
+        let searcher = store.searcher().clone();
+        for _ in 0..200 {
+            if searcher.partitions().len() == 2 && searcher.count() == 2 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kept: Vec<String> = searcher
+            .search(&SearchRequest::default())
+            .unwrap()
+            .hits
+            .iter()
+            .map(|e| e.get_str(fields::USER_NAME).unwrap().to_owned())
+            .collect();
+        assert_eq!(kept, ["today", "recent"]);
+        store.shutdown();
+        drop(store);
+
+        // By size: a limit smaller than one partition keeps only the newest.
+        let options = StoreOptions { retention_max_age: None, retention_max_bytes: Some(1), ..options };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        for _ in 0..200 {
+            if store.searcher().partitions().len() == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let kept = store.searcher().search(&SearchRequest::default()).unwrap();
+        assert_eq!(
+            kept.hits.iter().map(|e| e.get_str(fields::USER_NAME).unwrap()).collect::<Vec<_>>(),
+            ["today"]
+        );
         store.shutdown();
     }
 

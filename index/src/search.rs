@@ -1,15 +1,20 @@
 //! Reading the index: searches and single events.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
+
+use serde::Serialize;
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
+use tantivy::collector::{Collector, Count, TopDocs};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value as _};
-use tantivy::{Index, IndexReader, Order, ReloadPolicy, TantivyDocument, Term};
+use tantivy::tokenizer::TokenizerManager;
+use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
 use vigil_schema::{Event, EventId};
 
 use crate::compile::{CompileError, Compiler};
 use crate::doc::{DocSchema, to_tantivy_time};
+use crate::partition::{Partition, Partitions};
 use crate::query::Query;
 use crate::{StoreError, StoreErrorKind};
 
@@ -96,6 +101,16 @@ impl std::str::FromStr for Cursor {
     }
 }
 
+/// One time partition, as `GET /api/v1/partitions` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PartitionInfo {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub events: u64,
+    pub bytes: u64,
+}
+
 /// The hits of a search, in the requested order, and how many events
 /// matched in all (on every page, the same).
 #[derive(Debug, Clone)]
@@ -109,23 +124,84 @@ pub struct SearchResult {
 /// A handle for reading the index; cheap to clone, safe to share.
 #[derive(Clone)]
 pub struct Searcher {
-    pub(crate) index: Index,
-    pub(crate) reader: IndexReader,
+    pub(crate) partitions: Arc<Partitions>,
     pub(crate) schema: DocSchema,
+    pub(crate) tokenizers: TokenizerManager,
+}
+
+/// A consistent view of the partitions a request touches: one tantivy
+/// searcher per partition, and segment ordinals numbered across all of them
+/// so that one collector can run over every segment and its results point
+/// back at the right partition.
+pub(crate) struct Snapshot {
+    searchers: Vec<tantivy::Searcher>,
+    /// Global segment ordinal → (searcher, local segment ordinal).
+    segments: Vec<(usize, u32)>,
+}
+
+impl Snapshot {
+    fn new(partitions: &[Arc<Partition>]) -> Snapshot {
+        let searchers: Vec<tantivy::Searcher> =
+            partitions.iter().map(|partition| partition.reader.searcher()).collect();
+        let mut segments = Vec::new();
+        for (which, searcher) in searchers.iter().enumerate() {
+            for local in 0..searcher.segment_readers().len() {
+                segments.push((which, local as u32));
+            }
+        }
+        Snapshot { searchers, segments }
+    }
+
+    /// Runs a collector over every segment of every partition.
+    pub fn collect<C: Collector>(
+        &self,
+        query: &dyn TantivyQuery,
+        collector: &C,
+    ) -> tantivy::Result<C::Fruit> {
+        let mut fruits = Vec::with_capacity(self.segments.len());
+        let mut global = 0u32;
+        for searcher in &self.searchers {
+            let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+            for segment in searcher.segment_readers() {
+                fruits.push(collector.collect_segment(weight.as_ref(), global, segment)?);
+                global += 1;
+            }
+        }
+        collector.merge_fruits(fruits)
+    }
+
+    pub fn doc(&self, address: DocAddress) -> tantivy::Result<TantivyDocument> {
+        let (which, local) = self.segments[address.segment_ord as usize];
+        self.searchers[which].doc(DocAddress { segment_ord: local, doc_id: address.doc_id })
+    }
+
+    pub fn segment_readers(&self) -> impl Iterator<Item = &SegmentReader> {
+        self.searchers.iter().flat_map(|searcher| searcher.segment_readers().iter())
+    }
+
+    pub fn num_docs(&self) -> u64 {
+        self.searchers.iter().map(tantivy::Searcher::num_docs).sum()
+    }
 }
 
 impl Searcher {
-    pub(crate) fn new(index: Index, schema: DocSchema) -> Result<Searcher, StoreError> {
-        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Searcher { index, reader, schema })
+    pub(crate) fn new(partitions: Arc<Partitions>) -> Searcher {
+        let tokenizers = TokenizerManager::default();
+        DocSchema::register_tokenizers(&tokenizers);
+        Searcher { partitions, schema: DocSchema::new(), tokenizers }
+    }
+
+    /// A view of the partitions a request's time range overlaps.
+    pub(crate) fn snapshot(&self, request: &SearchRequest) -> Snapshot {
+        Snapshot::new(&self.partitions.overlapping(request.from, request.to))
     }
 
     /// Searches the index. Blocking: call it from a blocking thread.
     pub fn search(&self, request: &SearchRequest) -> Result<SearchResult, StoreError> {
         let query = self.compile_request(request)?;
-        let searcher = self.reader.searcher();
+        let snapshot = self.snapshot(request);
         let limit = request.limit.min(MAX_LIMIT);
-        let total = searcher.search(&query, &Count)? as u64;
+        let total = snapshot.collect(query.as_ref(), &Count)? as u64;
         if limit == 0 {
             return Ok(SearchResult { total, hits: Vec::new(), next_cursor: None });
         }
@@ -148,12 +224,11 @@ impl Searcher {
                 (SortByStaticFastValue::<u64>::for_field("_seq"), order),
             ),
         ));
-        let top_docs = searcher.search(&page_query, &top)?;
+        let top_docs = snapshot.collect(page_query.as_ref(), &top)?;
         let more = top_docs.len() > limit;
         let mut hits = Vec::with_capacity(top_docs.len().min(limit));
         for (_, address) in top_docs.into_iter().take(limit) {
-            let document: TantivyDocument = searcher.doc(address)?;
-            hits.push(self.decode(&document)?);
+            hits.push(self.decode(&snapshot.doc(address)?)?);
         }
         let next_cursor = if more { hits.last().map(Cursor::after) } else { None };
         Ok(SearchResult { total, hits, next_cursor })
@@ -197,44 +272,58 @@ impl Searcher {
         ]))
     }
 
-    /// The event with this id, if the index has it.
+    /// The event with this id, if the index has it. (Ids order by arrival,
+    /// not event time, so every partition is asked.)
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let searcher = self.reader.searcher();
+        let snapshot = Snapshot::new(&self.partitions.all());
         let query =
             TermQuery::new(Term::from_field_text(self.schema.id, &id.to_string()), IndexRecordOption::Basic);
-        let top = searcher.search(&query, &TopDocs::with_limit(1).order_by_score())?;
+        let top = snapshot.collect(&query, &TopDocs::with_limit(1).order_by_score())?;
         match top.first() {
-            Some((_, address)) => Ok(Some(self.decode(&searcher.doc(*address)?)?)),
+            Some((_, address)) => Ok(Some(self.decode(&snapshot.doc(*address)?)?)),
             None => Ok(None),
         }
     }
 
     /// How many events the index holds.
     pub fn count(&self) -> u64 {
-        self.reader.searcher().num_docs()
+        Snapshot::new(&self.partitions.all()).num_docs()
     }
 
     /// The largest event id in the index (to keep ids increasing across restarts).
     pub fn max_id(&self) -> Result<Option<EventId>, StoreError> {
-        let searcher = self.reader.searcher();
-        let top = TopDocs::with_limit(1).order_by_fast_field::<u64>("_arrival", Order::Desc);
-        let found = searcher.search(&tantivy::query::AllQuery, &top)?;
+        let snapshot = Snapshot::new(&self.partitions.all());
+        let top = TopDocs::with_limit(1).order_by((
+            (SortByStaticFastValue::<u64>::for_field("_arrival"), Order::Desc),
+            (SortByStaticFastValue::<u64>::for_field("_seq"), Order::Desc),
+        ));
+        let found = snapshot.collect(&tantivy::query::AllQuery, &top)?;
         match found.first() {
-            Some((_, address)) => Ok(Some(self.decode(&searcher.doc(*address)?)?.id)),
+            Some((_, address)) => Ok(Some(self.decode(&snapshot.doc(*address)?)?.id)),
             None => Ok(None),
         }
     }
 
-    pub(crate) fn reload(&self) -> Result<(), StoreError> {
-        self.reader.reload()?;
-        Ok(())
+    /// The partitions: their names, spans, sizes and event counts.
+    pub fn partitions(&self) -> Vec<PartitionInfo> {
+        self.partitions
+            .all()
+            .iter()
+            .map(|partition| PartitionInfo {
+                name: partition.name(),
+                start: DateTime::from_timestamp(partition.start, 0).unwrap_or_default(),
+                end: DateTime::from_timestamp(partition.end, 0).unwrap_or_default(),
+                events: partition.reader.searcher().num_docs(),
+                bytes: partition.size_bytes(),
+            })
+            .collect()
     }
 
     pub(crate) fn compile_request(
         &self,
         request: &SearchRequest,
     ) -> Result<Box<dyn TantivyQuery>, StoreError> {
-        let compiler = Compiler { schema: &self.schema, tokenizers: self.index.tokenizers() };
+        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers };
         let query = compiler.compile(&request.query).map_err(|CompileError { field, message }| {
             StoreError::BadQuery { message: format!("{field}: {message}") }
         })?;

@@ -6,14 +6,17 @@
 //!                                             │
 //!                       ┌─[index queue: queue_batches]─┴─[durable queue: queue_batches]─┐
 //!                       ▼                                                               ▼
-//!            index thread: add, commit every commit_interval              consumer (rules, in the binary)
-//!            with the WAL position as the commit payload                  reports its position back
+//!            index thread: add to the event's time partition,             consumer (rules, in the binary)
+//!            commit every commit_interval with the WAL position           reports its position back
+//!            as each partition's commit payload; retention
 //! ```
 //!
-//! On open, the index thread replays the log past the index's last commit,
-//! and the durable queue gets the log past the consumer's last position, so
-//! after a crash every acknowledged event is indexed and matched exactly once.
+//! On open, the index thread replays the log past each partition's last
+//! commit, and the durable queue gets the log past the consumer's last
+//! position, so after a crash every acknowledged event is indexed and
+//! matched exactly once.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
@@ -21,12 +24,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexWriter, TantivyError};
+use tantivy::IndexWriter;
 use tokio::sync::oneshot;
 use vigil_schema::{Event, EventIdGenerator};
 
 use crate::doc::DocSchema;
+use crate::partition::{Partition, Partitions};
 use crate::search::Searcher;
 use crate::wal::{self, Wal, WalPosition};
 use crate::{StoreError, lock_error};
@@ -41,8 +44,17 @@ pub struct StoreOptions {
     pub queue_batches: usize,
     /// Size at which the write-ahead log starts a new segment.
     pub wal_segment_bytes: u64,
-    /// Memory the index writer may use before it flushes a segment.
+    /// Memory each open index writer may use before it flushes a segment.
     pub writer_heap_bytes: usize,
+    /// The span of event time each partition holds, in seconds.
+    pub partition_span_seconds: i64,
+    /// Partitions whose span ended longer ago than this are dropped.
+    pub retention_max_age: Option<Duration>,
+    /// The oldest partitions are dropped while the index is larger than this
+    /// (the newest partition is always kept).
+    pub retention_max_bytes: Option<u64>,
+    /// How often retention runs.
+    pub retention_check_interval: Duration,
 }
 
 impl StoreOptions {
@@ -53,9 +65,17 @@ impl StoreOptions {
             queue_batches: 64,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
+            partition_span_seconds: 86_400,
+            retention_max_age: None,
+            retention_max_bytes: None,
+            retention_check_interval: Duration::from_secs(60),
         }
     }
 }
+
+/// Writers kept open at once; an event for another partition closes (and
+/// commits) the least recently used.
+const MAX_OPEN_WRITERS: usize = 2;
 
 /// A batch that is durable, for the consumer, with the log position past it.
 #[derive(Debug, Clone)]
@@ -76,8 +96,8 @@ enum IndexMsg {
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct CommitPayload {
-    wal: WalPosition,
+pub(crate) struct CommitPayload {
+    pub wal: WalPosition,
 }
 
 /// The event store. Dropping it without [`Store::shutdown`] still commits,
@@ -90,6 +110,8 @@ pub struct Store {
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
     replayed: Arc<Signal>,
+    /// Held for the store's life: one process per data directory.
+    _lock: std::fs::File,
 }
 
 /// A flag that threads can wait for.
@@ -123,16 +145,14 @@ impl Store {
     ) -> Result<(Store, Receiver<DurableBatch>), StoreError> {
         let data_dir = &options.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::io("create", data_dir, source))?;
-        let index = open_index(&data_dir.join("index"))?;
-        let writer: IndexWriter =
-            index.writer(options.writer_heap_bytes.max(15_000_000)).map_err(|error| match error {
-                TantivyError::LockFailure(..) => lock_error(data_dir),
-                other => StoreError::from(other),
-            })?;
-        let schema = DocSchema::new();
-        let searcher = Searcher::new(index.clone(), schema.clone())?;
-
-        let index_checkpoint = read_checkpoint(&index)?;
+        let lock = lock_data_dir(data_dir)?;
+        let partitions = Arc::new(Partitions::open(&data_dir.join("index"), options.partition_span_seconds)?);
+        let searcher = Searcher::new(partitions.clone());
+        let mut checkpoints = HashMap::new();
+        for partition in partitions.all() {
+            checkpoints.insert(partition.start, partition.checkpoint()?);
+        }
+        let index_checkpoint = checkpoints.values().copied().min().unwrap_or_default();
         let wal_dir = data_dir.join("wal");
         let (wal, replay_until) = Wal::open(&wal_dir, options.wal_segment_bytes)
             .map_err(|source| StoreError::io("open the write-ahead log in", &wal_dir, source))?;
@@ -151,15 +171,18 @@ impl Store {
         let replay = Replay {
             wal_dir: wal_dir.clone(),
             index_from: index_checkpoint,
+            checkpoints,
             consumer_from,
             until: replay_until,
         };
         let index_thread = IndexThread {
-            writer,
-            schema,
-            searcher: searcher.clone(),
+            writers: BTreeMap::new(),
+            partitions,
+            schema: DocSchema::new(),
+            options: options.clone(),
+            indexed_to: index_checkpoint,
+            use_counter: 0,
             receiver: index_receiver,
-            commit_interval: options.commit_interval,
             wal_dir: wal_dir.clone(),
             consumer_position: consumer_position.clone(),
             index_position: index_position.clone(),
@@ -184,6 +207,7 @@ impl Store {
             consumer_position,
             index_position,
             replayed,
+            _lock: lock,
         };
         Ok((store, durable_receiver))
     }
@@ -263,25 +287,20 @@ impl Drop for Store {
     }
 }
 
-pub(crate) fn open_index(path: &Path) -> Result<Index, StoreError> {
-    std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
-    let directory =
-        MmapDirectory::open(path).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
-    let schema = DocSchema::new();
-    let index = Index::open_or_create(directory, schema.schema.clone())?;
-    DocSchema::register_tokenizers(index.tokenizers());
-    Ok(index)
-}
-
-fn read_checkpoint(index: &Index) -> Result<WalPosition, StoreError> {
-    let metas = index.load_metas()?;
-    match metas.payload {
-        None => Ok(WalPosition::default()),
-        Some(payload) => {
-            serde_json::from_str::<CommitPayload>(&payload).map(|payload| payload.wal).map_err(|error| {
-                StoreError::Corrupt { message: format!("index commit payload {payload:?}: {error}") }
-            })
-        }
+/// Takes the data directory's lock file, so that two processes never write
+/// the same store.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
+    let path = data_dir.join("vigil.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| StoreError::io("open", &path, source))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(lock_error(data_dir)),
+        Err(std::fs::TryLockError::Error(source)) => Err(StoreError::io("lock", &path, source)),
     }
 }
 
@@ -330,17 +349,30 @@ fn run_wal(
 
 struct Replay {
     wal_dir: PathBuf,
+    /// The oldest partition checkpoint: replay for the index starts there.
     index_from: WalPosition,
+    /// Each partition's checkpoint, by partition start.
+    checkpoints: HashMap<i64, WalPosition>,
     consumer_from: WalPosition,
     until: WalPosition,
 }
 
-struct IndexThread {
+struct OpenWriter {
     writer: IndexWriter,
+    partition: Arc<Partition>,
+    dirty: bool,
+    last_used: u64,
+}
+
+struct IndexThread {
+    writers: BTreeMap<i64, OpenWriter>,
+    partitions: Arc<Partitions>,
     schema: DocSchema,
-    searcher: Searcher,
+    options: StoreOptions,
+    /// The log position of the last event added to a writer.
+    indexed_to: WalPosition,
+    use_counter: u64,
     receiver: Receiver<IndexMsg>,
-    commit_interval: Duration,
     wal_dir: PathBuf,
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
@@ -350,46 +382,42 @@ struct IndexThread {
 
 impl IndexThread {
     fn run(mut self, replay: Replay, durable_sender: SyncSender<DurableBatch>) {
-        let mut indexed_to = replay.index_from;
-        self.replay(&replay, &durable_sender, &mut indexed_to);
+        self.replay(&replay, &durable_sender);
         drop(durable_sender);
+        self.apply_retention();
         self.replayed.set();
-        let mut committed_to = indexed_to;
         let mut last_commit = Instant::now();
+        let mut last_retention = Instant::now();
         loop {
-            let wait = self.commit_interval.saturating_sub(last_commit.elapsed());
+            let wait = self.options.commit_interval.saturating_sub(last_commit.elapsed());
             match self.receiver.recv_timeout(wait) {
                 Ok(IndexMsg::Batch(events, end)) => {
                     for event in events.iter() {
                         self.add(event);
                     }
-                    indexed_to = end;
+                    self.indexed_to = end;
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
-            if last_commit.elapsed() >= self.commit_interval {
-                if indexed_to != committed_to {
-                    self.commit(indexed_to);
-                    committed_to = indexed_to;
-                }
+            if last_commit.elapsed() >= self.options.commit_interval {
+                self.commit_dirty();
                 last_commit = Instant::now();
             }
+            if last_retention.elapsed() >= self.options.retention_check_interval {
+                self.apply_retention();
+                last_retention = Instant::now();
+            }
         }
-        if indexed_to != committed_to {
-            self.commit(indexed_to);
-        }
-        if let Err(error) = self.writer.wait_merging_threads() {
-            tracing::warn!(%error, "index merge did not finish cleanly");
+        self.commit_dirty();
+        for (_, open) in std::mem::take(&mut self.writers) {
+            if let Err(error) = open.writer.wait_merging_threads() {
+                tracing::warn!(%error, partition = %open.partition.name(), "index merge did not finish cleanly");
+            }
         }
     }
 
-    fn replay(
-        &mut self,
-        replay: &Replay,
-        durable_sender: &SyncSender<DurableBatch>,
-        indexed_to: &mut WalPosition,
-    ) {
+    fn replay(&mut self, replay: &Replay, durable_sender: &SyncSender<DurableBatch>) {
         let from = replay.index_from.min(replay.consumer_from);
         if from >= replay.until {
             return;
@@ -399,11 +427,13 @@ impl IndexThread {
         let mut reindexed = 0u64;
         let result = wal::replay(&replay.wal_dir, from, replay.until, &mut |event, position| {
             self.ids.advance_past(event.id);
-            if position > replay.index_from {
+            let start = self.partitions.start_for(event.timestamp);
+            let checkpoint = replay.checkpoints.get(&start).copied().unwrap_or_default();
+            if position > checkpoint {
                 self.add(&event);
                 reindexed += 1;
-                *indexed_to = position;
             }
+            self.indexed_to = self.indexed_to.max(position);
             if position > replay.consumer_from {
                 pending.push(event);
                 if pending.len() >= 1000 {
@@ -426,39 +456,134 @@ impl IndexThread {
             }
             Err(error) => tracing::error!(%error, "cannot replay the write-ahead log"),
         }
-        if *indexed_to != replay.index_from {
-            self.commit(*indexed_to);
-        }
+        self.commit_dirty();
     }
 
     fn add(&mut self, event: &Event) {
-        if let Err(error) = self.writer.add_document(self.schema.to_document(event)) {
-            tracing::error!(%error, event_id = %event.id, "cannot index an event");
+        let start = self.partitions.start_for(event.timestamp);
+        let document = self.schema.to_document(event);
+        match self.writer_for(start) {
+            Ok(open) => {
+                if let Err(error) = open.writer.add_document(document) {
+                    tracing::error!(%error, event_id = %event.id, "cannot index an event");
+                }
+                open.dirty = true;
+            }
+            Err(error) => tracing::error!(%error, event_id = %event.id, "cannot open the event's partition"),
         }
     }
 
-    fn commit(&mut self, position: WalPosition) {
-        let payload = serde_json::to_string(&CommitPayload { wal: position }).unwrap_or_default();
-        let committed = self.writer.prepare_commit().and_then(|mut prepared| {
+    /// The open writer of a partition, opening it (and closing the least
+    /// recently used one) when needed.
+    fn writer_for(&mut self, start: i64) -> Result<&mut OpenWriter, StoreError> {
+        self.use_counter += 1;
+        if !self.writers.contains_key(&start) {
+            if self.writers.len() >= MAX_OPEN_WRITERS
+                && let Some(&oldest) =
+                    self.writers.iter().min_by_key(|(_, open)| open.last_used).map(|(start, _)| start)
+                && let Some(mut closing) = self.writers.remove(&oldest)
+            {
+                self.commit_one(&mut closing);
+                if let Err(error) = closing.writer.wait_merging_threads() {
+                    tracing::warn!(%error, partition = %closing.partition.name(), "index merge did not finish cleanly");
+                }
+            }
+            let partition = self.partitions.get_or_create(start)?;
+            let writer = partition.index.writer(self.options.writer_heap_bytes.max(15_000_000 * 2))?;
+            self.writers.insert(start, OpenWriter { writer, partition, dirty: false, last_used: 0 });
+        }
+        let open = self
+            .writers
+            .get_mut(&start)
+            .ok_or_else(|| StoreError::Index { message: "writer vanished".into() })?;
+        open.last_used = self.use_counter;
+        Ok(open)
+    }
+
+    fn commit_one(&self, open: &mut OpenWriter) {
+        if !open.dirty {
+            return;
+        }
+        let payload = serde_json::to_string(&CommitPayload { wal: self.indexed_to }).unwrap_or_default();
+        let committed = open.writer.prepare_commit().and_then(|mut prepared| {
             prepared.set_payload(&payload);
             prepared.commit()
         });
         match committed {
             Ok(_) => {
-                *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
-                if let Err(error) = self.searcher.reload() {
-                    tracing::warn!(%error, "cannot reload the index reader");
-                }
-                let consumed =
-                    *self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                match Wal::delete_before(&self.wal_dir, position.min(consumed)) {
-                    Ok(0) => {}
-                    Ok(deleted) => tracing::debug!(deleted, "deleted write-ahead log segments"),
-                    Err(error) => tracing::warn!(%error, "cannot delete old write-ahead log segments"),
+                open.dirty = false;
+                if let Err(error) = open.partition.reader.reload() {
+                    tracing::warn!(%error, "cannot reload an index reader");
                 }
             }
             Err(error) => {
                 tracing::error!(%error, "index commit failed; the write-ahead log keeps the events")
+            }
+        }
+    }
+
+    /// Commits every writer with new events, then lets the log go up to what
+    /// both the index and the consumer have.
+    fn commit_dirty(&mut self) {
+        let mut writers = std::mem::take(&mut self.writers);
+        let mut all_committed = true;
+        for open in writers.values_mut() {
+            self.commit_one(open);
+            all_committed &= !open.dirty;
+        }
+        self.writers = writers;
+        if !all_committed {
+            return;
+        }
+        let position = self.indexed_to;
+        *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
+        let consumed = *self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match Wal::delete_before(&self.wal_dir, position.min(consumed)) {
+            Ok(0) => {}
+            Ok(deleted) => tracing::debug!(deleted, "deleted write-ahead log segments"),
+            Err(error) => tracing::warn!(%error, "cannot delete old write-ahead log segments"),
+        }
+    }
+
+    /// Drops partitions past the maximum age, then the oldest while the
+    /// index is over the maximum size (never the newest partition).
+    fn apply_retention(&mut self) {
+        let mut doomed: Vec<(i64, &'static str)> = Vec::new();
+        let partitions = self.partitions.all();
+        if let Some(max_age) = self.options.retention_max_age {
+            let cutoff = chrono::Utc::now().timestamp() - max_age.as_secs() as i64;
+            doomed.extend(
+                partitions
+                    .iter()
+                    .filter(|partition| partition.end <= cutoff)
+                    .map(|partition| (partition.start, "max_age")),
+            );
+        }
+        if let Some(max_bytes) = self.options.retention_max_bytes {
+            let mut sizes: Vec<(i64, u64)> = partitions
+                .iter()
+                .filter(|partition| !doomed.iter().any(|(start, _)| *start == partition.start))
+                .map(|partition| (partition.start, partition.size_bytes()))
+                .collect();
+            let mut total: u64 = sizes.iter().map(|(_, bytes)| bytes).sum();
+            sizes.sort_by_key(|(start, _)| *start);
+            for (start, bytes) in sizes.iter().take(sizes.len().saturating_sub(1)) {
+                if total <= max_bytes {
+                    break;
+                }
+                doomed.push((*start, "max_bytes"));
+                total -= bytes;
+            }
+        }
+        for (start, reason) in doomed {
+            if let Some(open) = self.writers.remove(&start) {
+                drop(open);
+            }
+            match self.partitions.remove(start) {
+                Ok(()) => {
+                    tracing::info!(partition = %crate::partition::partition_name(start), reason, "retention dropped a partition")
+                }
+                Err(error) => tracing::error!(%error, "retention cannot drop a partition"),
             }
         }
     }

@@ -266,6 +266,13 @@ pub async fn fields(State(state): State<Arc<AppState>>) -> Result<Json<Value>, A
     Ok(Json(json!({ "fields": catalog })))
 }
 
+/// `GET /api/v1/partitions`: the index's time partitions.
+pub async fn partitions(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
+    let searcher = state.searcher.clone();
+    let partitions = tokio::task::spawn_blocking(move || searcher.partitions()).await?;
+    Ok(Json(json!({ "partitions": partitions })))
+}
+
 /// `GET /api/v1/events/{id}`
 pub async fn event(
     State(state): State<Arc<AppState>>,

@@ -66,6 +66,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/search", get(api::search))
         .route("/api/v1/histogram", get(api::histogram))
         .route("/api/v1/fields", get(api::fields))
+        .route("/api/v1/partitions", get(api::partitions))
         .route("/api/v1/fields/{field}/top", get(api::top_values))
         .route("/api/v1/fields/{field}/distinct", get(api::distinct))
         .route("/api/v1/events/{id}", get(api::event))

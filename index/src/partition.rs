@@ -1,0 +1,165 @@
+//! Time partitions: one tantivy index per span of event time (a day by
+//! default), under `index/<start>` (e.g. `index/20250203T000000Z`).
+//!
+//! An event goes to the partition of its `@timestamp`, however late it
+//! arrives. A search opens only the partitions its time range overlaps;
+//! retention drops whole partitions.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use tantivy::directory::MmapDirectory;
+use tantivy::{Index, IndexReader, ReloadPolicy};
+
+use crate::doc::DocSchema;
+use crate::wal::WalPosition;
+use crate::{StoreError, store::CommitPayload};
+
+const NAME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
+
+/// One partition: an index and its reader.
+pub(crate) struct Partition {
+    /// Start of its span, in seconds since the epoch (inclusive).
+    pub start: i64,
+    /// End of its span (exclusive).
+    pub end: i64,
+    pub path: PathBuf,
+    pub index: Index,
+    pub reader: IndexReader,
+}
+
+impl Partition {
+    /// Opens or creates a partition. A partition keeps the span it was
+    /// created with (in `vigil-span`), whatever the configuration says later.
+    fn open(path: &Path, start: i64, span: i64) -> Result<Partition, StoreError> {
+        std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
+        let span_file = path.join("vigil-span");
+        let span = match std::fs::read_to_string(&span_file) {
+            Ok(text) => text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
+                StoreError::Corrupt {
+                    message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
+                }
+            })?,
+            Err(_) => {
+                std::fs::write(&span_file, format!("{span}\n"))
+                    .map_err(|source| StoreError::io("write", &span_file, source))?;
+                span
+            }
+        };
+        let directory =
+            MmapDirectory::open(path).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
+        let index = Index::open_or_create(directory, DocSchema::new().schema)?;
+        DocSchema::register_tokenizers(index.tokenizers());
+        let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
+        Ok(Partition { start, end: start + span, path: path.to_owned(), index, reader })
+    }
+
+    /// The log position its last commit covers.
+    pub fn checkpoint(&self) -> Result<WalPosition, StoreError> {
+        let metas = self.index.load_metas()?;
+        match metas.payload {
+            None => Ok(WalPosition::default()),
+            Some(payload) => serde_json::from_str::<CommitPayload>(&payload)
+                .map(|payload| payload.wal)
+                .map_err(|error| StoreError::Corrupt {
+                    message: format!("commit payload of {}: {error}", self.path.display()),
+                }),
+        }
+    }
+
+    /// Bytes on disk.
+    pub fn size_bytes(&self) -> u64 {
+        std::fs::read_dir(&self.path)
+            .map(|entries| {
+                entries.filter_map(|entry| entry.ok()?.metadata().ok()).map(|metadata| metadata.len()).sum()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn name(&self) -> String {
+        partition_name(self.start)
+    }
+}
+
+pub(crate) fn partition_name(start: i64) -> String {
+    DateTime::from_timestamp(start, 0).unwrap_or_default().format(NAME_FORMAT).to_string()
+}
+
+fn parse_partition_name(name: &str) -> Option<i64> {
+    NaiveDateTime::parse_from_str(name, NAME_FORMAT).ok().map(|time| time.and_utc().timestamp())
+}
+
+/// Every partition of a data directory, by start.
+pub(crate) struct Partitions {
+    root: PathBuf,
+    span: i64,
+    map: RwLock<BTreeMap<i64, Arc<Partition>>>,
+}
+
+impl Partitions {
+    /// Opens the partitions under `root` (creating `root`).
+    pub fn open(root: &Path, span: i64) -> Result<Partitions, StoreError> {
+        std::fs::create_dir_all(root).map_err(|source| StoreError::io("create", root, source))?;
+        let mut map = BTreeMap::new();
+        let entries = std::fs::read_dir(root).map_err(|source| StoreError::io("read", root, source))?;
+        for entry in entries {
+            let entry = entry.map_err(|source| StoreError::io("read", root, source))?;
+            let name = entry.file_name();
+            let Some(start) = name.to_str().and_then(parse_partition_name) else { continue };
+            if !entry.path().join("meta.json").exists() {
+                continue;
+            }
+            // A partition keeps the span it was created with.
+            let partition = Partition::open(&entry.path(), start, span)?;
+            map.insert(start, Arc::new(partition));
+        }
+        Ok(Partitions { root: root.to_owned(), span, map: RwLock::new(map) })
+    }
+
+    /// The start of the partition an event time falls in.
+    pub fn start_for(&self, time: DateTime<Utc>) -> i64 {
+        time.timestamp().div_euclid(self.span) * self.span
+    }
+
+    pub fn get(&self, start: i64) -> Option<Arc<Partition>> {
+        self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(&start).cloned()
+    }
+
+    pub fn get_or_create(&self, start: i64) -> Result<Arc<Partition>, StoreError> {
+        if let Some(existing) = self.get(start) {
+            return Ok(existing);
+        }
+        let partition = Arc::new(Partition::open(&self.root.join(partition_name(start)), start, self.span)?);
+        let mut map = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Ok(map.entry(start).or_insert(partition).clone())
+    }
+
+    /// Every partition, oldest first.
+    pub fn all(&self) -> Vec<Arc<Partition>> {
+        self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect()
+    }
+
+    /// The partitions a time range `[from, to)` overlaps, oldest first.
+    pub fn overlapping(&self, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>) -> Vec<Arc<Partition>> {
+        let from = from.map(|time| time.timestamp());
+        let to = to.map(|time| time.timestamp() + 1);
+        self.all()
+            .into_iter()
+            .filter(|partition| {
+                from.is_none_or(|from| partition.end > from) && to.is_none_or(|to| partition.start < to)
+            })
+            .collect()
+    }
+
+    /// Forgets a partition and deletes its files.
+    pub fn remove(&self, start: i64) -> Result<(), StoreError> {
+        let removed = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&start);
+        if let Some(partition) = removed {
+            std::fs::remove_dir_all(&partition.path)
+                .map_err(|source| StoreError::io("delete partition", &partition.path, source))?;
+        }
+        Ok(())
+    }
+}
