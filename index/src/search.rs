@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tantivy::collector::sort_key::SortByStaticFastValue;
-use tantivy::collector::{Collector, Count, TopDocs};
+use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
 use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::tokenizer::TokenizerManager;
@@ -161,7 +161,12 @@ impl Snapshot {
         let mut fruits = Vec::with_capacity(self.segments.len());
         let mut global = 0u32;
         for searcher in &self.searchers {
-            let weight = query.weight(EnableScoring::disabled_from_searcher(searcher))?;
+            let scoring = if collector.requires_scoring() {
+                EnableScoring::enabled_from_searcher(searcher)
+            } else {
+                EnableScoring::disabled_from_searcher(searcher)
+            };
+            let weight = query.weight(scoring)?;
             for segment in searcher.segment_readers() {
                 fruits.push(collector.collect_segment(weight.as_ref(), global, segment)?);
                 global += 1;
@@ -278,9 +283,9 @@ impl Searcher {
         let snapshot = Snapshot::new(&self.partitions.all());
         let query =
             TermQuery::new(Term::from_field_text(self.schema.id, &id.to_string()), IndexRecordOption::Basic);
-        let top = snapshot.collect(&query, &TopDocs::with_limit(1).order_by_score())?;
-        match top.first() {
-            Some((_, address)) => Ok(Some(self.decode(&snapshot.doc(*address)?)?)),
+        let found = snapshot.collect(&query, &DocSetCollector)?;
+        match found.into_iter().next() {
+            Some(address) => Ok(Some(self.decode(&snapshot.doc(address)?)?)),
             None => Ok(None),
         }
     }
