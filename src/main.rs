@@ -2,6 +2,8 @@
 //! the work happens in the crates (see ARCHITECTURE.md).
 
 mod commands;
+mod generate;
+mod load;
 mod pipeline;
 mod serve;
 
@@ -27,6 +29,10 @@ enum Command {
     Ingest(commands::IngestArgs),
     /// Search a data directory from the command line.
     Search(commands::SearchArgs),
+    /// Write realistic Kubernetes audit events (an audit log) for load tests.
+    Gen(generate::GenArgs),
+    /// Send an audit log to a running server and measure ingest, freshness, queries.
+    Load(load::LoadArgs),
     /// Check, test and run Sigma rules.
     #[command(subcommand)]
     Rules(RulesCommand),
@@ -62,6 +68,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Ingest(args) => commands::ingest(args),
         Command::Search(args) => commands::search(args),
+        Command::Gen(args) => generate::run(args),
+        Command::Load(args) => load::run(args),
         Command::Rules(RulesCommand::Validate(args)) => commands::validate(args),
         Command::Rules(RulesCommand::Eval(args)) => commands::eval(args),
     };

@@ -196,3 +196,47 @@ fn serve_explains_an_unusable_data_directory_and_a_taken_port() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("unknown field `lisen`"), "{}", stderr(&output));
 }
+
+#[test]
+fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixed = ["gen", "--events", "300", "--seed", "7", "--start", "2026-11-01T00:00:00Z", "--span", "1h"];
+    let first = vigil(&fixed);
+    let again = vigil(&fixed);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(first.stdout == again.stdout, "the same seed and start give the same events");
+    let text = stdout(&first);
+    assert_eq!(text.lines().count(), 300);
+    let average = text.len() / 300;
+    assert!((700..1400).contains(&average), "about 1 KB per event, got {average}");
+    let log = dir.path().join("audit.log");
+    std::fs::write(&log, &first.stdout).unwrap();
+    let data = dir.path().join("data");
+    let server = crate::support::Server::start(&data, &["--commit-interval-ms", "100"]);
+    let output = vigil(&[
+        "load",
+        "--url",
+        &server.base,
+        "--events",
+        log.to_str().unwrap(),
+        "--batch",
+        "100",
+        "--probes",
+        "2",
+        "--query-runs",
+        "2",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["events_sent"], 300);
+    assert!(report["ingest_events_per_second"].as_f64().unwrap() > 0.0);
+    assert!(report["bytes_per_event"].as_f64().unwrap() > 0.0);
+    for name in ["selective", "range", "cidr", "histogram_all", "top_user_all"] {
+        assert!(report["queries"][name]["p50_ms"].as_f64().is_some(), "{name}: {report}");
+    }
+    let (_, all) = server.get_json("/api/v1/search?limit=0");
+    assert_eq!(all["total"], 302, "the 300 events and the two probes");
+    server.stop();
+}

@@ -1,0 +1,295 @@
+//! `vigil load`: the project's load tool. Sends an audit log (from `vigil
+//! gen`) to a running server through `POST /api/v1/ingest/k8s-audit` and
+//! measures what the search issue's targets name: sustained ingest rate,
+//! freshness of search and alerts, query latency, bytes on disk and memory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::{Value, json};
+
+#[derive(Debug, Args)]
+pub struct LoadArgs {
+    /// The server, e.g. http://127.0.0.1:8080.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// An audit log to send (one Event per line), e.g. from `vigil gen`.
+    #[arg(long, value_name = "FILE")]
+    events: PathBuf,
+    /// Events per request.
+    #[arg(long, default_value_t = 1000)]
+    batch: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 2)]
+    connections: usize,
+    /// Freshness probes to send after the load.
+    #[arg(long, default_value_t = 20)]
+    probes: usize,
+    /// Times each query is run for its latency figures.
+    #[arg(long, default_value_t = 50)]
+    query_runs: usize,
+    /// The server's data directory, to report bytes per event.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The server's process id, to report its peak memory.
+    #[arg(long, value_name = "PID")]
+    server_pid: Option<u32>,
+}
+
+fn new_agent() -> ureq::Agent {
+    ureq::Agent::new_with_config(
+        ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .max_response_header_size(64 * 1024)
+            .build(),
+    )
+}
+
+fn percentile(samples: &mut [Duration], fraction: f64) -> Duration {
+    if samples.is_empty() {
+        return Duration::ZERO;
+    }
+    samples.sort();
+    let index = ((samples.len() as f64 - 1.0) * fraction).round() as usize;
+    samples[index]
+}
+
+fn millis(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
+    let mut response = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string()?;
+    anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
+    Ok(serde_json::from_str(&body)?)
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| {
+            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
+                (byte as char).to_string()
+            } else {
+                format!("%{byte:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Posts one body until it is accepted, waiting out 503s; returns the time
+/// of the accepted request and how many 503s it met.
+fn post_until_accepted(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<(Duration, u64)> {
+    let mut refusals = 0;
+    loop {
+        let started = Instant::now();
+        let mut response = agent.post(url).header("content-type", "application/json").send(body)?;
+        let status = response.status().as_u16();
+        match status {
+            200 => return Ok((started.elapsed(), refusals)),
+            503 => {
+                refusals += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => anyhow::bail!(
+                "ingest answered {status}: {}",
+                response.body_mut().read_to_string().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+fn directory_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .filter_map(Result::ok)
+        .map(|entry| match entry.metadata() {
+            Ok(metadata) if metadata.is_dir() => directory_bytes(&entry.path()),
+            Ok(metadata) => metadata.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn memory_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    let ingest_url = format!("{}/api/v1/ingest/k8s-audit", args.url);
+    let agent = new_agent();
+    let before =
+        get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
+
+    // Ingest: the file's lines in batches, over several connections.
+    let file = std::fs::File::open(&args.events)
+        .with_context(|| format!("cannot open {}", args.events.display()))?;
+    let lines = Arc::new(Mutex::new(BufReader::with_capacity(8 << 20, file).lines()));
+    let sent = Arc::new(AtomicU64::new(0));
+    let refusals = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..args.connections.max(1))
+        .map(|_| {
+            let (lines, sent, refusals, latencies) =
+                (lines.clone(), sent.clone(), refusals.clone(), latencies.clone());
+            let (url, batch) = (ingest_url.clone(), args.batch);
+            std::thread::spawn(move || -> anyhow::Result<()> {
+                let agent = new_agent();
+                loop {
+                    let mut body = Vec::with_capacity(batch * 1100);
+                    let mut count = 0;
+                    {
+                        let mut lines = lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        for line in lines.by_ref().take(batch) {
+                            body.extend_from_slice(line?.as_bytes());
+                            body.push(b'\n');
+                            count += 1;
+                        }
+                    }
+                    if count == 0 {
+                        return Ok(());
+                    }
+                    let (latency, refused) = post_until_accepted(&agent, &url, &body)?;
+                    refusals.fetch_add(refused, Ordering::Relaxed);
+                    sent.fetch_add(count, Ordering::Relaxed);
+                    latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(latency);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().map_err(|_| anyhow::anyhow!("a load worker panicked"))??;
+    }
+    let ingest_elapsed = started.elapsed();
+    let sent = sent.load(Ordering::Relaxed);
+    let expected = before + sent;
+
+    // Searchable at the end: every event.
+    let catch_up = Instant::now();
+    loop {
+        let total =
+            get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
+        if total >= expected {
+            break;
+        }
+        anyhow::ensure!(
+            catch_up.elapsed() < Duration::from_secs(600),
+            "only {total} of {expected} events searchable after 10 minutes"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let searchable_after = started.elapsed();
+
+    // Freshness: the time from an ingest answer to the event being found,
+    // and to its alert being listed.
+    let mut search_freshness = Vec::new();
+    let mut alert_freshness = Vec::new();
+    let run_id = std::process::id();
+    for probe in 0..args.probes {
+        let audit_id = format!("probe-{run_id}-{probe}");
+        let user = format!("probe-user-{run_id}-{probe}");
+        let event = json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id, "stage": "ResponseStarted",
+            "requestURI": "/api/v1/namespaces/shop/pods/web/exec?command=sh", "verb": "create",
+            "user": {"username": user, "groups": ["system:authenticated"]}, "sourceIPs": ["10.99.0.1"],
+            "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "shop", "name": "web", "apiVersion": "v1"},
+            "responseStatus": {"metadata": {}, "code": 101}, "requestReceivedTimestamp": chrono::Utc::now().to_rfc3339(),
+            "annotations": {"authorization.k8s.io/decision": "allow"}
+        });
+        post_until_accepted(&agent, &ingest_url, event.to_string().as_bytes())?;
+        let answered = Instant::now();
+        let (mut found, mut alerted) = (None, None);
+        while found.is_none() || alerted.is_none() {
+            anyhow::ensure!(
+                answered.elapsed() < Duration::from_secs(60),
+                "probe {audit_id} not found within 60 s"
+            );
+            if found.is_none() {
+                let url = format!(
+                    "{}/api/v1/search?limit=0&q={}",
+                    args.url,
+                    encode(&format!("kubernetes.audit.id:{audit_id}"))
+                );
+                if get_json(&agent, &url)?["total"].as_u64() == Some(1) {
+                    found = Some(answered.elapsed());
+                }
+            }
+            if alerted.is_none() {
+                let alerts = get_json(&agent, &format!("{}/api/v1/alerts?limit=20", args.url))?;
+                let group = format!("user.name={user}");
+                if alerts["alerts"]
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|alert| alert["group"] == group.as_str()))
+                {
+                    alerted = Some(answered.elapsed());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        search_freshness.extend(found);
+        alert_freshness.extend(alerted);
+    }
+
+    // Query latency through the HTTP API.
+    let queries: Vec<(&str, String)> = vec![
+        (
+            "selective",
+            format!(
+                "/api/v1/search?limit=100&q={}",
+                encode("user.name:alice@corp.example AND orchestrator.resource.type:secrets")
+            ),
+        ),
+        (
+            "range",
+            format!(
+                "/api/v1/search?limit=100&q={}",
+                encode("http.response.status_code:[400 TO 499] AND orchestrator.namespace:payments")
+            ),
+        ),
+        ("cidr", format!("/api/v1/search?limit=100&q={}", encode("source.ip:10.11.7.0/24 AND verb:delete"))),
+        ("histogram_all", "/api/v1/histogram?q=".to_owned()),
+        ("top_user_all", "/api/v1/fields/user.name/top?q=&limit=10".to_owned()),
+    ];
+    let mut query_figures = serde_json::Map::new();
+    for (name, path) in &queries {
+        let mut samples = Vec::with_capacity(args.query_runs);
+        for _ in 0..args.query_runs {
+            let started = Instant::now();
+            get_json(&agent, &format!("{}{path}", args.url))?;
+            samples.push(started.elapsed());
+        }
+        let p50 = percentile(&mut samples, 0.5);
+        let p99 = percentile(&mut samples, 0.99);
+        query_figures.insert((*name).to_owned(), json!({"p50_ms": millis(p50), "p99_ms": millis(p99)}));
+    }
+
+    let mut ack = latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+    let report = json!({
+        "events_sent": sent,
+        "ingest_seconds": ingest_elapsed.as_secs_f64(),
+        "ingest_events_per_second": sent as f64 / ingest_elapsed.as_secs_f64(),
+        "all_searchable_seconds": searchable_after.as_secs_f64(),
+        "sustained_events_per_second_until_searchable": sent as f64 / searchable_after.as_secs_f64(),
+        "ack_latency_ms": {"p50": millis(percentile(&mut ack, 0.5)), "p99": millis(percentile(&mut ack, 0.99))},
+        "refusals_503": refusals.load(Ordering::Relaxed),
+        "search_freshness_ms": {"p50": millis(percentile(&mut search_freshness, 0.5)), "p99": millis(percentile(&mut search_freshness, 0.99))},
+        "alert_freshness_ms": {"p50": millis(percentile(&mut alert_freshness, 0.5)), "p99": millis(percentile(&mut alert_freshness, 0.99))},
+        "queries": query_figures,
+        "bytes_on_disk": args.data_dir.as_deref().map(directory_bytes),
+        "bytes_per_event": args.data_dir.as_deref().map(|dir| directory_bytes(dir) as f64 / expected.max(1) as f64),
+        "server_peak_rss_mib": args.server_pid.and_then(|pid| memory_kib(pid, "VmHWM:")).map(|kib| kib as f64 / 1024.0),
+    });
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
