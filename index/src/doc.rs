@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, JsonObjectOptions,
-    NumericOptions, STRING, Schema, TextFieldIndexing, TextOptions,
+    NumericOptions, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{LowerCaser, RawTokenizer, RemoveLongFilter, TextAnalyzer, TokenizerManager};
 use tantivy::{DateTime, TantivyDocument};
@@ -49,10 +49,24 @@ pub struct DocSchema {
 impl DocSchema {
     pub fn new() -> DocSchema {
         let mut builder = Schema::builder();
+        // No field norms anywhere: hits are ordered by time, never scored.
         let keyword_indexing = TextFieldIndexing::default()
             .set_tokenizer(KEYWORD_TOKENIZER)
+            .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::Basic);
-        let id = builder.add_text_field("_id", STRING);
+        let words_indexing = TextFieldIndexing::default()
+            .set_tokenizer("default")
+            .set_fieldnorms(false)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        let id = builder.add_text_field(
+            "_id",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer("raw")
+                    .set_fieldnorms(false)
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        );
         let timestamp = builder.add_date_field(
             "_ts",
             DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
@@ -60,14 +74,8 @@ impl DocSchema {
         let arrival = builder.add_u64_field("_arrival", NumericOptions::default().set_fast());
         let seq = builder.add_u64_field("_seq", NumericOptions::default().set_fast());
         let doc = builder.add_bytes_field("_doc", BytesOptions::default().set_stored());
-        let all = builder.add_text_field(
-            "_all",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer("default")
-                    .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-            ),
-        );
+        let all = builder
+            .add_text_field("_all", TextOptions::default().set_indexing_options(words_indexing.clone()));
         let json_options = JsonObjectOptions::default()
             .set_indexing_options(keyword_indexing.clone())
             .set_expand_dots_enabled();
@@ -98,11 +106,7 @@ impl DocSchema {
                 ),
                 FieldKind::Text => builder.add_text_field(
                     name,
-                    TextOptions::default().set_indexing_options(
-                        TextFieldIndexing::default()
-                            .set_tokenizer("default")
-                            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-                    ),
+                    TextOptions::default().set_indexing_options(words_indexing.clone()),
                 ),
             };
             named.push((*name, *kind, field));
@@ -128,14 +132,19 @@ impl DocSchema {
 
     /// The tantivy document of an event.
     pub fn to_document(&self, event: &Event) -> TantivyDocument {
+        // Serializing a Value-based struct cannot fail.
+        let stored = serde_json::to_vec(event).unwrap_or_default();
+        self.to_document_with_stored(event, &stored)
+    }
+
+    /// The tantivy document of an event whose JSON is already at hand.
+    pub fn to_document_with_stored(&self, event: &Event, stored: &[u8]) -> TantivyDocument {
         let mut document = TantivyDocument::new();
         document.add_text(self.id, event.id.to_string());
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
         document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
         document.add_u64(self.seq, event.id.as_u128() as u64);
-        // Serializing a Value-based struct cannot fail.
-        let stored = serde_json::to_vec(event).unwrap_or_default();
-        document.add_bytes(self.doc, &stored);
+        document.add_bytes(self.doc, stored);
 
         let mut extra = serde_json::Map::new();
         for (name, value) in &event.fields {
@@ -152,7 +161,12 @@ impl DocSchema {
         if event.original.is_object() {
             document.add_field_value(self.original, &event.original);
         }
-        for_each_string(&Value::Object(event.fields.clone()), &mut |text| document.add_text(self.all, text));
+        // Free text: the message and every string of the original. The other
+        // schema fields are taken from the original, so their words are
+        // there already.
+        if let Some(message) = event.get_str(fields::MESSAGE) {
+            document.add_text(self.all, message);
+        }
         for_each_string(&event.original, &mut |text| document.add_text(self.all, text));
         document
     }

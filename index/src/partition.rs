@@ -11,7 +11,8 @@ use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tantivy::directory::MmapDirectory;
-use tantivy::{Index, IndexReader, ReloadPolicy};
+use tantivy::store::{Compressor, ZstdCompressor};
+use tantivy::{Index, IndexReader, IndexSettings, ReloadPolicy};
 
 use crate::doc::DocSchema;
 use crate::wal::WalPosition;
@@ -50,7 +51,15 @@ impl Partition {
         };
         let directory =
             MmapDirectory::open(path).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
-        let index = Index::open_or_create(directory, DocSchema::new().schema)?;
+        let settings = IndexSettings {
+            // Audit events repeat themselves: zstd over large blocks stores
+            // them in a fraction of lz4's space, at little cost in speed.
+            docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(3) }),
+            docstore_blocksize: 256 * 1024,
+            ..IndexSettings::default()
+        };
+        let index =
+            Index::builder().schema(DocSchema::new().schema).settings(settings).open_or_create(directory)?;
         DocSchema::register_tokenizers(index.tokenizers());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Partition { start, end: start + span, path: path.to_owned(), index, reader })

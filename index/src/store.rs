@@ -92,7 +92,8 @@ enum WalMsg {
 }
 
 enum IndexMsg {
-    Batch(Arc<Vec<Event>>, WalPosition),
+    /// Events, each with its JSON (as written to the log), and the log position past them.
+    Batch(Arc<Vec<Event>>, Vec<Vec<u8>>, WalPosition),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -322,15 +323,27 @@ fn run_wal(
                 Err(_) => break,
             }
         }
-        let written = wal.append(group.iter().flat_map(|WalMsg::Append { events, .. }| events.iter()));
+        // Each event is serialized once: for the log, and as the index's stored copy.
+        let mut payloads: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
+        let mut unserializable = None;
+        for WalMsg::Append { events, .. } in &group {
+            match events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>() {
+                Ok(batch) => payloads.push(batch),
+                Err(error) => unserializable = Some(error.to_string()),
+            }
+        }
+        let written = match unserializable {
+            Some(message) => Err(std::io::Error::other(message)),
+            None => wal.append_payloads(payloads.iter().flatten().map(Vec::as_slice)),
+        };
         match written {
             Ok(end) => {
-                for WalMsg::Append { events, reply } in group {
+                for (WalMsg::Append { events, reply }, batch_payloads) in group.into_iter().zip(payloads) {
                     let events = Arc::new(events);
                     // The receiver may have given up (client gone); the
                     // batch is durable and indexed regardless.
                     let _ = reply.send(Ok(end));
-                    if index_sender.send(IndexMsg::Batch(events.clone(), end)).is_err() {
+                    if index_sender.send(IndexMsg::Batch(events.clone(), batch_payloads, end)).is_err() {
                         tracing::error!("index thread is gone; durable events will be indexed on restart");
                     }
                     let _ = durable_sender.send(DurableBatch { events, end });
@@ -391,9 +404,9 @@ impl IndexThread {
         loop {
             let wait = self.options.commit_interval.saturating_sub(last_commit.elapsed());
             match self.receiver.recv_timeout(wait) {
-                Ok(IndexMsg::Batch(events, end)) => {
-                    for event in events.iter() {
-                        self.add(event);
+                Ok(IndexMsg::Batch(events, payloads, end)) => {
+                    for (event, payload) in events.iter().zip(&payloads) {
+                        self.add(event, Some(payload));
                     }
                     self.indexed_to = end;
                 }
@@ -430,7 +443,7 @@ impl IndexThread {
             let start = self.partitions.start_for(event.timestamp);
             let checkpoint = replay.checkpoints.get(&start).copied().unwrap_or_default();
             if position > checkpoint {
-                self.add(&event);
+                self.add(&event, None);
                 reindexed += 1;
             }
             self.indexed_to = self.indexed_to.max(position);
@@ -459,9 +472,12 @@ impl IndexThread {
         self.commit_dirty();
     }
 
-    fn add(&mut self, event: &Event) {
+    fn add(&mut self, event: &Event, payload: Option<&[u8]>) {
         let start = self.partitions.start_for(event.timestamp);
-        let document = self.schema.to_document(event);
+        let document = match payload {
+            Some(stored) => self.schema.to_document_with_stored(event, stored),
+            None => self.schema.to_document(event),
+        };
         match self.writer_for(start) {
             Ok(open) => {
                 if let Err(error) = open.writer.add_document(document) {

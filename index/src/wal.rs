@@ -88,21 +88,31 @@ impl Wal {
 
     /// Appends events and makes them durable; returns the position past the last.
     pub fn append<'e>(&mut self, events: impl IntoIterator<Item = &'e Event>) -> io::Result<WalPosition> {
+        let payloads: Vec<Vec<u8>> =
+            events.into_iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(io::Error::other)?;
+        self.append_payloads(payloads.iter().map(Vec::as_slice))
+    }
+
+    /// Appends events already serialized as JSON (the store serializes each
+    /// event once, for the log and for the index's stored copy).
+    pub fn append_payloads<'p>(
+        &mut self,
+        payloads: impl IntoIterator<Item = &'p [u8]>,
+    ) -> io::Result<WalPosition> {
         if self.len >= self.segment_bytes {
             self.file = create_segment(&self.dir, self.segment + 1)?;
             self.segment += 1;
             self.len = 0;
         }
         let mut buffer = Vec::new();
-        for event in events {
-            let payload = serde_json::to_vec(event).map_err(io::Error::other)?;
+        for payload in payloads {
             let length = u32::try_from(payload.len())
                 .ok()
                 .filter(|length| *length <= MAX_RECORD_BYTES)
                 .ok_or_else(|| io::Error::other("event too large for the write-ahead log"))?;
             buffer.extend_from_slice(&length.to_le_bytes());
-            buffer.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-            buffer.extend_from_slice(&payload);
+            buffer.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+            buffer.extend_from_slice(payload);
         }
         let written = self.file.write_all(&buffer).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
