@@ -349,8 +349,17 @@ fn histograms_top_values_the_field_catalogue_and_cursors_over_http() {
     let (_, catalogue) = server.get_json("/api/v1/fields");
     let names: Vec<&str> =
         catalogue["fields"].as_array().unwrap().iter().map(|f| f["name"].as_str().unwrap()).collect();
-    for expected in ["user.name", "source.ip", "objectRef.resource", "@timestamp"] {
+    for expected in [
+        "user.name",
+        "source.ip",
+        "objectRef.resource",
+        "@timestamp",
+        "annotations.authorization.k8s.io/reason",
+    ] {
         assert!(names.contains(&expected), "{expected} in {names:?}");
+    }
+    for absent in ["process.name", "container.id"] {
+        assert!(!names.contains(&absent), "{absent} was never seen: {names:?}");
     }
 
     // Paging oldest first with a cursor visits every event once, in order.

@@ -210,6 +210,13 @@ impl Searcher {
                     Some(entry) => entry,
                     None => continue,
                 };
+                // A schema field no event of this segment has is listed by the
+                // schema, not seen: skip it.
+                if let Some((_, field)) = self.schema.named_field(&metadata.field_name)
+                    && segment.inverted_index(field)?.terms().num_terms() == 0
+                {
+                    continue;
+                }
                 let info = seen.entry(name.clone()).or_insert_with(|| FieldInfo {
                     name: name.clone(),
                     kind,
@@ -231,6 +238,13 @@ impl Searcher {
                         }
                     }
                 }
+            }
+        }
+        // The audit names with a schema twin are fields too (they resolve to it).
+        for (alias, schema_name) in vigil_schema::fields::K8S_AUDIT_ALIASES {
+            if let Some(twin) = seen.get(*schema_name) {
+                let alias_info = FieldInfo { name: (*alias).to_owned(), ..twin.clone() };
+                seen.entry((*alias).to_owned()).or_insert(alias_info);
             }
         }
         let mut fields: Vec<FieldInfo> = seen.into_values().collect();

@@ -113,7 +113,10 @@ impl Compiler<'_> {
         match self.resolve(name) {
             Target::Id => match value {
                 TermValue::Word(text) | TermValue::Phrase(text) => {
-                    Ok(term(Term::from_field_text(self.schema.id, &text.to_ascii_uppercase())))
+                    match text.parse::<vigil_schema::EventId>() {
+                        Ok(id) => Ok(crate::doc::id_query(self.schema, id)),
+                        Err(parse_error) => Err(error(parse_error.to_string())),
+                    }
                 }
                 _ => Err(error("takes one exact event id".into())),
             },

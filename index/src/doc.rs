@@ -3,9 +3,8 @@
 //!
 //! | tantivy field      | holds                                  | indexed as                         |
 //! |--------------------|----------------------------------------|------------------------------------|
-//! | `_id`              | `event.id`                             | exact term                         |
 //! | `_ts`              | `@timestamp`                           | date (ns), fast                    |
-//! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order among equal times) |
+//! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order, and lookup by id) |
 //! | `_doc`             | the whole event as JSON                | stored only (lz4 doc store)        |
 //! | `_all`             | every string of the event              | words, with positions              |
 //! | `_orig`            | the original event                     | JSON paths, lower-cased exact terms |
@@ -34,7 +33,6 @@ const MAX_KEYWORD_BYTES: usize = 4096;
 #[derive(Clone)]
 pub struct DocSchema {
     pub schema: Schema,
-    pub id: Field,
     pub timestamp: Field,
     pub arrival: Field,
     pub seq: Field,
@@ -58,15 +56,6 @@ impl DocSchema {
             .set_tokenizer("default")
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions);
-        let id = builder.add_text_field(
-            "_id",
-            TextOptions::default().set_indexing_options(
-                TextFieldIndexing::default()
-                    .set_tokenizer("raw")
-                    .set_fieldnorms(false)
-                    .set_index_option(IndexRecordOption::Basic),
-            ),
-        );
         let timestamp = builder.add_date_field(
             "_ts",
             DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
@@ -112,7 +101,7 @@ impl DocSchema {
             named.push((*name, *kind, field));
         }
         let schema = builder.build();
-        DocSchema { schema, id, timestamp, arrival, seq, doc, all, original, extra, named }
+        DocSchema { schema, timestamp, arrival, seq, doc, all, original, extra, named }
     }
 
     /// Registers the tokenizers this schema names.
@@ -140,7 +129,6 @@ impl DocSchema {
     /// The tantivy document of an event whose JSON is already at hand.
     pub fn to_document_with_stored(&self, event: &Event, stored: &[u8]) -> TantivyDocument {
         let mut document = TantivyDocument::new();
-        document.add_text(self.id, event.id.to_string());
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
         document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
         document.add_u64(self.seq, event.id.as_u128() as u64);
@@ -159,15 +147,19 @@ impl DocSchema {
             document.add_field_value(self.extra, &Value::Object(extra));
         }
         if event.original.is_object() {
-            document.add_field_value(self.original, &event.original);
+            if event.dataset() == "k8s.audit" {
+                document.add_field_value(self.original, &prune_for_original_index(&event.original));
+            } else {
+                document.add_field_value(self.original, &event.original);
+            }
         }
-        // Free text: the message and every string of the original. The other
-        // schema fields are taken from the original, so their words are
-        // there already.
+        // Free text: the message and every string of the original, but for
+        // identifiers and times. The other schema fields are taken from the
+        // original, so their words are there already.
         if let Some(message) = event.get_str(fields::MESSAGE) {
             document.add_text(self.all, message);
         }
-        for_each_string(&event.original, &mut |text| document.add_text(self.all, text));
+        for_each_free_text(&event.original, &mut |text| document.add_text(self.all, text));
         document
     }
 }
@@ -212,6 +204,68 @@ fn add_typed(document: &mut TantivyDocument, kind: FieldKind, field: Field, valu
     }
 }
 
+/// Keys whose values are identifiers or times: unique per event, useless as
+/// free text, and costly in the term dictionary. They stay searchable by
+/// field (`kubernetes.audit.id:...`, `@timestamp:...`).
+const NOT_FREE_TEXT: &[&str] = &[
+    "auditID",
+    "uid",
+    "resourceVersion",
+    "requestReceivedTimestamp",
+    "stageTimestamp",
+    "timestamp",
+    "creationTimestamp",
+];
+
+/// Calls `visit` with the strings of a JSON value that are worth free-text search.
+fn for_each_free_text(value: &Value, visit: &mut dyn FnMut(&str)) {
+    match value {
+        Value::String(text) => visit(text),
+        Value::Array(items) => items.iter().for_each(|item| for_each_free_text(item, visit)),
+        Value::Object(object) => {
+            for (key, item) in object {
+                if !NOT_FREE_TEXT.contains(&key.as_str()) {
+                    for_each_free_text(item, visit);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The original audit event without what the index holds already: the
+/// paths that have a schema twin (queries on `objectRef.resource` are
+/// answered by `orchestrator.resource.type`) and the times (in `@timestamp`).
+fn prune_for_original_index(original: &Value) -> Value {
+    let mut pruned = original.clone();
+    for (path, _) in fields::K8S_AUDIT_ALIASES {
+        remove_path(&mut pruned, path);
+    }
+    if let Value::Object(object) = &mut pruned {
+        for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
+            object.remove(key);
+        }
+    }
+    pruned
+}
+
+fn remove_path(value: &mut Value, path: &str) {
+    let Value::Object(object) = value else { return };
+    match path.split_once('.') {
+        None => {
+            object.remove(path);
+        }
+        Some((head, rest)) => {
+            if let Some(child) = object.get_mut(head) {
+                remove_path(child, rest);
+                if child.as_object().is_some_and(serde_json::Map::is_empty) {
+                    object.remove(head);
+                }
+            }
+        }
+    }
+}
+
 /// Calls `visit` with every string leaf of a JSON value.
 pub fn for_each_string(value: &Value, visit: &mut dyn FnMut(&str)) {
     match value {
@@ -235,4 +289,22 @@ pub fn to_tantivy_time(time: chrono::DateTime<chrono::Utc>) -> DateTime {
 
 pub fn from_tantivy_time(time: DateTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_nanos(time.into_timestamp_nanos())
+}
+
+/// The query for one event id: its two halves, on the fast fields that
+/// hold them (ids are unique; indexing them as terms would cost a term per
+/// event).
+pub fn id_query(schema: &DocSchema, id: vigil_schema::EventId) -> Box<dyn tantivy::query::Query> {
+    use std::ops::Bound::Included;
+    use tantivy::Term;
+    use tantivy::query::{BooleanQuery, Occur, RangeQuery};
+    let exactly = |field: Field, value: u64| -> Box<dyn tantivy::query::Query> {
+        let term = Term::from_field_u64(field, value);
+        Box::new(RangeQuery::new(Included(term.clone()), Included(term)))
+    };
+    let bits = id.as_u128();
+    Box::new(BooleanQuery::new(vec![
+        (Occur::Must, exactly(schema.arrival, (bits >> 64) as u64)),
+        (Occur::Must, exactly(schema.seq, bits as u64)),
+    ]))
 }

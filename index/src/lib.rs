@@ -248,6 +248,13 @@ mod tests {
         };
         assert_eq!(searcher.search(&ranged).unwrap().total, 3, "from is inclusive, to exclusive");
         assert!(searcher.get(first_id).unwrap().is_some());
+        let by_id = query::parse(&format!("event.id:{first_id}")).unwrap();
+        assert_eq!(searcher.search(&SearchRequest { query: by_id, ..Default::default() }).unwrap().total, 1);
+        let lower_case = query::parse(&format!("event.id:{}", first_id.to_string().to_lowercase())).unwrap();
+        assert_eq!(
+            searcher.search(&SearchRequest { query: lower_case, ..Default::default() }).unwrap().total,
+            1
+        );
 
         store.shutdown();
         drop(store);

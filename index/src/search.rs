@@ -6,8 +6,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, TermQuery};
-use tantivy::schema::{IndexRecordOption, Value as _};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery};
+use tantivy::schema::Value as _;
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
 use vigil_schema::{Event, EventId};
@@ -281,9 +281,8 @@ impl Searcher {
     /// not event time, so every partition is asked.)
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         let snapshot = Snapshot::new(&self.partitions.all());
-        let query =
-            TermQuery::new(Term::from_field_text(self.schema.id, &id.to_string()), IndexRecordOption::Basic);
-        let found = snapshot.collect(&query, &DocSetCollector)?;
+        let query = crate::doc::id_query(&self.schema, id);
+        let found = snapshot.collect(query.as_ref(), &DocSetCollector)?;
         match found.into_iter().next() {
             Some(address) => Ok(Some(self.decode(&snapshot.doc(address)?)?)),
             None => Ok(None),
