@@ -206,17 +206,10 @@ impl Searcher {
         let query = self.compile_request(request)?;
         let snapshot = self.snapshot(request);
         let limit = request.limit.min(MAX_LIMIT);
-        let total = snapshot.collect(query.as_ref(), &Count)? as u64;
         if limit == 0 {
+            let total = snapshot.collect(query.as_ref(), &Count)? as u64;
             return Ok(SearchResult { total, hits: Vec::new(), next_cursor: None });
         }
-        let page_query = match &request.cursor {
-            Some(cursor) => Box::new(BooleanQuery::new(vec![
-                (Occur::Must, query),
-                (Occur::Must, self.after_cursor(cursor, request.order)),
-            ])),
-            None => query,
-        };
         let order = match request.order {
             SortOrder::NewestFirst => Order::Desc,
             SortOrder::OldestFirst => Order::Asc,
@@ -229,7 +222,22 @@ impl Searcher {
                 (SortByStaticFastValue::<u64>::for_field("_seq"), order),
             ),
         ));
-        let top_docs = snapshot.collect(page_query.as_ref(), &top)?;
+        // The first page counts and ranks in one pass; later pages count the
+        // whole query and rank what follows the cursor.
+        let (total, top_docs) = match &request.cursor {
+            None => {
+                let (total, top_docs) = snapshot.collect(query.as_ref(), &(Count, top))?;
+                (total as u64, top_docs)
+            }
+            Some(cursor) => {
+                let total = snapshot.collect(query.as_ref(), &Count)? as u64;
+                let page_query = BooleanQuery::new(vec![
+                    (Occur::Must, query),
+                    (Occur::Must, self.after_cursor(cursor, request.order)),
+                ]);
+                (total, snapshot.collect(&page_query, &top)?)
+            }
+        };
         let more = top_docs.len() > limit;
         let mut hits = Vec::with_capacity(top_docs.len().min(limit));
         for (_, address) in top_docs.into_iter().take(limit) {

@@ -218,8 +218,8 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
     Ok((rest, Query::Term { field: None, value: word_value(word) }))
 }
 
-/// A `/regular expression/` standing alone (followed by a space, `)` or the
-/// end). Anything else that starts with `/` is a bare word, so that paths
+/// A `/regular expression/` without spaces, standing alone (followed by a
+/// space, `)` or the end). Anything else that starts with `/` is a bare word, so that paths
 /// like `url.original:/api/v1/secrets` need no quoting.
 fn regex_literal(input: &str) -> Option<(&str, String)> {
     if !input.starts_with('/') {
@@ -227,7 +227,9 @@ fn regex_literal(input: &str) -> Option<(&str, String)> {
     }
     let (rest, pattern) = quoted(input, '/').ok()?;
     let stands_alone = rest.is_empty() || rest.starts_with(|c: char| c.is_whitespace() || c == ')');
-    stands_alone.then_some((rest, pattern))
+    // No spaces inside (write `\s`): `a / b / c` is three words, not a regex.
+    let compact = !pattern.chars().any(char::is_whitespace);
+    (stands_alone && compact).then_some((rest, pattern))
 }
 
 /// A bare word: a wildcard pattern when it holds `*` or `?`.
@@ -451,6 +453,18 @@ mod tests {
         }
         let shown = parse("a AND").unwrap_err().to_string();
         assert_eq!(shown, "expected a term after AND at column 6\n  a AND\n       ^");
+    }
+
+    /// Found by the property test: a slash, a space, and a later slash
+    /// must not become a regular expression when printed and read again.
+    #[test]
+    fn regression_slashes_around_spaces_are_words_not_a_regex() {
+        let query = parse("/ _exists_:/*/ ").unwrap();
+        assert_eq!(parse(&query.to_string()).unwrap(), query);
+        assert_eq!(
+            parse("a / b /").unwrap(),
+            Query::And(vec![term(None, "a"), term(None, "/"), term(None, "b"), term(None, "/")])
+        );
     }
 
     #[test]
