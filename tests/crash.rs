@@ -34,8 +34,19 @@ fn stream(base: String, round: usize, acknowledged: Arc<Mutex<Vec<String>>>, sto
     let mut batch = 0;
     while !stop.load(Ordering::Relaxed) {
         let ids: Vec<String> = (0..100).map(|n| format!("crash-{round}-{batch}-{n}")).collect();
-        let items: Vec<Value> =
-            ids.iter().map(|id| audit_event(id, "get", "pods", None, "streamer")).collect();
+        // Spread over several hours, out of order within each batch, so that
+        // more partitions (12) are written at once than writers are kept open (8).
+        let items: Vec<Value> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| {
+                let hour = (batch * 7 + round * 3 + n * 5) % 12;
+                let mut event = audit_event(id, "get", "pods", None, "streamer");
+                event["requestReceivedTimestamp"] =
+                    serde_json::json!(format!("2026-11-20T{:02}:15:00.000001Z", 8 + hour));
+                event
+            })
+            .collect();
         let body = event_list(&items).to_string();
         match agent.post(&format!("{base}/api/v1/ingest/k8s-audit")).send(body.as_bytes()) {
             Ok(response) if response.status().as_u16() == 200 => acknowledged.lock().unwrap().extend(ids),

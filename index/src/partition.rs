@@ -127,6 +127,11 @@ impl Partitions {
         Ok(Partitions { root: root.to_owned(), span, map: RwLock::new(map) })
     }
 
+    /// The span of the partitions this store creates, in seconds.
+    pub fn span(&self) -> i64 {
+        self.span
+    }
+
     /// The start of the partition an event time falls in.
     pub fn start_for(&self, time: DateTime<Utc>) -> i64 {
         time.timestamp().div_euclid(self.span) * self.span

@@ -74,8 +74,13 @@ impl StoreOptions {
 }
 
 /// Writers kept open at once; an event for another partition closes (and
-/// commits) the least recently used.
-const MAX_OPEN_WRITERS: usize = 2;
+/// commits) the least recently used. The partition of the present gets the
+/// configured heap and two indexing threads; the others (late events) one
+/// thread and the minimum heap, so that a batch spread over a few hours or
+/// days does not open and close writers all the time.
+const MAX_OPEN_WRITERS: usize = 8;
+/// tantivy's smallest heap for one indexing thread.
+const SMALL_WRITER_HEAP_BYTES: usize = 15_000_000;
 
 /// A batch that is durable, for the consumer, with the log position past it.
 #[derive(Debug, Clone)]
@@ -92,8 +97,9 @@ enum WalMsg {
 }
 
 enum IndexMsg {
-    /// Events, each with its JSON (as written to the log), and the log position past them.
-    Batch(Arc<Vec<Event>>, Vec<Vec<u8>>, WalPosition),
+    /// Events, each with its JSON (as written to the log) and the log
+    /// position just past its record.
+    Batch(Arc<Vec<Event>>, Vec<Vec<u8>>, Vec<WalPosition>),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -337,16 +343,23 @@ fn run_wal(
             None => wal.append_payloads(payloads.iter().flatten().map(Vec::as_slice)),
         };
         match written {
-            Ok(end) => {
+            Ok(positions) => {
+                let end = positions.last().copied().unwrap_or_default();
+                let mut positions = positions.into_iter();
                 for (WalMsg::Append { events, reply }, batch_payloads) in group.into_iter().zip(payloads) {
                     let events = Arc::new(events);
+                    let batch_positions: Vec<WalPosition> = positions.by_ref().take(events.len()).collect();
+                    let batch_end = batch_positions.last().copied().unwrap_or(end);
                     // The receiver may have given up (client gone); the
                     // batch is durable and indexed regardless.
-                    let _ = reply.send(Ok(end));
-                    if index_sender.send(IndexMsg::Batch(events.clone(), batch_payloads, end)).is_err() {
+                    let _ = reply.send(Ok(batch_end));
+                    if index_sender
+                        .send(IndexMsg::Batch(events.clone(), batch_payloads, batch_positions))
+                        .is_err()
+                    {
                         tracing::error!("index thread is gone; durable events will be indexed on restart");
                     }
-                    let _ = durable_sender.send(DurableBatch { events, end });
+                    let _ = durable_sender.send(DurableBatch { events, end: batch_end });
                 }
             }
             Err(error) => {
@@ -375,6 +388,9 @@ struct OpenWriter {
     partition: Arc<Partition>,
     dirty: bool,
     last_used: u64,
+    /// Every event of this partition up to this log position has been added
+    /// to the writer: its commit payload.
+    covered_to: WalPosition,
 }
 
 struct IndexThread {
@@ -404,11 +420,14 @@ impl IndexThread {
         loop {
             let wait = self.options.commit_interval.saturating_sub(last_commit.elapsed());
             match self.receiver.recv_timeout(wait) {
-                Ok(IndexMsg::Batch(events, payloads, end)) => {
-                    for (event, payload) in events.iter().zip(&payloads) {
-                        self.add(event, Some(payload));
-                    }
-                    self.indexed_to = end;
+                Ok(IndexMsg::Batch(events, payloads, positions)) => {
+                    let end = positions.last().copied().unwrap_or(self.indexed_to);
+                    let items: Vec<(&Event, Option<&[u8]>)> = events
+                        .iter()
+                        .zip(&payloads)
+                        .map(|(event, payload)| (event, Some(payload.as_slice())))
+                        .collect();
+                    self.add_batch(&items, end);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -435,26 +454,37 @@ impl IndexThread {
         if from >= replay.until {
             return;
         }
+        const CHUNK: usize = 5_000;
         let started = Instant::now();
         let mut pending: Vec<Event> = Vec::new();
+        let mut to_index: Vec<Event> = Vec::new();
         let mut reindexed = 0u64;
+        let mut last_position = from;
         let result = wal::replay(&replay.wal_dir, from, replay.until, &mut |event, position| {
             self.ids.advance_past(event.id);
+            last_position = position;
             let start = self.partitions.start_for(event.timestamp);
             let checkpoint = replay.checkpoints.get(&start).copied().unwrap_or_default();
-            if position > checkpoint {
-                self.add(&event, None);
-                reindexed += 1;
-            }
-            self.indexed_to = self.indexed_to.max(position);
             if position > replay.consumer_from {
-                pending.push(event);
+                pending.push(event.clone());
                 if pending.len() >= 1000 {
                     let events = Arc::new(std::mem::take(&mut pending));
                     let _ = durable_sender.send(DurableBatch { events, end: position });
                 }
             }
+            if position > checkpoint {
+                to_index.push(event);
+                reindexed += 1;
+            }
+            if to_index.len() >= CHUNK {
+                let chunk = std::mem::take(&mut to_index);
+                let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
+                self.add_batch(&items, position);
+            }
         });
+        let chunk = std::mem::take(&mut to_index);
+        let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
+        self.add_batch(&items, last_position.max(self.indexed_to));
         if !pending.is_empty() {
             let _ = durable_sender.send(DurableBatch { events: Arc::new(pending), end: replay.until });
         }
@@ -472,21 +502,44 @@ impl IndexThread {
         self.commit_dirty();
     }
 
-    fn add(&mut self, event: &Event, payload: Option<&[u8]>) {
-        let start = self.partitions.start_for(event.timestamp);
-        let document = match payload {
-            Some(stored) => self.schema.to_document_with_stored(event, stored),
-            None => self.schema.to_document(event),
-        };
-        match self.writer_for(start) {
-            Ok(open) => {
-                if let Err(error) = open.writer.add_document(document) {
-                    tracing::error!(%error, event_id = %event.id, "cannot index an event");
-                }
-                open.dirty = true;
-            }
-            Err(error) => tracing::error!(%error, event_id = %event.id, "cannot open the event's partition"),
+    /// Adds the events of a stretch of the log ending at `end`, partition
+    /// by partition (so that a batch spread over many partitions opens each
+    /// writer once), then records that every open writer covers the log up
+    /// to `end`. A writer closed on the way commits with what it covers.
+    fn add_batch(&mut self, items: &[(&Event, Option<&[u8]>)], end: WalPosition) {
+        let mut by_partition: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
+        for (index, (event, _)) in items.iter().enumerate() {
+            by_partition.entry(self.partitions.start_for(event.timestamp)).or_default().push(index);
         }
+        for (start, indices) in by_partition {
+            let documents: Vec<_> = indices
+                .iter()
+                .map(|&index| match items[index] {
+                    (event, Some(stored)) => self.schema.to_document_with_stored(event, stored),
+                    (event, None) => self.schema.to_document(event),
+                })
+                .collect();
+            let open = match self.writer_for(start) {
+                Ok(open) => open,
+                Err(error) => {
+                    tracing::error!(%error, events = indices.len(), "cannot open a partition; its events stay in the log");
+                    continue;
+                }
+            };
+            for document in documents {
+                if let Err(error) = open.writer.add_document(document) {
+                    tracing::error!(%error, "cannot index an event");
+                }
+            }
+            open.dirty = true;
+            // All of this partition's events up to `end` are in now; a later
+            // eviction in this batch must commit with that.
+            open.covered_to = end;
+        }
+        for open in self.writers.values_mut() {
+            open.covered_to = end;
+        }
+        self.indexed_to = self.indexed_to.max(end);
     }
 
     /// The open writer of a partition, opening it (and closing the least
@@ -500,13 +553,20 @@ impl IndexThread {
                 && let Some(mut closing) = self.writers.remove(&oldest)
             {
                 self.commit_one(&mut closing);
-                if let Err(error) = closing.writer.wait_merging_threads() {
-                    tracing::warn!(%error, partition = %closing.partition.name(), "index merge did not finish cleanly");
-                }
+                // Dropping the writer cancels its merges; they resume when
+                // the partition is written again.
+                drop(closing);
             }
             let partition = self.partitions.get_or_create(start)?;
-            let writer = partition.index.writer(self.options.writer_heap_bytes.max(15_000_000 * 2))?;
-            self.writers.insert(start, OpenWriter { writer, partition, dirty: false, last_used: 0 });
+            let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
+            let writer = if present {
+                partition.index.writer(self.options.writer_heap_bytes.max(2 * SMALL_WRITER_HEAP_BYTES))?
+            } else {
+                partition.index.writer_with_num_threads(1, SMALL_WRITER_HEAP_BYTES)?
+            };
+            let covered_to = self.indexed_to;
+            self.writers
+                .insert(start, OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to });
         }
         let open = self
             .writers
@@ -520,7 +580,7 @@ impl IndexThread {
         if !open.dirty {
             return;
         }
-        let payload = serde_json::to_string(&CommitPayload { wal: self.indexed_to }).unwrap_or_default();
+        let payload = serde_json::to_string(&CommitPayload { wal: open.covered_to }).unwrap_or_default();
         let committed = open.writer.prepare_commit().and_then(|mut prepared| {
             prepared.set_payload(&payload);
             prepared.commit()

@@ -90,21 +90,24 @@ impl Wal {
     pub fn append<'e>(&mut self, events: impl IntoIterator<Item = &'e Event>) -> io::Result<WalPosition> {
         let payloads: Vec<Vec<u8>> =
             events.into_iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(io::Error::other)?;
-        self.append_payloads(payloads.iter().map(Vec::as_slice))
+        let positions = self.append_payloads(payloads.iter().map(Vec::as_slice))?;
+        Ok(positions.last().copied().unwrap_or(WalPosition { segment: self.segment, offset: self.len }))
     }
 
     /// Appends events already serialized as JSON (the store serializes each
-    /// event once, for the log and for the index's stored copy).
+    /// event once, for the log and for the index's stored copy), makes them
+    /// durable, and returns the position just past each record.
     pub fn append_payloads<'p>(
         &mut self,
         payloads: impl IntoIterator<Item = &'p [u8]>,
-    ) -> io::Result<WalPosition> {
+    ) -> io::Result<Vec<WalPosition>> {
         if self.len >= self.segment_bytes {
             self.file = create_segment(&self.dir, self.segment + 1)?;
             self.segment += 1;
             self.len = 0;
         }
         let mut buffer = Vec::new();
+        let mut positions = Vec::new();
         for payload in payloads {
             let length = u32::try_from(payload.len())
                 .ok()
@@ -113,6 +116,7 @@ impl Wal {
             buffer.extend_from_slice(&length.to_le_bytes());
             buffer.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             buffer.extend_from_slice(payload);
+            positions.push(WalPosition { segment: self.segment, offset: self.len + buffer.len() as u64 });
         }
         let written = self.file.write_all(&buffer).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
@@ -122,7 +126,7 @@ impl Wal {
             return Err(error);
         }
         self.len += buffer.len() as u64;
-        Ok(WalPosition { segment: self.segment, offset: self.len })
+        Ok(positions)
     }
 
     /// Deletes the segments wholly before `position`.
