@@ -110,7 +110,10 @@ fn normalize_lines(
 }
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(&rule_sources(!args.no_builtin_rules, &args.rules.rules))?;
+    let rules = load_rules(
+        &rule_sources(!args.no_builtin_rules, &args.rules.rules),
+        &vigil_rules::RuleOptions::default(),
+    )?;
     let config = vigil_config::Config::default();
     let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), rules)?;
     let context = k8s_audit::Context { cluster_name: args.cluster_name.clone() };

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use clap::Args;
 use vigil_config::Config;
 use vigil_ingest::k8s_audit;
-use vigil_rules::{RuleSet, RuleSource};
+use vigil_rules::{KubernetesMapping, RuleOptions, RuleSet, RuleSource};
 use vigil_web::{AppState, Limits, Metrics};
 
 use crate::pipeline::{Pipeline, StoreSink, store_options};
@@ -113,8 +113,21 @@ pub fn rule_sources(builtin: bool, paths: &[PathBuf]) -> Vec<RuleSource> {
     sources
 }
 
-pub fn load_rules(sources: &[RuleSource]) -> anyhow::Result<Arc<RuleSet>> {
-    let rules = RuleSet::load(sources)?;
+/// How the configuration adapts rules to Vigil's events.
+pub fn rule_options(config: &vigil_config::RulesConfig) -> RuleOptions {
+    RuleOptions {
+        field_mapping: config.field_mapping.clone(),
+        placeholders: config.placeholders.clone(),
+        kubernetes_mapping: if config.kubernetes_mapping {
+            KubernetesMapping::Applied
+        } else {
+            KubernetesMapping::Off
+        },
+    }
+}
+
+pub fn load_rules(sources: &[RuleSource], options: &RuleOptions) -> anyhow::Result<Arc<RuleSet>> {
+    let rules = RuleSet::load_with(sources, options)?;
     for warning in rules.warnings() {
         tracing::warn!("{warning}");
     }
@@ -123,7 +136,8 @@ pub fn load_rules(sources: &[RuleSource]) -> anyhow::Result<Arc<RuleSet>> {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
-    let rules = load_rules(&rule_sources(config.rules.builtin, &config.rules.paths))?;
+    let rules =
+        load_rules(&rule_sources(config.rules.builtin, &config.rules.paths), &rule_options(&config.rules))?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
     let pipeline = Pipeline::open(&store_options(&config, &config.data_dir), rules.clone())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -10,6 +10,7 @@
 //!
 //! `config/vigil.example.toml` documents every key; a test parses it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,13 @@ pub struct RulesConfig {
     pub builtin: bool,
     /// Directories (or files) of Sigma rules.
     pub paths: Vec<PathBuf>,
+    /// Whether Vigil's field mapping for SigmaHQ's Kubernetes audit rules
+    /// (`apiGroup`, `hostPath`, `capabilities`) is applied.
+    pub kubernetes_mapping: bool,
+    /// A rule's field name → the event fields it stands for.
+    pub field_mapping: BTreeMap<String, Vec<String>>,
+    /// Values of `%name%` placeholders (`expand` modifier).
+    pub placeholders: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -78,7 +86,13 @@ impl Default for Config {
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
             },
-            rules: RulesConfig { builtin: true, paths: Vec::new() },
+            rules: RulesConfig {
+                builtin: true,
+                paths: Vec::new(),
+                kubernetes_mapping: true,
+                field_mapping: BTreeMap::new(),
+                placeholders: BTreeMap::new(),
+            },
             cluster: ClusterConfig::default(),
         }
     }
@@ -149,6 +163,9 @@ struct RawIndex {
 struct RawRules {
     builtin: Option<bool>,
     paths: Option<Vec<PathBuf>>,
+    kubernetes_mapping: Option<bool>,
+    field_mapping: Option<BTreeMap<String, Vec<String>>>,
+    placeholders: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -254,6 +271,21 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     if let Some(paths) = raw.rules.paths {
         config.rules.paths = paths;
     }
+    if let Some(kubernetes_mapping) = raw.rules.kubernetes_mapping {
+        config.rules.kubernetes_mapping = kubernetes_mapping;
+    }
+    for (table, values, target) in [
+        ("rules.field_mapping", raw.rules.field_mapping, &mut config.rules.field_mapping),
+        ("rules.placeholders", raw.rules.placeholders, &mut config.rules.placeholders),
+    ] {
+        for (name, list) in values.unwrap_or_default() {
+            if list.is_empty() || list.iter().any(|value| value.trim().is_empty()) {
+                problem(&format!("{table}.{name}"), "must be a list of non-empty strings".into());
+            } else {
+                target.insert(name, list);
+            }
+        }
+    }
     if let Some(name) = raw.cluster.name {
         if name.trim().is_empty() {
             problem("cluster.name", "must not be empty; leave it out instead".into());
@@ -278,6 +310,11 @@ mod tests {
         let config = Config::from_file(&path).unwrap();
         let mut expected = Config::default();
         expected.data_dir = path.parent().unwrap().join("vigil-data");
+        expected.rules.field_mapping.insert("CommandLine".into(), vec!["process.command_line".into()]);
+        expected
+            .rules
+            .placeholders
+            .insert("admins".into(), vec!["alice@example.org".into(), "bob@example.org".into()]);
         expected.cluster.name = Some("production".into());
         assert_eq!(config, expected);
     }
@@ -291,6 +328,16 @@ mod tests {
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
         assert_eq!(keys, ["version", "http.listen", "http.max_body_bytes", "index.commit_interval_ms"]);
         assert!(error.to_string().contains("http.listen: \"nowhere\" is not an address like 127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn rule_mappings_must_list_names() {
+        let error = Config::from_toml(
+            "version = 1\n[rules.field_mapping]\nverb = []\n[rules.placeholders]\nadmins = [\"\"]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["rules.field_mapping.verb", "rules.placeholders.admins"]);
     }
 
     #[test]

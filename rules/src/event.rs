@@ -37,7 +37,9 @@ impl SigmaEventTrait for SigmaEvent<'_> {
             }
             _ => {}
         }
-        self.original.get_field(path)
+        self.original
+            .get_field(path)
+            .or_else(|| mixed_lookup(&self.event.original, path).map(EventValue::from))
     }
 
     fn any_string_value(&self, predicate: &dyn Fn(&str) -> bool) -> bool {
@@ -85,4 +87,27 @@ fn collect_strings<'v>(value: &'v Value, out: &mut Vec<Cow<'v, str>>) {
         Value::Object(object) => object.values().for_each(|item| collect_strings(item, out)),
         _ => {}
     }
+}
+
+/// Finds a dotted path whose segments are partly nested objects and partly
+/// keys that themselves contain dots, as in Falco's
+/// `output_fields.proc.name` (object `output_fields`, key `proc.name`). At
+/// each level the longest key made of the next segments wins.
+fn mixed_lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+    let segments: Vec<&str> = path.split('.').collect();
+    let mut current = value;
+    let mut position = 0;
+    'levels: while position < segments.len() {
+        let Value::Object(object) = current else { return None };
+        for end in (position + 1..=segments.len()).rev() {
+            let key = segments[position..end].join(".");
+            if let Some(next) = object.get(&key) {
+                current = next;
+                position = end;
+                continue 'levels;
+            }
+        }
+        return None;
+    }
+    Some(current)
 }

@@ -14,12 +14,16 @@
 mod alerts;
 mod event;
 mod ruleset;
+mod transform;
 
 pub use alerts::{Alert, AlertError, AlertRule, AlertStatus, AlertStore, RecordOutcome, SqliteAlertStore};
 pub use ruleset::{
-    BUILTIN_PACK, DATASET_LOGSOURCES, DatasetLogsource, Diagnostic, LoadError, RuleInfo, RuleMatch, RuleSet,
-    RuleSource, Severity, datasets_for,
+    BUILTIN_PACK, DATASET_LOGSOURCES, DatasetLogsource, Diagnostic, K8S_AUDIT_FIELD_MAPPING,
+    KubernetesMapping, LoadError, MatchedField, RuleInfo, RuleMatch, RuleOptions, RuleSet, RuleSource,
+    Severity, datasets_for,
 };
 
+#[cfg(test)]
+mod semantics_tests;
 #[cfg(test)]
 mod tests;

@@ -1,17 +1,19 @@
 //! Loading Sigma rules from the built-in pack and from directories, routing
 //! each rule to the datasets its logsource fits, and matching events.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rsigma_eval::Engine;
-use rsigma_parser::{LogSource, SigmaRule};
+use rsigma_eval::pipeline::{Pipeline, Transformation, TransformationItem};
+use rsigma_eval::{Engine, MatchDetailLevel};
+use rsigma_parser::{FilterRule, LogSource, SigmaRule};
 use serde::Serialize;
 use vigil_schema::Event;
 
 use crate::event::SigmaEvent;
+use crate::transform;
 
 /// The rules embedded in the binary: Vigil's own Kubernetes detections.
 pub const BUILTIN_PACK: &[(&str, &str)] = &[
@@ -138,6 +140,18 @@ pub struct RuleMatch {
     pub rule: Arc<RuleInfo>,
     /// The selections of the rule's detection that matched.
     pub selections: Vec<String>,
+    /// Why it fired: the event fields and values that satisfied them.
+    pub fields: Vec<MatchedField>,
+}
+
+/// One field of an event that satisfied a rule's selection.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchedField {
+    /// The selection it belongs to, when known.
+    pub selection: Option<String>,
+    /// The event field (`keyword` for a keyword match).
+    pub field: String,
+    pub value: serde_json::Value,
 }
 
 /// Compiled rules, routed by dataset. Immutable: reloading builds a new one.
@@ -162,69 +176,208 @@ struct RuleFile {
     text: String,
 }
 
+/// How rules are adapted to Vigil's events before they are compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleOptions {
+    /// A rule's field name → the event field names it stands for (an event
+    /// matches if any of them matches). Applied to every rule.
+    pub field_mapping: BTreeMap<String, Vec<String>>,
+    /// Values of the `%name%` placeholders used with the `expand` modifier.
+    pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Whether [`K8S_AUDIT_FIELD_MAPPING`] applies to rules on `k8s.audit`.
+    pub kubernetes_mapping: KubernetesMapping,
+}
+
+/// Whether Vigil's mapping for SigmaHQ's Kubernetes audit rules is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubernetesMapping {
+    Applied,
+    Off,
+}
+
+impl Default for RuleOptions {
+    fn default() -> RuleOptions {
+        RuleOptions {
+            field_mapping: BTreeMap::new(),
+            placeholders: BTreeMap::new(),
+            kubernetes_mapping: KubernetesMapping::Applied,
+        }
+    }
+}
+
+/// The field names some SigmaHQ Kubernetes audit rules use that real
+/// `audit.k8s.io/v1` events do not have, and where real events carry them.
+/// Pod specs are looked for in pods, in workload templates (Deployments,
+/// DaemonSets, StatefulSets, ReplicaSets, Jobs) and in CronJob templates.
+pub const K8S_AUDIT_FIELD_MAPPING: &[(&str, &[&str])] = &[
+    ("apiGroup", &["objectRef.apiGroup"]),
+    (
+        "hostPath",
+        &[
+            "requestObject.spec.volumes.hostPath.path",
+            "requestObject.spec.template.spec.volumes.hostPath.path",
+            "requestObject.spec.jobTemplate.spec.template.spec.volumes.hostPath.path",
+        ],
+    ),
+    (
+        "capabilities",
+        &[
+            "requestObject.spec.containers.securityContext.capabilities.add",
+            "requestObject.spec.initContainers.securityContext.capabilities.add",
+            "requestObject.spec.ephemeralContainers.securityContext.capabilities.add",
+            "requestObject.spec.template.spec.containers.securityContext.capabilities.add",
+            "requestObject.spec.template.spec.initContainers.securityContext.capabilities.add",
+            "requestObject.spec.jobTemplate.spec.template.spec.containers.securityContext.capabilities.add",
+        ],
+    ),
+];
+
+fn pipeline_for(dataset: &str, options: &RuleOptions) -> Pipeline {
+    let mut mapping: HashMap<String, Vec<String>> = HashMap::new();
+    if dataset == "k8s.audit" && options.kubernetes_mapping == KubernetesMapping::Applied {
+        for (name, targets) in K8S_AUDIT_FIELD_MAPPING {
+            mapping.insert((*name).to_owned(), targets.iter().map(|target| (*target).to_owned()).collect());
+        }
+    }
+    for (name, targets) in &options.field_mapping {
+        mapping.insert(name.clone(), targets.clone());
+    }
+    let item = |transformation| TransformationItem {
+        id: None,
+        transformation,
+        rule_conditions: Vec::new(),
+        rule_cond_expr: None,
+        detection_item_conditions: Vec::new(),
+        field_name_conditions: Vec::new(),
+        field_name_cond_not: false,
+    };
+    Pipeline {
+        name: format!("vigil-{dataset}"),
+        priority: 0,
+        vars: options.placeholders.iter().map(|(name, values)| (name.clone(), values.clone())).collect(),
+        transformations: vec![
+            item(Transformation::ValuePlaceholders),
+            item(Transformation::FieldNameMapping { mapping }),
+        ],
+        finalizers: Vec::new(),
+        source_refs: Vec::new(),
+    }
+}
+
+/// A parsed rule waiting to be compiled.
+struct ParsedRule {
+    rule: SigmaRule,
+    file: usize,
+    line: usize,
+}
+
 impl RuleSet {
-    /// Loads and compiles rules from all sources. Any error refuses the whole
-    /// set; warnings are kept in [`RuleSet::warnings`].
+    /// Loads and compiles rules from all sources with the default
+    /// [`RuleOptions`]. Any error refuses the whole set; warnings are kept in
+    /// [`RuleSet::warnings`].
     pub fn load(sources: &[RuleSource]) -> Result<RuleSet, LoadError> {
+        RuleSet::load_with(sources, &RuleOptions::default())
+    }
+
+    /// Loads and compiles rules from all sources: filters are applied to the
+    /// rules they name, then every rule is compiled once per dataset its
+    /// logsource fits, through the field mapping and placeholders of
+    /// `options`. Any error refuses the whole set.
+    pub fn load_with(sources: &[RuleSource], options: &RuleOptions) -> Result<RuleSet, LoadError> {
         let mut diagnostics = Vec::new();
         let files = read_sources(sources, &mut diagnostics);
-        let mut rules = Vec::new();
-        let mut engines: HashMap<&'static str, Engine> = HashMap::new();
-        let mut by_id: HashMap<String, Arc<RuleInfo>> = HashMap::new();
-        for file in &files {
-            for (mut rule, line) in parse_file(file, &mut diagnostics) {
+        let mut parsed: Vec<ParsedRule> = Vec::new();
+        let mut filters: Vec<(FilterRule, usize, usize)> = Vec::new();
+        let mut seen_ids: HashMap<String, String> = HashMap::new();
+        for (file_index, file) in files.iter().enumerate() {
+            let contents = parse_file(file, &mut diagnostics);
+            for (filter, line) in contents.filters {
+                filters.push((filter, file_index, line));
+            }
+            for (mut rule, line) in contents.rules {
                 let id =
                     rule.id.clone().or_else(|| rule.name.clone()).unwrap_or_else(|| file.fallback_id.clone());
                 rule.id = Some(id.clone());
-                if let Some(existing) = by_id.get(&id) {
+                if let Some(existing) = seen_ids.get(&id) {
                     diagnostics.push(error(
                         file,
                         line,
-                        format!("duplicate rule id {id:?} (also in {})", existing.origin),
+                        format!("duplicate rule id {id:?} (also in {existing})"),
                     ));
                     continue;
                 }
+                seen_ids.insert(id, file.origin.clone());
                 lint(&rule, file, line, &mut diagnostics);
-                let datasets = datasets_for(&rule.logsource);
-                if datasets.is_empty() {
-                    diagnostics.push(warning(
-                        file,
-                        line,
-                        format!(
-                            "logsource {} fits no dataset Vigil ingests; the rule never runs",
-                            describe_logsource(&rule.logsource)
-                        ),
-                    ));
-                }
-                let mut compiled_everywhere = true;
-                for dataset in &datasets {
-                    if let Err(compile_error) = engines.entry(dataset).or_default().add_rule(&rule) {
-                        diagnostics.push(error(
-                            file,
-                            line,
-                            format!("rule {:?} does not compile: {compile_error}", rule.title),
-                        ));
-                        compiled_everywhere = false;
-                        break;
-                    }
-                }
-                if !compiled_everywhere {
-                    continue;
-                }
-                let info = Arc::new(RuleInfo {
-                    id: id.clone(),
-                    title: rule.title.clone(),
-                    level: rule.level.map_or("medium", |level| level.as_str()).to_owned(),
-                    tags: rule.tags.clone(),
-                    author: rule.author.clone(),
-                    description: rule.description.clone(),
-                    origin: file.origin.clone(),
-                    datasets,
-                });
-                by_id.insert(id, info.clone());
-                rules.push(info);
+                parsed.push(ParsedRule { rule, file: file_index, line });
             }
         }
+        for (filter_number, (filter, file_index, line)) in filters.iter().enumerate() {
+            let mut applied = 0;
+            for parsed_rule in &mut parsed {
+                if transform::filter_targets(filter, &parsed_rule.rule, &[]) {
+                    transform::apply_filter(&mut parsed_rule.rule, filter, filter_number);
+                    applied += 1;
+                }
+            }
+            if applied == 0 {
+                diagnostics.push(warning(
+                    &files[*file_index],
+                    *line,
+                    format!("filter {:?} applies to no loaded rule", filter.title),
+                ));
+            }
+        }
+        let mut rules = Vec::new();
+        let mut engines: HashMap<&'static str, Engine> = HashMap::new();
+        let mut by_id: HashMap<String, Arc<RuleInfo>> = HashMap::new();
+        for ParsedRule { mut rule, file, line } in parsed {
+            let file = &files[file];
+            if let Err(message) = transform::fix_base64offset(&mut rule) {
+                diagnostics.push(error(file, line, format!("rule {:?}: {message}", rule.title)));
+                continue;
+            }
+            let datasets = datasets_for(&rule.logsource);
+            if datasets.is_empty() {
+                diagnostics.push(warning(
+                    file,
+                    line,
+                    format!(
+                        "logsource {} fits no dataset Vigil ingests; the rule never runs",
+                        describe_logsource(&rule.logsource)
+                    ),
+                ));
+            }
+            let mut compiled_everywhere = true;
+            for dataset in &datasets {
+                let engine = engines.entry(dataset).or_insert_with(|| new_engine(dataset, options));
+                if let Err(compile_error) = engine.add_rule(&rule) {
+                    diagnostics.push(error(
+                        file,
+                        line,
+                        format!("rule {:?} does not compile: {compile_error}", rule.title),
+                    ));
+                    compiled_everywhere = false;
+                    break;
+                }
+            }
+            if !compiled_everywhere {
+                continue;
+            }
+            let id = rule.id.clone().unwrap_or_default();
+            let info = Arc::new(RuleInfo {
+                id: id.clone(),
+                title: rule.title.clone(),
+                level: rule.level.map_or("medium", |level| level.as_str()).to_owned(),
+                tags: rule.tags.clone(),
+                author: rule.author.clone(),
+                description: rule.description.clone(),
+                origin: file.origin.clone(),
+                datasets,
+            });
+            by_id.insert(id, info.clone());
+            rules.push(info);
+        }
+        diagnostics.sort_by(|left, right| (&left.origin, left.line).cmp(&(&right.origin, right.line)));
         if diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
             return Err(LoadError { diagnostics });
         }
@@ -255,14 +408,30 @@ impl RuleSet {
             .filter_map(|result| {
                 let id = result.header.rule_id.as_deref()?;
                 let rule = self.by_id.get(id)?.clone();
-                let selections = match &result.body {
-                    rsigma_eval::ResultBody::Detection(body) => body.matched_selections.clone(),
-                    _ => Vec::new(),
+                let (selections, fields) = match &result.body {
+                    rsigma_eval::ResultBody::Detection(body) => (
+                        body.matched_selections.clone(),
+                        body.matched_fields
+                            .iter()
+                            .map(|found| MatchedField {
+                                selection: found.selection.clone(),
+                                field: found.field.clone(),
+                                value: found.value.clone(),
+                            })
+                            .collect(),
+                    ),
+                    _ => (Vec::new(), Vec::new()),
                 };
-                Some(RuleMatch { rule, selections })
+                Some(RuleMatch { rule, selections, fields })
             })
             .collect()
     }
+}
+
+fn new_engine(dataset: &str, options: &RuleOptions) -> Engine {
+    let mut engine = Engine::new_with_pipeline(pipeline_for(dataset, options));
+    engine.set_match_detail(MatchDetailLevel::Summary);
+    engine
 }
 
 fn read_sources(sources: &[RuleSource], diagnostics: &mut Vec<Diagnostic>) -> Vec<RuleFile> {
@@ -340,20 +509,32 @@ fn is_rule_file(path: &Path) -> bool {
     (name.ends_with(".yml") || name.ends_with(".yaml")) && !name.contains(".tests.") && path.is_file()
 }
 
-/// The rules of one file, each with the line its document starts on.
-fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SigmaRule, usize)> {
+/// The rules and filters of one file, each with the line of its `detection`.
+struct FileContents {
+    rules: Vec<(SigmaRule, usize)>,
+    filters: Vec<(FilterRule, usize)>,
+}
+
+fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContents {
     let collection = match rsigma_parser::parse_sigma_yaml(&file.text) {
         Ok(collection) => collection,
         Err(parse_error) => {
             let message = parse_error.to_string();
             diagnostics.push(error(file, line_in_message(&message).unwrap_or(1), message));
-            return Vec::new();
+            return FileContents { rules: Vec::new(), filters: Vec::new() };
         }
     };
     for message in &collection.errors {
         diagnostics.push(error(file, line_in_message(message).unwrap_or(1), message.clone()));
     }
     let document_lines = document_start_lines(&file.text);
+    let documents = classify_documents(&file.text);
+    let line_of = |kind: DocumentKind, position: usize| {
+        let document = documents.iter().enumerate().filter(|(_, found)| **found == kind).nth(position);
+        let document = document.map_or(0, |(index, _)| index);
+        let key = if kind == DocumentKind::Filter { "filter" } else { "detection" };
+        find_key_line(&file.text, key, document, &document_lines)
+    };
     for correlation in &collection.correlations {
         diagnostics.push(warning(
             file,
@@ -364,11 +545,14 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SigmaR
             ),
         ));
     }
-    for filter in &collection.filters {
-        diagnostics.push(warning(file, 1, format!("filter {:?} is not applied yet", filter.title)));
-    }
+    let filters = collection
+        .filters
+        .into_iter()
+        .enumerate()
+        .map(|(position, filter)| (filter, line_of(DocumentKind::Filter, position)))
+        .collect();
     let multiple = collection.rules.len() > 1;
-    collection
+    let rules = collection
         .rules
         .into_iter()
         .enumerate()
@@ -376,10 +560,37 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<(SigmaR
             if multiple && rule.id.is_none() && rule.name.is_none() {
                 rule.name = Some(format!("{}#{}", file.fallback_id, position + 1));
             }
-            let line = find_key_line(&file.text, "detection", position, &document_lines);
-            (rule, line)
+            (rule, line_of(DocumentKind::Rule, position))
         })
-        .collect()
+        .collect();
+    FileContents { rules, filters }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DocumentKind {
+    Rule,
+    Filter,
+    Correlation,
+}
+
+/// What each YAML document of a file holds, judged by its top-level keys.
+fn classify_documents(text: &str) -> Vec<DocumentKind> {
+    let mut kinds = vec![DocumentKind::Rule];
+    for line in text.lines() {
+        if line.trim_end() == "---" {
+            kinds.push(DocumentKind::Rule);
+        } else if let Some(kind) = kinds.last_mut() {
+            if line.starts_with("filter:") {
+                *kind = DocumentKind::Filter;
+            } else if line.starts_with("correlation:") {
+                *kind = DocumentKind::Correlation;
+            }
+        }
+    }
+    if text.starts_with("---") {
+        kinds.remove(0);
+    }
+    kinds
 }
 
 fn lint(rule: &SigmaRule, file: &RuleFile, line: usize, diagnostics: &mut Vec<Diagnostic>) {
