@@ -24,6 +24,8 @@ pub use ruleset::{
 };
 
 #[cfg(test)]
+mod conformance_tests;
+#[cfg(test)]
 mod semantics_tests;
 #[cfg(test)]
 mod tests;

@@ -264,6 +264,9 @@ fn pipeline_for(dataset: &str, options: &RuleOptions) -> Pipeline {
     }
 }
 
+/// The engine key of rules that fit no dataset: compiled, then dropped.
+const UNROUTED: &str = "";
+
 /// A parsed rule waiting to be compiled.
 struct ParsedRule {
     rule: SigmaRule,
@@ -284,6 +287,21 @@ impl RuleSet {
     /// logsource fits, through the field mapping and placeholders of
     /// `options`. Any error refuses the whole set.
     pub fn load_with(sources: &[RuleSource], options: &RuleOptions) -> Result<RuleSet, LoadError> {
+        let (rules, diagnostics) = RuleSet::build(sources, options);
+        if diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
+            return Err(LoadError { diagnostics });
+        }
+        Ok(rules)
+    }
+
+    /// Loads what can be loaded: a rule with an error is left out and its
+    /// error is returned with the warnings. For tools that survey a corpus
+    /// (conformance tests, benchmarks); the server uses [`RuleSet::load_with`].
+    pub fn load_lenient(sources: &[RuleSource], options: &RuleOptions) -> (RuleSet, Vec<Diagnostic>) {
+        RuleSet::build(sources, options)
+    }
+
+    fn build(sources: &[RuleSource], options: &RuleOptions) -> (RuleSet, Vec<Diagnostic>) {
         let mut diagnostics = Vec::new();
         let files = read_sources(sources, &mut diagnostics);
         let mut parsed: Vec<ParsedRule> = Vec::new();
@@ -347,8 +365,11 @@ impl RuleSet {
                     ),
                 ));
             }
+            // A rule no dataset takes is still compiled, into an engine that
+            // is dropped, so that its errors are reported.
+            let compile_targets = if datasets.is_empty() { vec![UNROUTED] } else { datasets.clone() };
             let mut compiled_everywhere = true;
-            for dataset in &datasets {
+            for dataset in &compile_targets {
                 let engine = engines.entry(dataset).or_insert_with(|| new_engine(dataset, options));
                 if let Err(compile_error) = engine.add_rule(&rule) {
                     diagnostics.push(error(
@@ -377,11 +398,14 @@ impl RuleSet {
             by_id.insert(id, info.clone());
             rules.push(info);
         }
+        engines.remove(UNROUTED);
         diagnostics.sort_by(|left, right| (&left.origin, left.line).cmp(&(&right.origin, right.line)));
-        if diagnostics.iter().any(|diagnostic| diagnostic.severity == Severity::Error) {
-            return Err(LoadError { diagnostics });
-        }
-        Ok(RuleSet { rules, by_id, engines, warnings: diagnostics })
+        let warnings = diagnostics
+            .iter()
+            .filter(|diagnostic| diagnostic.severity == Severity::Warning)
+            .cloned()
+            .collect();
+        (RuleSet { rules, by_id, engines, warnings }, diagnostics)
     }
 
     /// Every loaded rule, in load order.
