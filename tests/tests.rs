@@ -4,5 +4,6 @@
 
 mod cli;
 mod golden;
+mod rules;
 mod server;
 mod support;

@@ -13,6 +13,7 @@
 
 mod alerts;
 mod event;
+pub mod fixtures;
 mod ruleset;
 mod transform;
 

@@ -17,11 +17,72 @@ use crate::transform;
 
 /// The rules embedded in the binary: Vigil's own Kubernetes detections.
 pub const BUILTIN_PACK: &[(&str, &str)] = &[
+    ("falco_critical.yml", include_str!("../pack/falco_critical.yml")),
+    ("falco_error.yml", include_str!("../pack/falco_error.yml")),
+    ("k8s_admission_webhook_changed.yml", include_str!("../pack/k8s_admission_webhook_changed.yml")),
+    ("k8s_admission_webhook_deleted.yml", include_str!("../pack/k8s_admission_webhook_deleted.yml")),
     ("k8s_anonymous_allowed.yml", include_str!("../pack/k8s_anonymous_allowed.yml")),
+    ("k8s_anonymous_binding.yml", include_str!("../pack/k8s_anonymous_binding.yml")),
+    ("k8s_attack_tool_image.yml", include_str!("../pack/k8s_attack_tool_image.yml")),
+    ("k8s_attack_tool_user_agent.yml", include_str!("../pack/k8s_attack_tool_user_agent.yml")),
     ("k8s_cluster_admin_binding.yml", include_str!("../pack/k8s_cluster_admin_binding.yml")),
+    (
+        "k8s_configmap_read_in_system_namespace.yml",
+        include_str!("../pack/k8s_configmap_read_in_system_namespace.yml"),
+    ),
+    ("k8s_cronjob_in_system_namespace.yml", include_str!("../pack/k8s_cronjob_in_system_namespace.yml")),
+    ("k8s_cryptominer_image.yml", include_str!("../pack/k8s_cryptominer_image.yml")),
+    ("k8s_csr_approved.yml", include_str!("../pack/k8s_csr_approved.yml")),
+    ("k8s_daemonset_in_system_namespace.yml", include_str!("../pack/k8s_daemonset_in_system_namespace.yml")),
+    ("k8s_dangerous_capability_pod.yml", include_str!("../pack/k8s_dangerous_capability_pod.yml")),
+    ("k8s_ephemeral_container.yml", include_str!("../pack/k8s_ephemeral_container.yml")),
+    (
+        "k8s_escalate_bind_impersonate_granted.yml",
+        include_str!("../pack/k8s_escalate_bind_impersonate_granted.yml"),
+    ),
+    ("k8s_events_deleted.yml", include_str!("../pack/k8s_events_deleted.yml")),
     ("k8s_exec_into_pod.yml", include_str!("../pack/k8s_exec_into_pod.yml")),
+    ("k8s_hostpath_pod.yml", include_str!("../pack/k8s_hostpath_pod.yml")),
+    ("k8s_impersonation_used.yml", include_str!("../pack/k8s_impersonation_used.yml")),
+    ("k8s_kubelet_run_via_proxy.yml", include_str!("../pack/k8s_kubelet_run_via_proxy.yml")),
+    ("k8s_namespace_deleted.yml", include_str!("../pack/k8s_namespace_deleted.yml")),
+    (
+        "k8s_namespace_privileged_pod_security.yml",
+        include_str!("../pack/k8s_namespace_privileged_pod_security.yml"),
+    ),
+    ("k8s_network_policy_deleted.yml", include_str!("../pack/k8s_network_policy_deleted.yml")),
+    ("k8s_node_proxy.yml", include_str!("../pack/k8s_node_proxy.yml")),
+    ("k8s_permission_enumeration.yml", include_str!("../pack/k8s_permission_enumeration.yml")),
+    (
+        "k8s_pod_in_system_namespace_by_user.yml",
+        include_str!("../pack/k8s_pod_in_system_namespace_by_user.yml"),
+    ),
+    ("k8s_port_forward.yml", include_str!("../pack/k8s_port_forward.yml")),
     ("k8s_privileged_pod.yml", include_str!("../pack/k8s_privileged_pod.yml")),
+    ("k8s_request_forbidden.yml", include_str!("../pack/k8s_request_forbidden.yml")),
+    ("k8s_request_unauthenticated.yml", include_str!("../pack/k8s_request_unauthenticated.yml")),
     ("k8s_secret_read_by_user.yml", include_str!("../pack/k8s_secret_read_by_user.yml")),
+    ("k8s_secrets_listed_cluster_wide.yml", include_str!("../pack/k8s_secrets_listed_cluster_wide.yml")),
+    ("k8s_security_tool_config_changed.yml", include_str!("../pack/k8s_security_tool_config_changed.yml")),
+    (
+        "k8s_security_tool_workload_removed.yml",
+        include_str!("../pack/k8s_security_tool_workload_removed.yml"),
+    ),
+    ("k8s_sensitive_hostpath_pod.yml", include_str!("../pack/k8s_sensitive_hostpath_pod.yml")),
+    ("k8s_service_external_ips.yml", include_str!("../pack/k8s_service_external_ips.yml")),
+    (
+        "k8s_serviceaccount_in_system_namespace.yml",
+        include_str!("../pack/k8s_serviceaccount_in_system_namespace.yml"),
+    ),
+    (
+        "k8s_serviceaccount_token_requested.yml",
+        include_str!("../pack/k8s_serviceaccount_token_requested.yml"),
+    ),
+    (
+        "k8s_serviceaccount_token_used_outside_cluster.yml",
+        include_str!("../pack/k8s_serviceaccount_token_used_outside_cluster.yml"),
+    ),
+    ("k8s_wildcard_role.yml", include_str!("../pack/k8s_wildcard_role.yml")),
 ];
 
 /// Where rules come from.
@@ -365,6 +426,7 @@ impl RuleSet {
                     ),
                 ));
             }
+            lint_fields(&rule, &datasets, options, file, line, &mut diagnostics);
             // A rule no dataset takes is still compiled, into an engine that
             // is dropped, so that its errors are reported.
             let compile_targets = if datasets.is_empty() { vec![UNROUTED] } else { datasets.clone() };
@@ -544,12 +606,12 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContent
         Ok(collection) => collection,
         Err(parse_error) => {
             let message = parse_error.to_string();
-            diagnostics.push(error(file, line_in_message(&message).unwrap_or(1), message));
+            diagnostics.push(error(file, locate_message(&file.text, &message), message));
             return FileContents { rules: Vec::new(), filters: Vec::new() };
         }
     };
     for message in &collection.errors {
-        diagnostics.push(error(file, line_in_message(message).unwrap_or(1), message.clone()));
+        diagnostics.push(error(file, locate_message(&file.text, message), message.clone()));
     }
     let document_lines = document_start_lines(&file.text);
     let documents = classify_documents(&file.text);
@@ -634,6 +696,97 @@ fn lint(rule: &SigmaRule, file: &RuleFile, line: usize, diagnostics: &mut Vec<Di
     }
 }
 
+/// The top-level keys of the original events of each dataset; a rule field
+/// must start with one of them, be a schema field or be mapped.
+const ORIGINAL_TOP_LEVEL_KEYS: &[(&str, &[&str])] = &[
+    (
+        "k8s.audit",
+        &[
+            "kind",
+            "apiVersion",
+            "level",
+            "auditID",
+            "stage",
+            "requestURI",
+            "verb",
+            "user",
+            "impersonatedUser",
+            "sourceIPs",
+            "userAgent",
+            "objectRef",
+            "responseStatus",
+            "requestObject",
+            "responseObject",
+            "requestReceivedTimestamp",
+            "stageTimestamp",
+            "annotations",
+        ],
+    ),
+    ("falco", &["time", "rule", "priority", "output", "source", "hostname", "tags", "output_fields", "uuid"]),
+];
+
+/// Warns about fields no event of the rule's datasets can have: usually a
+/// typo, or a rule written for another schema that needs a field mapping.
+fn lint_fields(
+    rule: &SigmaRule,
+    datasets: &[&'static str],
+    options: &RuleOptions,
+    file: &RuleFile,
+    line: usize,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let checked: Vec<&[&str]> = datasets
+        .iter()
+        .filter_map(|dataset| ORIGINAL_TOP_LEVEL_KEYS.iter().find(|(known, _)| known == dataset))
+        .map(|(_, keys)| *keys)
+        .collect();
+    // Datasets without a known shape (container logs, syslog) are not checked.
+    if checked.len() != datasets.len() || checked.is_empty() {
+        return;
+    }
+    let mut names = Vec::new();
+    for detection in rule.detection.named.values() {
+        collect_field_names(detection, &mut names);
+    }
+    names.sort();
+    names.dedup();
+    for name in names {
+        let mapped = options.field_mapping.contains_key(&name)
+            || (datasets.contains(&"k8s.audit")
+                && options.kubernetes_mapping == KubernetesMapping::Applied
+                && K8S_AUDIT_FIELD_MAPPING.iter().any(|(known, _)| *known == name));
+        let first_segment = name.split('.').next().unwrap_or("");
+        let known = mapped
+            || vigil_schema::fields::kind_of(&name).is_some()
+            || checked.iter().any(|keys| keys.contains(&first_segment));
+        if !known {
+            diagnostics.push(warning(
+                file,
+                line,
+                format!(
+                    "rule {:?}: field {name:?} is in no {} event; map it in [rules.field_mapping] or fix the name",
+                    rule.title,
+                    datasets.join("/")
+                ),
+            ));
+        }
+    }
+}
+
+fn collect_field_names(detection: &rsigma_parser::Detection, names: &mut Vec<String>) {
+    use rsigma_parser::Detection;
+    match detection {
+        Detection::AllOf(items) => {
+            names.extend(items.iter().filter_map(|item| item.field.name.clone()));
+        }
+        Detection::AnyOf(parts) | Detection::And(parts) => {
+            parts.iter().for_each(|part| collect_field_names(part, names));
+        }
+        Detection::ArrayMatch { field, .. } => names.push(field.clone()),
+        Detection::Conditional { .. } | Detection::Keywords(_) => {}
+    }
+}
+
 fn describe_logsource(logsource: &LogSource) -> String {
     let parts: Vec<String> =
         [("product", &logsource.product), ("service", &logsource.service), ("category", &logsource.category)]
@@ -672,6 +825,23 @@ fn find_key_line(text: &str, key: &str, document: usize, document_lines: &[usize
         .filter(|(number, _)| *number >= start && *number < end)
         .find(|(_, line)| line.starts_with(key) && line[key.len()..].trim_start().starts_with(':'))
         .map_or(start, |(number, _)| number)
+}
+
+/// The line a parser's message is about: the "line N" it mentions, else the
+/// first line holding the modifier or name it quotes, else 1.
+fn locate_message(text: &str, message: &str) -> usize {
+    if let Some(line) = line_in_message(message) {
+        return line;
+    }
+    let quoted = message.split('\'').nth(1).filter(|token| !token.is_empty());
+    let Some(token) = quoted else { return 1 };
+    let needles = [format!("|{token}"), format!("{token}:"), token.to_owned()];
+    for needle in &needles {
+        if let Some(number) = text.lines().position(|line| line.contains(needle.as_str())) {
+            return number + 1;
+        }
+    }
+    1
 }
 
 /// A "line N" mentioned in a parser's message.
