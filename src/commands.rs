@@ -15,7 +15,7 @@ use vigil_schema::{Event, EventIdGenerator, fields};
 
 use crate::RuleArgs;
 use crate::pipeline::{Pipeline, store_options};
-use crate::serve::{load_rules, rule_sources};
+use crate::serve::{live_rules, load_rules, rule_sources};
 
 /// Files larger than this are refused by the offline commands (they read a file whole).
 const MAX_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
@@ -114,7 +114,7 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         &vigil_rules::RuleOptions::default(),
     )?;
     let config = vigil_config::Config::default();
-    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), rules)?;
+    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), live_rules(rules, &[]))?;
     let context = k8s_audit::Context { cluster_name: args.cluster_name.clone() };
     let mut total = 0usize;
     let mut rejected = 0usize;

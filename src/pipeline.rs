@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
-use vigil_rules::{AlertStore, RuleInfo, RuleSet, SqliteAlertStore};
+use vigil_rules::{AlertStore, LiveRules, RuleInfo, SqliteAlertStore};
 use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 /// The running store and rules consumer of one data directory.
@@ -19,7 +19,7 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn open(options: &StoreOptions, rules: Arc<RuleSet>) -> anyhow::Result<Pipeline> {
+    pub fn open(options: &StoreOptions, rules: Arc<LiveRules>) -> anyhow::Result<Pipeline> {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
         let alerts = Arc::new(SqliteAlertStore::open(&options.data_dir.join("alerts.db"))?);
@@ -53,8 +53,10 @@ impl Pipeline {
 
 /// Matches every durable batch against the rules and records the alerts,
 /// together with the log position, so that a restart resumes exactly there.
-fn consume(durable: Receiver<DurableBatch>, rules: &RuleSet, alerts: &dyn AlertStore, store: &Store) {
+/// Each batch is matched with the rule set running when it arrives.
+fn consume(durable: Receiver<DurableBatch>, live: &LiveRules, alerts: &dyn AlertStore, store: &Store) {
     for batch in durable {
+        let rules = live.current();
         let matches: Vec<(Arc<RuleInfo>, &Event)> = batch
             .events
             .iter()

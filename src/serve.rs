@@ -1,7 +1,7 @@
 //! `vigil serve`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +10,10 @@ use anyhow::Context as _;
 use clap::Args;
 use vigil_config::Config;
 use vigil_ingest::k8s_audit;
-use vigil_rules::{KubernetesMapping, RuleOptions, RuleSet, RuleSource};
+use vigil_rules::{
+    KubernetesMapping, LiveRules, ReloadFailure, RuleOptions, RuleSet, RuleSource, RulesOrigin,
+    SourceRevision, sources_fingerprint,
+};
 use vigil_web::{AppState, Limits, Metrics};
 
 use crate::pipeline::{Pipeline, StoreSink, store_options};
@@ -134,27 +137,138 @@ pub fn load_rules(sources: &[RuleSource], options: &RuleOptions) -> anyhow::Resu
     Ok(Arc::new(rules))
 }
 
+/// How often the rule directories are checked for changes.
+const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The Git commit a rules directory is checked out at (`git rev-parse HEAD`).
+fn git_commit(path: &Path) -> Option<String> {
+    let directory = if path.is_dir() { path } else { path.parent()? };
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(directory)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+fn rules_origin(paths: &[PathBuf]) -> RulesOrigin {
+    RulesOrigin {
+        sources: paths
+            .iter()
+            .map(|path| SourceRevision { path: path.display().to_string(), commit: git_commit(path) })
+            .collect(),
+        loaded_at: vigil_schema::format_timestamp(chrono::Utc::now()),
+    }
+}
+
+/// The running rules, with where they came from.
+pub fn live_rules(rules: Arc<RuleSet>, paths: &[PathBuf]) -> Arc<LiveRules> {
+    Arc::new(LiveRules::new(rules, rules_origin(paths)))
+}
+
+/// Why the rules are reloaded.
+#[derive(Debug, Clone, Copy)]
+enum ReloadCause {
+    Changed,
+    Hangup,
+}
+
+/// Reloads the rules when their files change (polled) or on SIGHUP; runs
+/// until every sender of `requests` is gone. A set that fails to load is
+/// refused whole: the running one stays and the errors are kept for
+/// `/api/v1/rules` and logged.
+fn reload_loop(
+    live: Arc<LiveRules>,
+    sources: Vec<RuleSource>,
+    paths: Vec<PathBuf>,
+    options: RuleOptions,
+    requests: std::sync::mpsc::Receiver<ReloadCause>,
+) {
+    let mut fingerprint = sources_fingerprint(&sources);
+    loop {
+        let cause = match requests.recv_timeout(RULES_POLL_INTERVAL) {
+            Ok(cause) => cause,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let now = sources_fingerprint(&sources);
+                if now == fingerprint {
+                    continue;
+                }
+                ReloadCause::Changed
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        fingerprint = sources_fingerprint(&sources);
+        let started = std::time::Instant::now();
+        match RuleSet::load_with(&sources, &options) {
+            Ok(rules) => {
+                for warning in rules.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                let count = rules.rules().len();
+                live.replace(Arc::new(rules), rules_origin(&paths));
+                tracing::info!(
+                    ?cause,
+                    rules = count,
+                    millis = started.elapsed().as_millis() as u64,
+                    "rules reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::error!(?cause, %error, "rules not reloaded; the running rules stay");
+                live.refuse(ReloadFailure {
+                    at: vigil_schema::format_timestamp(chrono::Utc::now()),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
-    let rules =
-        load_rules(&rule_sources(config.rules.builtin, &config.rules.paths), &rule_options(&config.rules))?;
+    let sources = rule_sources(config.rules.builtin, &config.rules.paths);
+    let options = rule_options(&config.rules);
+    let rules = load_rules(&sources, &options)?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
-    let pipeline = Pipeline::open(&store_options(&config, &config.data_dir), rules.clone())?;
+    let live = live_rules(rules, &config.rules.paths);
+    let pipeline = Pipeline::open(&store_options(&config, &config.data_dir), live.clone())?;
+    let (reload_requests, reload_receiver) = std::sync::mpsc::channel();
+    let reloader = {
+        let (live, paths) = (live.clone(), config.rules.paths.clone());
+        std::thread::Builder::new()
+            .name("vigil-rules-reload".into())
+            .spawn(move || reload_loop(live, sources, paths, options, reload_receiver))
+            .context("cannot start the rules reload thread")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let served = runtime.block_on(serve(&config, &pipeline, rules));
+    let served = runtime.block_on(serve(&config, &pipeline, live, reload_requests));
     // Whatever happened to the HTTP side, commit what was accepted.
     tracing::info!("committing and stopping");
     pipeline.shutdown();
+    // Stopping the runtime drops the SIGHUP task's sender, which ends the
+    // reload thread.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    if reloader.join().is_err() {
+        tracing::error!("the rules reload thread panicked");
+    }
     served?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: &Config, pipeline: &Pipeline, rules: Arc<RuleSet>) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    pipeline: &Pipeline,
+    rules: Arc<LiveRules>,
+    reload_requests: std::sync::mpsc::Sender<ReloadCause>,
+) -> anyhow::Result<()> {
+    spawn_hangup_listener(reload_requests);
     let state = Arc::new(AppState {
         sink: Arc::new(StoreSink { store: pipeline.store.clone() }),
         searcher: pipeline.store.searcher().clone(),
@@ -178,6 +292,30 @@ async fn serve(config: &Config, pipeline: &Pipeline, rules: Arc<RuleSet>) -> any
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")
+}
+
+/// Turns SIGHUP into a reload request. The task ends with the runtime,
+/// dropping the last sender, which stops the reload thread.
+fn spawn_hangup_listener(reload_requests: std::sync::mpsc::Sender<ReloadCause>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; rules reload only on file changes");
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the rules");
+            if reload_requests.send(ReloadCause::Hangup).is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reload_requests);
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
-use crate::support::{audit_event, vigil_binary};
+use crate::support::{Server, audit_event, vigil_binary};
 
 fn vigil(args: &[&str]) -> Output {
     Command::new(vigil_binary()).args(args).env("RUST_LOG", "warn").output().expect("run vigil")
@@ -194,4 +194,71 @@ fn snapshot(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
     }
     files.sort();
     files
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.email=ci@example.org", "-c", "user.name=CI"])
+        .args(args)
+        .output()
+        .expect("run git");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// Polls `/api/v1/rules` until `done` holds for it.
+fn rules_until(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (status, body) = server.get_json("/api/v1/rules");
+        assert_eq!(status, 200);
+        if done(&body) {
+            return body;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn the_server_reloads_rules_atomically_on_change_and_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("exec.yml"), EXEC_RULE).unwrap();
+    git(&rules, &["init", "-q"]);
+    git(&rules, &["add", "."]);
+    git(&rules, &["commit", "-q", "-m", "exec rule"]);
+    let head = git(&rules, &["rev-parse", "HEAD"]);
+    let server =
+        Server::start(&dir.path().join("data"), &["--no-builtin-rules", "--rules", rules.to_str().unwrap()]);
+    let first = rules_until(&server, "the first set", |body| body["generation"] == json!(1));
+    assert_eq!(first["rules"].as_array().unwrap().len(), 1);
+    assert_eq!(first["sources"][0]["commit"], json!(head));
+    assert_eq!(first["reload_error"], Value::Null);
+
+    // A broken rule is refused whole; the running set stays.
+    std::fs::write(rules.join("broken.yml"), "title: Broken\nid: b-1\nlogsource:\n  product: kubernetes\ndetection:\n  s:\n    verb: get\n  condition: s and nothing\n").unwrap();
+    let refused = rules_until(&server, "the refusal", |body| !body["reload_error"].is_null());
+    assert_eq!(refused["generation"], json!(1));
+    assert_eq!(refused["rules"].as_array().unwrap().len(), 1);
+    assert!(refused["reload_error"]["error"].as_str().unwrap().contains("broken.yml:5: error"), "{refused}");
+
+    // Fixed, it loads; the error is gone.
+    std::fs::write(
+        rules.join("broken.yml"),
+        EXEC_RULE.replace("exec-1", "exec-2").replace("title: Exec", "title: Exec Two"),
+    )
+    .unwrap();
+    let fixed = rules_until(&server, "the fixed set", |body| body["rules"].as_array().unwrap().len() == 2);
+    assert_eq!(fixed["generation"], json!(2));
+    assert_eq!(fixed["reload_error"], Value::Null);
+
+    server.signal("HUP");
+    rules_until(&server, "the SIGHUP reload", |body| body["generation"] == json!(3));
+    let log = server.stop();
+    assert!(log.contains("rules not reloaded; the running rules stay"), "{log}");
+    assert!(log.contains("SIGHUP: reloading the rules"), "{log}");
 }

@@ -119,6 +119,16 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
+    /// Sends a signal (`HUP`, `TERM`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub fn stop(mut self) -> String {
         let status =
             Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");

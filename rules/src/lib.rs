@@ -5,6 +5,8 @@
 //!   [`BUILTIN_PACK`] and directories), compiled with `rsigma-eval` and routed
 //!   by logsource to the datasets they fit ([`DATASET_LOGSOURCES`]).
 //!   [`RuleSet::evaluate`] gives the [`RuleMatch`]es of one event.
+//! - [`LiveRules`]: the running set, replaced whole and atomically on
+//!   reload; a set that fails to load is refused and the old one kept.
 //! - [`AlertStore`]: the alert state behind a small interface;
 //!   [`SqliteAlertStore`] keeps it in an embedded SQLite database.
 //!
@@ -14,14 +16,16 @@
 mod alerts;
 mod event;
 pub mod fixtures;
+mod live;
 mod ruleset;
 mod transform;
 
 pub use alerts::{Alert, AlertError, AlertRule, AlertStatus, AlertStore, RecordOutcome, SqliteAlertStore};
+pub use live::{LiveRules, LiveStatus, ReloadFailure, RulesOrigin, SourceRevision};
 pub use ruleset::{
     BUILTIN_PACK, DATASET_LOGSOURCES, DatasetLogsource, Diagnostic, K8S_AUDIT_FIELD_MAPPING,
     KubernetesMapping, LoadError, MatchedField, RuleInfo, RuleMatch, RuleOptions, RuleSet, RuleSource,
-    Severity, datasets_for,
+    Severity, datasets_for, sources_fingerprint,
 };
 
 #[cfg(test)]

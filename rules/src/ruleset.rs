@@ -520,6 +520,33 @@ fn new_engine(dataset: &str, options: &RuleOptions) -> Engine {
     engine
 }
 
+/// A number that changes whenever a rule or fixture file under the sources
+/// is added, removed, resized or touched: the server polls it to reload.
+pub fn sources_fingerprint(sources: &[RuleSource]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for source in sources {
+        let RuleSource::Path(root) = source else { continue };
+        let mut entries: Vec<(PathBuf, u64, Option<std::time::SystemTime>)> = walkdir::WalkDir::new(root)
+            .follow_links(true)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                let name = entry.file_name().to_string_lossy();
+                name.ends_with(".yml") || name.ends_with(".yaml")
+            })
+            .filter_map(|entry| {
+                let metadata = entry.metadata().ok()?;
+                Some((entry.into_path(), metadata.len(), metadata.modified().ok()))
+            })
+            .collect();
+        entries.sort();
+        root.hash(&mut hasher);
+        entries.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
 fn read_sources(sources: &[RuleSource], diagnostics: &mut Vec<Diagnostic>) -> Vec<RuleFile> {
     let mut files = Vec::new();
     for source in sources {

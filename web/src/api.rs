@@ -28,7 +28,7 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(state.searcher.count(), state.rules.rules().len());
+    let body = state.metrics.render(state.searcher.count(), state.rules.current().rules().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -215,6 +215,14 @@ pub async fn alerts(
 
 /// `GET /api/v1/rules`: the loaded rules.
 pub async fn rules(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let rules: Vec<_> = state.rules.rules().iter().map(|rule| rule.as_ref()).collect();
-    Json(json!({ "rules": rules, "warnings": state.rules.warnings() }))
+    let status = state.rules.status();
+    let rules: Vec<_> = status.rules.rules().iter().map(|rule| rule.as_ref()).collect();
+    Json(json!({
+        "rules": rules,
+        "warnings": status.rules.warnings(),
+        "sources": status.origin.sources,
+        "loaded_at": status.origin.loaded_at,
+        "generation": status.generation,
+        "reload_error": status.last_failure,
+    }))
 }

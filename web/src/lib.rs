@@ -23,7 +23,7 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use vigil_index::Searcher;
 use vigil_ingest::k8s_audit;
-use vigil_rules::{AlertStore, RuleSet};
+use vigil_rules::{AlertStore, LiveRules};
 use vigil_schema::EventSink;
 
 pub use metrics::Metrics;
@@ -42,7 +42,8 @@ pub struct AppState {
     pub sink: Arc<dyn EventSink>,
     pub searcher: Searcher,
     pub alerts: Arc<dyn AlertStore>,
-    pub rules: Arc<RuleSet>,
+    /// The running rules; replaced whole on reload.
+    pub rules: Arc<LiveRules>,
     pub limits: Limits,
     pub audit_context: k8s_audit::Context,
     pub metrics: Metrics,
