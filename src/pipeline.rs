@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 
 use anyhow::Context as _;
 use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
-use vigil_rules::{AlertStore, LiveRules, RuleInfo, SqliteAlertStore};
+use vigil_rules::{AlertStore, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
 use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 /// The running store and rules consumer of one data directory.
@@ -56,14 +56,18 @@ impl Pipeline {
 /// Each batch is matched with the rule set running when it arrives.
 fn consume(durable: Receiver<DurableBatch>, live: &LiveRules, alerts: &dyn AlertStore, store: &Store) {
     for batch in durable {
-        let rules = live.current();
-        let matches: Vec<(Arc<RuleInfo>, &Event)> = batch
+        let status = live.status();
+        let matches: Vec<(RuleMatch, &Event)> = batch
             .events
             .iter()
-            .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event)))
+            .flat_map(|event| status.rules.evaluate(event).into_iter().map(move |found| (found, event)))
             .collect();
         let checkpoint = serde_json::to_string(&batch.end).unwrap_or_default();
-        match alerts.record(&matches, &checkpoint) {
+        let rules_commit = status.origin.commit();
+        match alerts.record(
+            &matches,
+            RecordContext { checkpoint: &checkpoint, rules_commit: rules_commit.as_deref() },
+        ) {
             Ok(outcome) => {
                 if outcome.new_alerts > 0 {
                     tracing::info!(

@@ -17,7 +17,10 @@ use vigil_index::{SearchRequest, Searcher, parse_time_bound, query};
 use vigil_ingest::detect::{Dataset, detect};
 use vigil_ingest::{falco, k8s_audit};
 use vigil_rules::fixtures::{Expectation, FixtureFile, fixture_path_for, read_fixtures};
-use vigil_rules::{AlertStore, RuleInfo, RuleOptions, RuleSet, RuleSource, Severity, SqliteAlertStore};
+use vigil_rules::{
+    AlertStore, RecordContext, RuleInfo, RuleMatch, RuleOptions, RuleSet, RuleSource, Severity,
+    SqliteAlertStore,
+};
 use vigil_schema::{Event, EventIdGenerator};
 
 use crate::RuleArgs;
@@ -344,15 +347,15 @@ pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     let mut events_seen = 0_u64;
     for_each_stored_event(&searcher, from, to, |events| {
         events_seen += events.len() as u64;
-        let mut matches: Vec<(Arc<RuleInfo>, &Event)> = Vec::new();
+        let mut matches: Vec<(RuleMatch, &Event)> = Vec::new();
         for event in events {
             for found in rules.evaluate(event) {
                 tallies.entry(found.rule.id.clone()).or_default().matches += 1;
-                matches.push((found.rule, event));
+                matches.push((found, event));
             }
         }
         if !matches.is_empty() {
-            store.record(&matches, "backtest")?;
+            store.record(&matches, RecordContext { checkpoint: "backtest", rules_commit: None })?;
         }
         Ok(())
     })?;

@@ -174,7 +174,9 @@ fn rules_backtest_counts_alerts_per_rule_and_entity_without_creating_any() {
         .map(|entity| entity.as_str().unwrap().to_owned())
         .collect();
     entities.sort();
-    assert_eq!(entities, ["user.name=dana", "user.name=mallory"]);
+    let object =
+        "orchestrator.namespace=shop orchestrator.resource.type=pods orchestrator.resource.name=web-7d9f";
+    assert_eq!(entities, [format!("user.name=dana {object}"), format!("user.name=mallory {object}")]);
     assert_eq!(snapshot(&data_dir), before, "backtest changed the data directory");
 }
 
@@ -261,4 +263,68 @@ fn the_server_reloads_rules_atomically_on_change_and_on_sighup() {
     let log = server.stop();
     assert!(log.contains("rules not reloaded; the running rules stay"), "{log}");
     assert!(log.contains("SIGHUP: reloading the rules"), "{log}");
+}
+
+/// Waits until the server lists an alert; returns the first.
+fn first_alert(server: &Server) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, body) = server.get_json("/api/v1/alerts");
+        assert_eq!(status, 200);
+        if let Some(alert) = body["alerts"].as_array().and_then(|alerts| alerts.first()) {
+            return alert.clone();
+        }
+        assert!(std::time::Instant::now() < deadline, "no alert: {body}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn analysts_acknowledge_assign_comment_and_close_alerts_over_http_and_it_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().join("data");
+    let server = Server::start(&data_dir, &[]);
+    let exec = audit_event("http-1", "create", "pods", Some("exec"), "mallory");
+    let (status, answer, _) = server.post(
+        "/api/v1/ingest/k8s-audit",
+        &[("content-type", "application/json")],
+        exec.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let alert = first_alert(&server);
+    let id = alert["id"].as_i64().unwrap();
+    assert_eq!(alert["author"], json!("Vigil"));
+    assert!(
+        alert["why"]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|field| field["field"] == json!("objectRef.subresource")),
+        "{alert}"
+    );
+
+    let (status, changed) = server.patch_json(
+        &format!("/api/v1/alerts/{id}"),
+        &json!({"status": "acknowledged", "assignee": "rhea", "comment": {"author": "rhea", "text": "mallory is on call"}}),
+    );
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["status"], json!("acknowledged"));
+    assert_eq!(changed["assignee"], json!("rhea"));
+    assert_eq!(changed["comments"][0]["text"], json!("mallory is on call"));
+
+    let (status, refused) =
+        server.patch_json(&format!("/api/v1/alerts/{id}"), &json!({"status": "resolved"}));
+    assert_eq!(status, 400, "{refused}");
+    let (status, missing) = server.patch_json("/api/v1/alerts/9999", &json!({"status": "closed"}));
+    assert_eq!(status, 404, "{missing}");
+    let (status, closed) = server.patch_json(&format!("/api/v1/alerts/{id}"), &json!({"status": "closed"}));
+    assert_eq!((status, closed["status"].clone()), (200, json!("closed")));
+    server.stop();
+
+    let restarted = Server::start(&data_dir, &[]);
+    let (status, alert) = restarted.get_json(&format!("/api/v1/alerts/{id}"));
+    assert_eq!(status, 200);
+    assert_eq!(alert["status"], json!("closed"));
+    assert_eq!(alert["assignee"], json!("rhea"));
+    assert_eq!(alert["comments"].as_array().unwrap().len(), 1);
 }

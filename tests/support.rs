@@ -104,6 +104,18 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry_after)
     }
 
+    pub fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let mut response = self
+            .agent
+            .patch(&self.url(path))
+            .header("content-type", "application/json")
+            .send(body.to_string().as_bytes())
+            .expect("PATCH");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
     /// Searches until `count` events match (the index commits on a timer)
     /// or the deadline passes; returns the last answer.
     pub fn search_until(&self, query: &str, count: u64, deadline: Duration) -> Value {

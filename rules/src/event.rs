@@ -93,7 +93,7 @@ fn collect_strings<'v>(value: &'v Value, out: &mut Vec<Cow<'v, str>>) {
 /// keys that themselves contain dots, as in Falco's
 /// `output_fields.proc.name` (object `output_fields`, key `proc.name`). At
 /// each level the longest key made of the next segments wins.
-fn mixed_lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
+pub(crate) fn mixed_lookup<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     let segments: Vec<&str> = path.split('.').collect();
     let mut current = value;
     let mut position = 0;

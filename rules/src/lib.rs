@@ -20,12 +20,15 @@ mod live;
 mod ruleset;
 mod transform;
 
-pub use alerts::{Alert, AlertError, AlertRule, AlertStatus, AlertStore, RecordOutcome, SqliteAlertStore};
+pub use alerts::{
+    Alert, AlertError, AlertErrorKind, AlertRule, AlertStatus, AlertStore, AlertUpdate, Comment, NewComment,
+    RecordContext, RecordOutcome, SqliteAlertStore, Why, WhyField,
+};
 pub use live::{LiveRules, LiveStatus, ReloadFailure, RulesOrigin, SourceRevision};
 pub use ruleset::{
-    BUILTIN_PACK, DATASET_LOGSOURCES, DatasetLogsource, Diagnostic, K8S_AUDIT_FIELD_MAPPING,
-    KubernetesMapping, LoadError, MatchedField, RuleInfo, RuleMatch, RuleOptions, RuleSet, RuleSource,
-    Severity, datasets_for, sources_fingerprint,
+    BUILTIN_PACK, DATASET_LOGSOURCES, DEFAULT_GROUP_BY, DatasetLogsource, Diagnostic,
+    K8S_AUDIT_FIELD_MAPPING, KubernetesMapping, LoadError, MatchedField, RuleInfo, RuleMatch, RuleOptions,
+    RuleSet, RuleSource, Severity, datasets_for, sources_fingerprint,
 };
 
 #[cfg(test)]

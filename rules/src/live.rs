@@ -20,6 +20,14 @@ pub struct RulesOrigin {
     pub loaded_at: String,
 }
 
+impl RulesOrigin {
+    /// The commits of the sources that are Git checkouts, space-separated.
+    pub fn commit(&self) -> Option<String> {
+        let commits: Vec<&str> = self.sources.iter().filter_map(|source| source.commit.as_deref()).collect();
+        (!commits.is_empty()).then(|| commits.join(" "))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceRevision {
     pub path: String,

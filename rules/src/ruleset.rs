@@ -154,6 +154,68 @@ pub struct RuleInfo {
     pub origin: String,
     /// The datasets it is matched against (empty: it never runs).
     pub datasets: Vec<&'static str>,
+    /// The fields whose values make an alert's group (`vigil-group-by`);
+    /// empty: [`DEFAULT_GROUP_BY`].
+    pub group_by: Vec<String>,
+    /// After an alert of this rule and group is closed, matches within this
+    /// many seconds of its last match are added to it instead of opening a
+    /// new alert (`vigil-suppress`, e.g. `30m`).
+    pub suppress_seconds: Option<u64>,
+}
+
+/// The default group of an alert: the acting identity and the object, those
+/// of these fields the event has.
+pub const DEFAULT_GROUP_BY: &[&str] = &[
+    "user.name",
+    "orchestrator.namespace",
+    "orchestrator.resource.type",
+    "orchestrator.resource.name",
+    "kubernetes.namespace",
+    "kubernetes.pod.name",
+    "host.name",
+];
+
+/// Reads the alerting attributes of a rule: `vigil-group-by` (a field name
+/// or a list of them) and `vigil-suppress` (`<n>s|m|h|d`).
+fn alerting_attributes(rule: &SigmaRule) -> Result<(Vec<String>, Option<u64>), String> {
+    let attribute =
+        |name: &str| rule.custom_attributes.get(name).and_then(|value| serde_json::to_value(value).ok());
+    let group_by = match attribute("vigil-group-by") {
+        None => Vec::new(),
+        Some(serde_json::Value::String(field)) => vec![field],
+        Some(serde_json::Value::Array(items)) => items
+            .into_iter()
+            .map(|item| match item {
+                serde_json::Value::String(field) => Ok(field),
+                other => Err(format!("vigil-group-by: {other} is not a field name")),
+            })
+            .collect::<Result<_, _>>()?,
+        Some(other) => return Err(format!("vigil-group-by: {other} is not a field name or a list of them")),
+    };
+    let suppress_seconds = match attribute("vigil-suppress") {
+        None => None,
+        Some(serde_json::Value::String(text)) => {
+            Some(parse_duration_seconds(&text).ok_or_else(|| {
+                format!("vigil-suppress: {text:?} is not a duration like 30s, 15m, 2h or 1d")
+            })?)
+        }
+        Some(other) => return Err(format!("vigil-suppress: {other} is not a duration like 30m")),
+    };
+    Ok((group_by, suppress_seconds))
+}
+
+fn parse_duration_seconds(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let unit = text.chars().last()?;
+    let number: u64 = text[..text.len() - unit.len_utf8()].parse().ok()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    number.checked_mul(scale)
 }
 
 /// A problem with a rule file, located.
@@ -446,6 +508,19 @@ impl RuleSet {
             if !compiled_everywhere {
                 continue;
             }
+            let (group_by, suppress_seconds) = match alerting_attributes(&rule) {
+                Ok(attributes) => attributes,
+                Err(message) => {
+                    let key = message.split(':').next().unwrap_or_default();
+                    let key_line = file
+                        .text
+                        .lines()
+                        .position(|text| text.starts_with(key))
+                        .map_or(line, |index| index + 1);
+                    diagnostics.push(error(file, key_line, format!("rule {:?}: {message}", rule.title)));
+                    continue;
+                }
+            };
             let id = rule.id.clone().unwrap_or_default();
             let info = Arc::new(RuleInfo {
                 id: id.clone(),
@@ -456,6 +531,8 @@ impl RuleSet {
                 description: rule.description.clone(),
                 origin: file.origin.clone(),
                 datasets,
+                group_by,
+                suppress_seconds,
             });
             by_id.insert(id, info.clone());
             rules.push(info);

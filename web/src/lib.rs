@@ -67,6 +67,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/search", get(api::search))
         .route("/api/v1/events/{id}", get(api::event))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts/{id}", get(api::alert).patch(api::update_alert))
         .route("/api/v1/rules", get(api::rules))
         .route("/", get(ui::home))
         .route("/events/{id}", get(ui::event_page))
