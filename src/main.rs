@@ -2,6 +2,7 @@
 //! the work happens in the crates (see ARCHITECTURE.md).
 
 mod commands;
+mod notify;
 mod pipeline;
 mod rules_cmd;
 mod serve;

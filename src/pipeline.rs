@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
+use crate::notify::Notifier;
 use anyhow::Context as _;
 use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
 use vigil_rules::{AlertStore, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
@@ -19,7 +20,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn open(options: &StoreOptions, rules: Arc<LiveRules>) -> anyhow::Result<Pipeline> {
+    /// `notifier`, when given, is told of every new alert.
+    pub fn open(
+        options: &StoreOptions,
+        rules: Arc<LiveRules>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> anyhow::Result<Pipeline> {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
         let alerts = Arc::new(SqliteAlertStore::open(&options.data_dir.join("alerts.db"))?);
@@ -34,7 +40,9 @@ impl Pipeline {
         let consumer_alerts = alerts.clone();
         let consumer = std::thread::Builder::new()
             .name("vigil-rules".into())
-            .spawn(move || consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store))
+            .spawn(move || {
+                consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store, notifier.as_deref())
+            })
             .context("cannot start the rules thread")?;
         Ok(Pipeline { store, alerts, consumer: Some(consumer) })
     }
@@ -54,7 +62,13 @@ impl Pipeline {
 /// Matches every durable batch against the rules and records the alerts,
 /// together with the log position, so that a restart resumes exactly there.
 /// Each batch is matched with the rule set running when it arrives.
-fn consume(durable: Receiver<DurableBatch>, live: &LiveRules, alerts: &dyn AlertStore, store: &Store) {
+fn consume(
+    durable: Receiver<DurableBatch>,
+    live: &LiveRules,
+    alerts: &dyn AlertStore,
+    store: &Store,
+    notifier: Option<&Notifier>,
+) {
     for batch in durable {
         let status = live.status();
         let matches: Vec<(RuleMatch, &Event)> = batch
@@ -77,6 +91,16 @@ fn consume(durable: Receiver<DurableBatch>, live: &LiveRules, alerts: &dyn Alert
                     );
                 }
                 store.mark_consumed(batch.end);
+                if let Some(notifier) = notifier {
+                    for id in &outcome.new_alert_ids {
+                        match alerts.get(*id) {
+                            Ok(alert) => notifier.notify(&alert),
+                            Err(error) => {
+                                tracing::error!(%error, alert = id, "cannot read a new alert to notify")
+                            }
+                        }
+                    }
+                }
             }
             // The batch stays in the log; the next start matches it again.
             Err(error) => {

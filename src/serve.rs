@@ -14,8 +14,9 @@ use vigil_rules::{
     KubernetesMapping, LiveRules, ReloadFailure, RuleOptions, RuleSet, RuleSource, RulesOrigin,
     SourceRevision, sources_fingerprint,
 };
-use vigil_web::{AppState, Limits, Metrics};
+use vigil_web::{AppState, Limits, Metrics, NotificationCounters};
 
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, StoreSink, store_options};
 
 /// Every option can also be set in the configuration file; a flag wins.
@@ -234,7 +235,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let rules = load_rules(&sources, &options)?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
     let live = live_rules(rules, &config.rules.paths);
-    let pipeline = Pipeline::open(&store_options(&config, &config.data_dir), live.clone())?;
+    let destination_names: Vec<String> =
+        config.notify.destinations.iter().map(|destination| destination.name.clone()).collect();
+    let notification_counters = Arc::new(NotificationCounters::for_destinations(&destination_names));
+    let notifier = Arc::new(Notifier::start(&config.notify.destinations, notification_counters.clone()));
+    let pipeline =
+        Pipeline::open(&store_options(&config, &config.data_dir), live.clone(), Some(notifier.clone()))?;
     let (reload_requests, reload_receiver) = std::sync::mpsc::channel();
     let reloader = {
         let (live, paths) = (live.clone(), config.rules.paths.clone());
@@ -247,10 +253,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let served = runtime.block_on(serve(&config, &pipeline, live, reload_requests));
+    let served = runtime.block_on(serve(&config, &pipeline, live, reload_requests, notification_counters));
     // Whatever happened to the HTTP side, commit what was accepted.
     tracing::info!("committing and stopping");
     pipeline.shutdown();
+    // The rules thread is gone: this is the last handle on the notifier.
+    match Arc::try_unwrap(notifier) {
+        Ok(notifier) => notifier.shutdown(),
+        Err(_) => tracing::error!("the notifier is still in use; queued notifications are dropped"),
+    }
     // Stopping the runtime drops the SIGHUP task's sender, which ends the
     // reload thread.
     runtime.shutdown_timeout(Duration::from_secs(5));
@@ -267,6 +278,7 @@ async fn serve(
     pipeline: &Pipeline,
     rules: Arc<LiveRules>,
     reload_requests: std::sync::mpsc::Sender<ReloadCause>,
+    notification_counters: Arc<NotificationCounters>,
 ) -> anyhow::Result<()> {
     spawn_hangup_listener(reload_requests);
     let state = Arc::new(AppState {
@@ -279,7 +291,7 @@ async fn serve(
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
         audit_context: k8s_audit::Context { cluster_name: config.cluster.name.clone() },
-        metrics: Metrics::default(),
+        metrics: Metrics { notifications: notification_counters, ..Metrics::default() },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

@@ -328,3 +328,141 @@ fn analysts_acknowledge_assign_comment_and_close_alerts_over_http_and_it_survive
     assert_eq!(alert["assignee"], json!("rhea"));
     assert_eq!(alert["comments"].as_array().unwrap().len(), 1);
 }
+
+/// A tiny HTTP server on 127.0.0.1:0 that records each request's path and
+/// body and answers the scripted statuses in turn (then 200).
+struct Receiver {
+    address: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<(String, Value)>>>,
+}
+
+impl Receiver {
+    fn start(statuses: Vec<u16>) -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        std::thread::spawn(move || {
+            let mut statuses = statuses.into_iter();
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let path = request_line.split_whitespace().nth(1).unwrap_or("").to_owned();
+                let mut length = 0;
+                loop {
+                    let mut header = String::new();
+                    reader.read_line(&mut header).unwrap();
+                    if header.trim().is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = header.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                let status = statuses.next().unwrap_or(200);
+                recorded.lock().unwrap().push((path, serde_json::from_slice(&body).unwrap_or(Value::Null)));
+                let _ =
+                    write!(stream, "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            }
+        });
+        Receiver { address, requests }
+    }
+
+    fn wait_for(&self, count: usize) -> Vec<(String, Value)> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let requests = self.requests.lock().unwrap().clone();
+            if requests.len() >= count || std::time::Instant::now() > deadline {
+                return requests;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+#[test]
+fn new_alerts_are_sent_to_webhooks_and_slack_with_retries_and_counted_in_metrics() {
+    let receiver = Receiver::start(vec![500]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    let base = format!("http://{}", receiver.address);
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n\
+             [[notify.destinations]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"{base}/hook\"\nmin_level = \"medium\"\nretries = 2\nbackoff_ms = 10\n\
+             [[notify.destinations]]\nname = \"pager\"\nkind = \"slack\"\nurl = \"{base}/pager\"\nmin_level = \"critical\"\n"
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let exec = audit_event("notify-1", "create", "pods", Some("exec"), "mallory");
+    let (status, _, _) = server.post(
+        "/api/v1/ingest/k8s-audit",
+        &[("content-type", "application/json")],
+        exec.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let requests = receiver.wait_for(2);
+    // The first attempt got a 500, the retry went through; the medium alert
+    // does not reach the critical-only pager.
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests.iter().all(|(path, _)| path == "/hook"), "{requests:?}");
+    assert_eq!(requests[1].1["type"], json!("vigil.alert.new"));
+    assert_eq!(requests[1].1["alert"]["rule"]["title"], json!("Command Executed In A Pod Container"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let metrics = loop {
+        let (_, metrics) = server.get("/metrics");
+        if metrics.contains("vigil_notifications_total{destination=\"hook\",result=\"sent\"} 1")
+            || std::time::Instant::now() > deadline
+        {
+            break metrics;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(
+        metrics.contains("vigil_notifications_total{destination=\"hook\",result=\"sent\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("vigil_notification_retries_total{destination=\"hook\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("vigil_notifications_total{destination=\"pager\",result=\"sent\"} 0"),
+        "{metrics}"
+    );
+    let log = server.stop();
+    assert!(log.contains("notification failed"), "{log}");
+}
+
+#[test]
+fn slack_messages_name_the_level_rule_and_group() {
+    let receiver = Receiver::start(Vec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "version = 1\n[[notify.destinations]]\nname = \"chat\"\nkind = \"slack\"\nurl = \"http://{}/chat\"\nmin_level = \"low\"\n",
+            receiver.address
+        ),
+    )
+    .unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let exec = audit_event("slack-1", "create", "pods", Some("exec"), "mallory");
+    server.post(
+        "/api/v1/ingest/k8s-audit",
+        &[("content-type", "application/json")],
+        exec.to_string().as_bytes(),
+    );
+    let requests = receiver.wait_for(1);
+    assert_eq!(requests.len(), 1);
+    let text = requests[0].1["text"].as_str().unwrap();
+    assert!(text.starts_with("[MEDIUM] Command Executed In A Pod Container (alert "), "{text}");
+    assert!(text.contains("user.name=mallory"), "{text}");
+}

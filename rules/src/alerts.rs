@@ -189,7 +189,7 @@ pub trait AlertStore: Send + Sync {
 }
 
 /// What a call to [`AlertStore::record`] changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecordOutcome {
     pub new_alerts: usize,
     pub updated_alerts: usize,
@@ -197,6 +197,8 @@ pub struct RecordOutcome {
     pub duplicates: usize,
     /// Matches added to a closed alert within the rule's suppression window.
     pub suppressed: usize,
+    /// The alerts this call opened, to notify about.
+    pub new_alert_ids: Vec<i64>,
 }
 
 /// Alert state in an embedded SQLite database.
@@ -443,7 +445,9 @@ impl AlertStore for SqliteAlertStore {
                     ],
                 )?;
                 outcome.new_alerts += 1;
-                transaction.last_insert_rowid()
+                let id = transaction.last_insert_rowid();
+                outcome.new_alert_ids.push(id);
+                id
             };
             transaction.execute(
                 "INSERT OR IGNORE INTO alert_events (alert_id, event_id) VALUES (?1, ?2)",

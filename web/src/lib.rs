@@ -26,7 +26,7 @@ use vigil_ingest::k8s_audit;
 use vigil_rules::{AlertStore, LiveRules};
 use vigil_schema::EventSink;
 
-pub use metrics::Metrics;
+pub use metrics::{DestinationCounters, Metrics, NotificationCounters};
 
 /// Request size limits.
 #[derive(Debug, Clone, Copy)]
