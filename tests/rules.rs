@@ -466,3 +466,68 @@ fn slack_messages_name_the_level_rule_and_group() {
     assert!(text.starts_with("[MEDIUM] Command Executed In A Pod Container (alert "), "{text}");
     assert!(text.contains("user.name=mallory"), "{text}");
 }
+
+#[test]
+fn the_builtin_pack_agrees_with_falcos_labelled_audit_traces_where_they_overlap() {
+    let traces = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/external/samples/falco-k8saudit-traces/trace_files/k8s_audit");
+    if !traces.exists() {
+        println!("SKIPPED: {} is absent", traces.display());
+        return;
+    }
+    // (trace file, the pack rule it must fire, or None: it must fire nothing)
+    let expectations: &[(&str, Option<&str>)] = &[
+        ("anonymous_creates_namespace_foo.json", Some("e005")),
+        ("attach_cluster_admin_role.json", Some("e004")),
+        ("attach_pod.json", Some("e001")),
+        ("exec_pod.json", Some("e001")),
+        ("create_cluster_role_wildcard_resources.json", Some("e014")),
+        ("create_cluster_role_wildcard_verbs.json", Some("e014")),
+        ("create_nginx_pod_privileged.json", Some("e003")),
+        ("create_nginx_pod_hostnetwork.json", Some("e003")),
+        ("create_nginx_pod_sensitive_mount.json", Some("e012")),
+        ("create_serviceaccount_kube_system_namespace.json", Some("e038")),
+        ("create_serviceaccount_kube_public_namespace.json", Some("e038")),
+        ("delete_namespace_foo.json", Some("e035")),
+        ("create_nginx_pod_unprivileged.json", None),
+        ("create_nginx_pod_unsensitive_mount.json", None),
+        ("create_nginx_pod_nohostnetwork.json", None),
+        ("create_configmap.json", None),
+        ("create_deployment.json", None),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let events = dir.path().join("traces.jsonl");
+    let mut lines = Vec::new();
+    for (file, _) in expectations {
+        let mut event: Value =
+            serde_json::from_str(&std::fs::read_to_string(traces.join(file)).unwrap()).unwrap();
+        // 2018-era traces lack apiVersion; the rest is as Falco recorded it.
+        event.as_object_mut().unwrap().entry("apiVersion").or_insert(json!("audit.k8s.io/v1"));
+        lines.push(event.to_string());
+    }
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let output = vigil(&[
+        "rules",
+        "eval",
+        "--builtin",
+        "--dataset",
+        "k8s.audit",
+        "--events",
+        events.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut fired: Vec<Vec<String>> = vec![Vec::new(); expectations.len()];
+    for line in stdout(&output).lines() {
+        let found: Value = serde_json::from_str(line).unwrap();
+        let rule = found["rule_id"].as_str().unwrap();
+        fired[found["line"].as_u64().unwrap() as usize - 1].push(rule[rule.len() - 4..].to_owned());
+    }
+    for ((file, expected), fired) in expectations.iter().zip(&fired) {
+        match expected {
+            Some(rule) => {
+                assert!(fired.iter().any(|found| found == rule), "{file}: expected {rule}, fired {fired:?}")
+            }
+            None => assert!(fired.is_empty(), "{file}: expected nothing, fired {fired:?}"),
+        }
+    }
+}
