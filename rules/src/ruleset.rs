@@ -784,6 +784,20 @@ fn classify_documents(text: &str) -> Vec<DocumentKind> {
 }
 
 fn lint(rule: &SigmaRule, file: &RuleFile, line: usize, diagnostics: &mut Vec<Diagnostic>) {
+    for condition in &rule.detection.conditions {
+        for pattern in empty_selector_patterns(condition, rule) {
+            let condition_line = file
+                .text
+                .lines()
+                .position(|text| text.trim_start().starts_with("condition:"))
+                .map_or(line, |index| index + 1);
+            diagnostics.push(error(
+                file,
+                condition_line,
+                format!("rule {:?}: condition pattern {pattern:?} matches no search identifier", rule.title),
+            ));
+        }
+    }
     if rule.id.is_none() {
         diagnostics.push(warning(
             file,
@@ -891,6 +905,26 @@ fn collect_field_names(detection: &rsigma_parser::Detection, names: &mut Vec<Str
     }
 }
 
+/// The `x of pattern` selectors of a condition that match no detection of
+/// the rule (names starting with `_` included, as a pattern may ask for them).
+fn empty_selector_patterns(condition: &rsigma_parser::ConditionExpr, rule: &SigmaRule) -> Vec<String> {
+    use rsigma_parser::{ConditionExpr, SelectorPattern};
+    match condition {
+        ConditionExpr::And(parts) | ConditionExpr::Or(parts) => {
+            parts.iter().flat_map(|part| empty_selector_patterns(part, rule)).collect()
+        }
+        ConditionExpr::Not(inner) => empty_selector_patterns(inner, rule),
+        ConditionExpr::Identifier(_) | ConditionExpr::Selector { pattern: SelectorPattern::Them, .. } => {
+            Vec::new()
+        }
+        ConditionExpr::Selector { pattern: SelectorPattern::Pattern(pattern), .. } => {
+            let matched =
+                rule.detection.named.keys().any(|name| rsigma_parser::detection_name_matches(pattern, name));
+            if matched { Vec::new() } else { vec![pattern.clone()] }
+        }
+    }
+}
+
 fn describe_logsource(logsource: &LogSource) -> String {
     let parts: Vec<String> =
         [("product", &logsource.product), ("service", &logsource.service), ("category", &logsource.category)]
@@ -936,6 +970,11 @@ fn find_key_line(text: &str, key: &str, document: usize, document_lines: &[usize
 fn locate_message(text: &str, message: &str) -> usize {
     if let Some(line) = line_in_message(message) {
         return line;
+    }
+    if message.starts_with("Condition parse error")
+        && let Some(index) = text.lines().position(|line| line.trim_start().starts_with("condition:"))
+    {
+        return index + 1;
     }
     let quoted = message.split('\'').nth(1).filter(|token| !token.is_empty());
     let Some(token) = quoted else { return 1 };

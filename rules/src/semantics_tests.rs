@@ -377,3 +377,33 @@ fn falco_output_fields_resolve_by_their_dotted_names() {
     let rules = load_texts(&[("falco.yml", text.to_owned())], &RuleOptions::default()).unwrap();
     assert_eq!(rules.evaluate(&event).len(), 1);
 }
+
+#[test]
+fn condition_edge_cases_are_decided() {
+    let detection =
+        "  sel_a:\n    verb: get\n  sel_b:\n    verb: create\n  s:\n    verb: create\n  condition: ";
+    // (condition, Ok(matches the create event) or Err(part of the error))
+    let cases: &[(&str, Result<bool, &str>)] = &[
+        ("2 of sel_*", Ok(false)),
+        ("1 of sel_*", Ok(true)),
+        ("s and sel_b", Ok(true)),
+        (
+            "1 of nothing_*",
+            Err(
+                "rule.yml:14: error: rule \"Case\": condition pattern \"nothing_*\" matches no search identifier",
+            ),
+        ),
+        ("s AND sel_b", Err("rule.yml:14: error: Condition parse error")),
+    ];
+    for (condition, expected) in cases {
+        let text = rule_text(&format!("{detection}{condition}"));
+        let loaded = load_texts(&[("rule.yml", text)], &RuleOptions::default());
+        match (expected, loaded) {
+            (Ok(should_match), Ok(rules)) => {
+                assert_eq!(!rules.evaluate(&audit(json!({}))).is_empty(), *should_match, "{condition}")
+            }
+            (Err(part), Err(error)) => assert!(error.to_string().contains(part), "{condition}: {error}"),
+            (expected, loaded) => panic!("{condition}: expected {expected:?}, got {:?}", loaded.map(|_| ())),
+        }
+    }
+}
