@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use crate::notify::Notifier;
 use anyhow::Context as _;
 use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
-use vigil_rules::{AlertStore, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
+use vigil_rules::{AlertStore, Correlator, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
 use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 /// The running store and rules consumer of one data directory.
@@ -69,13 +69,20 @@ fn consume(
     store: &Store,
     notifier: Option<&Notifier>,
 ) {
+    // Correlation state lives as long as the rule set: a reload starts afresh.
+    let mut correlation: Option<(u64, Correlator)> = None;
     for batch in durable {
         let status = live.status();
-        let matches: Vec<(RuleMatch, &Event)> = batch
-            .events
-            .iter()
-            .flat_map(|event| status.rules.evaluate(event).into_iter().map(move |found| (found, event)))
-            .collect();
+        let correlator = match &mut correlation {
+            Some((generation, correlator)) if *generation == status.generation => correlator,
+            slot => &mut slot.insert((status.generation, status.rules.correlator())).1,
+        };
+        let mut matches: Vec<(RuleMatch, &Event)> = Vec::new();
+        for event in batch.events.iter() {
+            for found in status.rules.evaluate_correlated(correlator, event) {
+                matches.push((found, event));
+            }
+        }
         let checkpoint = serde_json::to_string(&batch.end).unwrap_or_default();
         let rules_commit = status.origin.commit();
         match alerts.record(

@@ -93,11 +93,22 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     let bytes = read_input(&args.events)?;
     let ids = EventIdGenerator::new();
     let (events, errors) = normalize_lines(&bytes, dataset, &ids, &k8s_audit::Context::default());
+    let line_of: std::collections::HashMap<String, usize> =
+        events.iter().map(|(line, event)| (event.id.to_string(), *line)).collect();
+    let mut correlator = rules.correlator();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for (line, event) in &events {
-        for found in rules.evaluate(event) {
-            writeln!(out, "{}", json!({ "rule_id": found.rule.id, "line": line }))?;
+        for found in rules.evaluate_correlated(&mut correlator, event) {
+            if found.event_ids.is_empty() {
+                writeln!(out, "{}", json!({ "rule_id": found.rule.id, "line": line }))?;
+            } else {
+                let mut lines: Vec<usize> =
+                    found.event_ids.iter().filter_map(|id| line_of.get(id).copied()).collect();
+                lines.sort_unstable();
+                lines.dedup();
+                writeln!(out, "{}", json!({ "rule_id": found.rule.id, "lines": lines }))?;
+            }
         }
     }
     for error in &errors {

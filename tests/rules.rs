@@ -531,3 +531,39 @@ fn the_builtin_pack_agrees_with_falcos_labelled_audit_traces_where_they_overlap(
         }
     }
 }
+
+#[test]
+fn rules_eval_prints_the_lines_that_made_a_correlation_fire() {
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("forbidden.yml"),
+        "title: Forbidden Request\nname: forbidden_request\nlevel: low\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n  selection:\n    responseStatus.code: 403\n  condition: selection\n---\ntitle: Many Forbidden Requests By One User\nid: corr-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules:\n    - forbidden_request\n  group-by:\n    - user.username\n  timespan: 5m\n  condition:\n    gte: 3\n",
+    )
+    .unwrap();
+    let mut lines = Vec::new();
+    for (n, (user, code, time)) in [
+        ("eve", 403, "10:00:00"),
+        ("eve", 403, "10:01:00"),
+        ("dana", 403, "10:01:30"),
+        ("eve", 200, "10:02:00"),
+        ("eve", 403, "10:03:00"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut event = audit_event(&format!("c-{n}"), "list", "secrets", None, user);
+        event["responseStatus"]["code"] = json!(code);
+        event["requestReceivedTimestamp"] = json!(format!("2026-11-20T{time}Z"));
+        lines.push(event.to_string());
+    }
+    let events = dir.path().join("events.jsonl");
+    std::fs::write(&events, lines.join("\n") + "\n").unwrap();
+    let output =
+        vigil(&["rules", "eval", "--rules", rules.to_str().unwrap(), "--events", events.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Vec<Value> =
+        stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(printed, vec![json!({"rule_id": "corr-1", "lines": [1, 2, 5]})]);
+}

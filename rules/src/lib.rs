@@ -4,7 +4,11 @@
 //! - [`RuleSet`]: rules loaded from [`RuleSource`]s (the built-in
 //!   [`BUILTIN_PACK`] and directories), compiled with `rsigma-eval` and routed
 //!   by logsource to the datasets they fit ([`DATASET_LOGSOURCES`]).
-//!   [`RuleSet::evaluate`] gives the [`RuleMatch`]es of one event.
+//!   [`RuleSet::evaluate`] gives the [`RuleMatch`]es of one event;
+//!   [`RuleSet::evaluate_correlated`] also feeds a [`Correlator`] and
+//!   answers the correlation rules that fire. Filters, field mapping and
+//!   placeholders ([`RuleOptions`]) are applied before compiling.
+//! - [`fixtures`]: the `NAME.tests.yaml` files `vigil rules test` runs.
 //! - [`LiveRules`]: the running set, replaced whole and atomically on
 //!   reload; a set that fails to load is refused and the old one kept.
 //! - [`AlertStore`]: the alert state behind a small interface;
@@ -26,7 +30,7 @@ pub use alerts::{
 };
 pub use live::{LiveRules, LiveStatus, ReloadFailure, RulesOrigin, SourceRevision};
 pub use ruleset::{
-    BUILTIN_PACK, DATASET_LOGSOURCES, DEFAULT_GROUP_BY, DatasetLogsource, Diagnostic,
+    BUILTIN_PACK, Correlator, DATASET_LOGSOURCES, DEFAULT_GROUP_BY, DatasetLogsource, Diagnostic,
     K8S_AUDIT_FIELD_MAPPING, KubernetesMapping, LoadError, MatchedField, RuleInfo, RuleMatch, RuleOptions,
     RuleSet, RuleSource, Severity, datasets_for, sources_fingerprint,
 };

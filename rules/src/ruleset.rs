@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use rsigma_eval::pipeline::{Pipeline, Transformation, TransformationItem};
-use rsigma_eval::{Engine, MatchDetailLevel};
-use rsigma_parser::{FilterRule, LogSource, SigmaRule};
+use rsigma_eval::{
+    CorrelationAction, CorrelationConfig, CorrelationEngine, CorrelationEventMode, Engine, MatchDetailLevel,
+};
+use rsigma_parser::{CorrelationRule, FilterRule, LogSource, SigmaRule};
 use serde::Serialize;
 use vigil_schema::Event;
 
@@ -263,8 +265,11 @@ pub struct RuleMatch {
     pub rule: Arc<RuleInfo>,
     /// The selections of the rule's detection that matched.
     pub selections: Vec<String>,
-    /// Why it fired: the event fields and values that satisfied them.
+    /// Why it fired: the event fields and values that satisfied them (for a
+    /// correlation: its group-by fields and their values).
     pub fields: Vec<MatchedField>,
+    /// For a correlation: the ids of the events that made it fire.
+    pub event_ids: Vec<String>,
 }
 
 /// One field of an event that satisfied a rule's selection.
@@ -283,6 +288,55 @@ pub struct RuleSet {
     by_id: HashMap<String, Arc<RuleInfo>>,
     engines: HashMap<&'static str, Engine>,
     warnings: Vec<Diagnostic>,
+    /// Correlation rules, their references resolved to rule ids.
+    correlations: Vec<CorrelationRule>,
+}
+
+/// The correlation state of one stream of events: counts and windows per
+/// correlation and group. Made by [`RuleSet::correlator`]; a reload starts a
+/// new one.
+pub struct Correlator {
+    engine: CorrelationEngine,
+}
+
+fn correlation_config() -> CorrelationConfig {
+    CorrelationConfig {
+        timestamp_fields: vec![vigil_schema::fields::TIMESTAMP.to_owned()],
+        correlation_event_mode: CorrelationEventMode::Refs,
+        max_correlation_events: 100,
+        // Rules only correlations use (`generate: false`, the default) raise nothing on their own.
+        emit_detections: false,
+        // After firing, a group starts from scratch: one alert per burst, not one per extra event.
+        action_on_match: CorrelationAction::Reset,
+        ..CorrelationConfig::default()
+    }
+}
+
+/// Points a correlation's references at rule ids: a reference to a rule's
+/// `name` becomes its id (rsigma only follows ids for detections it did not
+/// compile itself). Returns the datasets of the rules it references.
+fn resolve_correlation(
+    correlation: &mut CorrelationRule,
+    ids_by_name: &HashMap<String, String>,
+    by_id: &HashMap<String, Arc<RuleInfo>>,
+    rule_ids: &HashMap<String, String>,
+) -> Result<Vec<&'static str>, String> {
+    let mut datasets = Vec::new();
+    for reference in &mut correlation.rules {
+        if let Some(id) = ids_by_name.get(reference.as_str()) {
+            *reference = id.clone();
+        }
+        match by_id.get(reference.as_str()) {
+            Some(rule) => datasets.extend(rule.datasets.iter().copied()),
+            None if rule_ids.contains_key(reference.as_str()) => {
+                return Err(format!("references rule {reference:?}, which did not load"));
+            }
+            None => return Err(format!("references {reference:?}, which is no loaded rule's id or name")),
+        }
+    }
+    datasets.sort_unstable();
+    datasets.dedup();
+    Ok(datasets)
 }
 
 impl fmt::Debug for RuleSet {
@@ -429,11 +483,19 @@ impl RuleSet {
         let files = read_sources(sources, &mut diagnostics);
         let mut parsed: Vec<ParsedRule> = Vec::new();
         let mut filters: Vec<(FilterRule, usize, usize)> = Vec::new();
+        let mut correlations: Vec<(CorrelationRule, usize, usize)> = Vec::new();
         let mut seen_ids: HashMap<String, String> = HashMap::new();
         for (file_index, file) in files.iter().enumerate() {
             let contents = parse_file(file, &mut diagnostics);
             for (filter, line) in contents.filters {
                 filters.push((filter, file_index, line));
+            }
+            for (position, (correlation, line)) in contents.correlations.into_iter().enumerate() {
+                let mut correlation = correlation;
+                if correlation.id.is_none() && correlation.name.is_none() {
+                    correlation.name = Some(format!("{}#correlation{}", file.fallback_id, position + 1));
+                }
+                correlations.push((correlation, file_index, line));
             }
             for (mut rule, line) in contents.rules {
                 let id =
@@ -468,6 +530,11 @@ impl RuleSet {
                 ));
             }
         }
+        // A rule's name, for correlations that reference it by name.
+        let ids_by_name: HashMap<String, String> = parsed
+            .iter()
+            .filter_map(|parsed_rule| Some((parsed_rule.rule.name.clone()?, parsed_rule.rule.id.clone()?)))
+            .collect();
         let mut rules = Vec::new();
         let mut engines: HashMap<&'static str, Engine> = HashMap::new();
         let mut by_id: HashMap<String, Arc<RuleInfo>> = HashMap::new();
@@ -538,13 +605,56 @@ impl RuleSet {
             rules.push(info);
         }
         engines.remove(UNROUTED);
+        let mut compiled_correlations = Vec::new();
+        for (mut correlation, file_index, line) in correlations {
+            let file = &files[file_index];
+            match resolve_correlation(&mut correlation, &ids_by_name, &by_id, &seen_ids) {
+                Ok(datasets) => {
+                    let id = correlation.id.clone().or_else(|| correlation.name.clone()).unwrap_or_default();
+                    if let Err(compile_error) =
+                        CorrelationEngine::new(correlation_config()).add_correlation(&correlation)
+                    {
+                        diagnostics.push(error(
+                            file,
+                            line,
+                            format!("correlation {:?} does not compile: {compile_error}", correlation.title),
+                        ));
+                        continue;
+                    }
+                    if by_id.contains_key(&id) {
+                        diagnostics.push(error(file, line, format!("duplicate rule id {id:?}")));
+                        continue;
+                    }
+                    let info = Arc::new(RuleInfo {
+                        id: id.clone(),
+                        title: correlation.title.clone(),
+                        level: correlation.level.map_or("medium", |level| level.as_str()).to_owned(),
+                        tags: correlation.tags.clone(),
+                        author: correlation.author.clone(),
+                        description: correlation.description.clone(),
+                        origin: file.origin.clone(),
+                        datasets,
+                        group_by: correlation.group_by.clone(),
+                        suppress_seconds: None,
+                    });
+                    by_id.insert(id, info.clone());
+                    rules.push(info);
+                    compiled_correlations.push(correlation);
+                }
+                Err(message) => diagnostics.push(error(
+                    file,
+                    line,
+                    format!("correlation {:?}: {message}", correlation.title),
+                )),
+            }
+        }
         diagnostics.sort_by(|left, right| (&left.origin, left.line).cmp(&(&right.origin, right.line)));
         let warnings = diagnostics
             .iter()
             .filter(|diagnostic| diagnostic.severity == Severity::Warning)
             .cloned()
             .collect();
-        (RuleSet { rules, by_id, engines, warnings }, diagnostics)
+        (RuleSet { rules, by_id, engines, warnings, correlations: compiled_correlations }, diagnostics)
     }
 
     /// Every loaded rule, in load order.
@@ -562,32 +672,80 @@ impl RuleSet {
     }
 
     /// The rules that match an event, among those routed to its dataset.
+    /// Correlations are not evaluated: see [`RuleSet::evaluate_correlated`].
     pub fn evaluate(&self, event: &Event) -> Vec<RuleMatch> {
         let Some(engine) = self.engines.get(event.dataset()) else { return Vec::new() };
         let sigma_event = SigmaEvent::new(event);
-        engine
-            .evaluate(&sigma_event)
-            .into_iter()
-            .filter_map(|result| {
-                let id = result.header.rule_id.as_deref()?;
-                let rule = self.by_id.get(id)?.clone();
-                let (selections, fields) = match &result.body {
-                    rsigma_eval::ResultBody::Detection(body) => (
-                        body.matched_selections.clone(),
-                        body.matched_fields
-                            .iter()
-                            .map(|found| MatchedField {
-                                selection: found.selection.clone(),
-                                field: found.field.clone(),
-                                value: found.value.clone(),
-                            })
-                            .collect(),
-                    ),
-                    _ => (Vec::new(), Vec::new()),
-                };
-                Some(RuleMatch { rule, selections, fields })
-            })
-            .collect()
+        engine.evaluate(&sigma_event).iter().filter_map(|result| self.rule_match(result)).collect()
+    }
+
+    /// A fresh correlation state for these rules.
+    pub fn correlator(&self) -> Correlator {
+        let mut engine = CorrelationEngine::new(correlation_config());
+        for correlation in &self.correlations {
+            if let Err(error) = engine.add_correlation(correlation) {
+                // Each correlation compiled once already, at load.
+                tracing::error!(%error, correlation = %correlation.title, "correlation does not compile");
+            }
+        }
+        Correlator { engine }
+    }
+
+    /// Like [`RuleSet::evaluate`], and feeds the matches to the correlations:
+    /// answers the correlations that fire on this event too, and leaves out
+    /// the matches of rules only correlations use (`generate: false`).
+    pub fn evaluate_correlated(&self, correlator: &mut Correlator, event: &Event) -> Vec<RuleMatch> {
+        if self.correlations.is_empty() {
+            return self.evaluate(event);
+        }
+        let sigma_event = SigmaEvent::new(event);
+        let detections = match self.engines.get(event.dataset()) {
+            Some(engine) => engine.evaluate(&sigma_event),
+            None => Vec::new(),
+        };
+        let results = correlator.engine.correlate_detections(&sigma_event, detections);
+        results.iter().filter_map(|result| self.rule_match(result)).collect()
+    }
+
+    fn rule_match(&self, result: &rsigma_eval::EvaluationResult) -> Option<RuleMatch> {
+        let id = result.header.rule_id.as_deref()?;
+        let rule = self.by_id.get(id)?.clone();
+        let found = match &result.body {
+            rsigma_eval::ResultBody::Detection(body) => RuleMatch {
+                rule,
+                selections: body.matched_selections.clone(),
+                fields: body
+                    .matched_fields
+                    .iter()
+                    .map(|found| MatchedField {
+                        selection: found.selection.clone(),
+                        field: found.field.clone(),
+                        value: found.value.clone(),
+                    })
+                    .collect(),
+                event_ids: Vec::new(),
+            },
+            rsigma_eval::ResultBody::Correlation(body) => RuleMatch {
+                rule,
+                selections: Vec::new(),
+                fields: body
+                    .group_key
+                    .iter()
+                    .map(|(field, value)| MatchedField {
+                        selection: None,
+                        field: field.clone(),
+                        value: serde_json::Value::String(value.clone()),
+                    })
+                    .collect(),
+                event_ids: body
+                    .event_refs
+                    .iter()
+                    .flatten()
+                    .filter_map(|reference| reference.id.clone())
+                    .collect(),
+            },
+        };
+        Some(found)
     }
 }
 
@@ -703,6 +861,7 @@ fn is_rule_file(path: &Path) -> bool {
 struct FileContents {
     rules: Vec<(SigmaRule, usize)>,
     filters: Vec<(FilterRule, usize)>,
+    correlations: Vec<(CorrelationRule, usize)>,
 }
 
 fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContents {
@@ -711,7 +870,7 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContent
         Err(parse_error) => {
             let message = parse_error.to_string();
             diagnostics.push(error(file, locate_message(&file.text, &message), message));
-            return FileContents { rules: Vec::new(), filters: Vec::new() };
+            return FileContents { rules: Vec::new(), filters: Vec::new(), correlations: Vec::new() };
         }
     };
     for message in &collection.errors {
@@ -722,19 +881,19 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContent
     let line_of = |kind: DocumentKind, position: usize| {
         let document = documents.iter().enumerate().filter(|(_, found)| **found == kind).nth(position);
         let document = document.map_or(0, |(index, _)| index);
-        let key = if kind == DocumentKind::Filter { "filter" } else { "detection" };
+        let key = match kind {
+            DocumentKind::Filter => "filter",
+            DocumentKind::Correlation => "correlation",
+            DocumentKind::Rule => "detection",
+        };
         find_key_line(&file.text, key, document, &document_lines)
     };
-    for correlation in &collection.correlations {
-        diagnostics.push(warning(
-            file,
-            1,
-            format!(
-                "correlation rule {:?} is not evaluated yet (correlations come in a later release)",
-                correlation.title
-            ),
-        ));
-    }
+    let correlations = collection
+        .correlations
+        .into_iter()
+        .enumerate()
+        .map(|(position, correlation)| (correlation, line_of(DocumentKind::Correlation, position)))
+        .collect();
     let filters = collection
         .filters
         .into_iter()
@@ -753,7 +912,7 @@ fn parse_file(file: &RuleFile, diagnostics: &mut Vec<Diagnostic>) -> FileContent
             (rule, line_of(DocumentKind::Rule, position))
         })
         .collect();
-    FileContents { rules, filters }
+    FileContents { rules, filters, correlations }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

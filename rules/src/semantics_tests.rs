@@ -407,3 +407,87 @@ fn condition_edge_cases_are_decided() {
         }
     }
 }
+
+const FORBIDDEN_RULE: &str = "title: Forbidden Request\nname: forbidden_request\nlevel: low\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n  selection:\n    responseStatus.code: 403\n  condition: selection\n";
+
+fn correlation_text(reference: &str, generate: bool) -> String {
+    format!(
+        "title: Many Forbidden Requests\nid: corr-1\nlevel: high\ncorrelation:\n  type: event_count\n  rules:\n    - {reference}\n  group-by:\n    - user.username\n  timespan: 5m\n  condition:\n    gte: 3\ngenerate: {generate}\n"
+    )
+}
+
+fn forbidden(user: &str, time: &str) -> Event {
+    audit(
+        json!({"user": {"username": user}, "responseStatus": {"code": 403}, "requestReceivedTimestamp": time}),
+    )
+}
+
+#[test]
+fn correlations_count_in_a_sliding_window_per_group_and_follow_names() {
+    let rules = load_texts(
+        &[
+            ("forbidden.yml", FORBIDDEN_RULE.to_owned()),
+            ("many.yml", correlation_text("forbidden_request", false)),
+        ],
+        &RuleOptions::default(),
+    )
+    .unwrap();
+    let mut correlator = rules.correlator();
+    let mut fired = Vec::new();
+    let events = [
+        forbidden("eve", "2026-11-20T10:00:00Z"),
+        forbidden("eve", "2026-11-20T10:01:00Z"),
+        forbidden("dana", "2026-11-20T10:01:30Z"),
+        forbidden("eve", "2026-11-20T10:03:00Z"),
+        forbidden("eve", "2026-11-20T10:03:30Z"),
+        forbidden("eve", "2026-11-20T10:20:00Z"),
+    ];
+    for (position, event) in events.iter().enumerate() {
+        for found in rules.evaluate_correlated(&mut correlator, event) {
+            fired.push((position, found.rule.id.clone(), found.event_ids.len()));
+        }
+    }
+    // The rule referenced by name feeds the correlation; it raises nothing
+    // itself (`generate: false`); after firing, eve's group starts again.
+    assert_eq!(fired, vec![(3, "corr-1".to_owned(), 3)]);
+    let why = {
+        let mut correlator = rules.correlator();
+        events[..4].iter().flat_map(|event| rules.evaluate_correlated(&mut correlator, event)).next().unwrap()
+    };
+    assert_eq!(why.fields[0].field, "user.username");
+    assert_eq!(why.fields[0].value, json!("eve"));
+    assert_eq!(rules.rule("corr-1").unwrap().datasets, vec!["k8s.audit"]);
+}
+
+#[test]
+fn generate_true_keeps_the_referenced_rules_matches() {
+    let rules = load_texts(
+        &[
+            ("forbidden.yml", FORBIDDEN_RULE.to_owned()),
+            ("many.yml", correlation_text("forbidden_request", true)),
+        ],
+        &RuleOptions::default(),
+    )
+    .unwrap();
+    let mut correlator = rules.correlator();
+    let found = rules.evaluate_correlated(&mut correlator, &forbidden("eve", "2026-11-20T10:00:00Z"));
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].rule.id, "forbidden_request");
+}
+
+#[test]
+fn a_correlation_of_an_unknown_rule_is_an_error_with_its_line() {
+    let error = load_texts(
+        &[
+            ("forbidden.yml", FORBIDDEN_RULE.to_owned()),
+            ("many.yml", correlation_text("nothing_like_it", false)),
+        ],
+        &RuleOptions::default(),
+    )
+    .unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("many.yml:4: error: correlation \"Many Forbidden Requests\": references \"nothing_like_it\", which is no loaded rule's id or name"),
+        "{text}"
+    );
+}
