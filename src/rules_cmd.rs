@@ -204,11 +204,18 @@ fn run_fixtures(rules: &RuleSet, file_rules: &[Arc<RuleInfo>], fixtures: &Fixtur
     let ids = EventIdGenerator::new();
     let mut results = Vec::new();
     for case in &fixtures.cases {
-        let failure = match normalize_value(case.event.clone(), &ids) {
-            Err(reason) => Some(format!("the event cannot be read: {reason}")),
-            Ok(event) => {
-                let fired: BTreeSet<String> =
-                    rules.evaluate(&event).into_iter().map(|found| found.rule.id.clone()).collect();
+        let events: Result<Vec<Event>, String> =
+            case.events.iter().map(|original| normalize_value(original.clone(), &ids)).collect();
+        let failure = match events {
+            Err(reason) => Some(format!("an event cannot be read: {reason}")),
+            Ok(events) => {
+                // Each case starts with empty correlation windows.
+                let mut correlator = rules.correlator();
+                let fired: BTreeSet<String> = events
+                    .iter()
+                    .flat_map(|event| rules.evaluate_correlated(&mut correlator, event))
+                    .map(|found| found.rule.id.clone())
+                    .collect();
                 let of_file = |rule: &&Arc<RuleInfo>| fired.contains(&rule.id);
                 match case.expect {
                     Expectation::Match => {

@@ -32,21 +32,23 @@ pub struct FixtureFile {
     pub cases: Vec<FixtureCase>,
 }
 
-/// One event and what the rules of the file must do with it.
+/// Events and what the rules of the file must do with them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FixtureCase {
     pub name: String,
     pub expect: Expectation,
-    pub event: Value,
+    /// One event (`event:`), or a sequence fed in order (`events:`), for
+    /// correlations.
+    pub events: Vec<Value>,
     /// The line of the case in the fixture file.
     pub line: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expectation {
-    /// Every rule of the file must match.
+    /// Every rule of the file must match (one of the events).
     Match,
-    /// No rule of the file may match.
+    /// No rule of the file may match any of the events.
     NoMatch,
 }
 
@@ -67,7 +69,8 @@ struct RawFixtures {
 #[serde(deny_unknown_fields)]
 struct RawCase {
     name: String,
-    event: Value,
+    event: Option<Value>,
+    events: Option<Vec<Value>>,
 }
 
 /// The fixture file of a rule file, if it has one: `NAME.tests.yaml` (or
@@ -97,9 +100,25 @@ pub fn read_fixtures(path: &Path, rule_file: &Path) -> Result<FixtureFile, Diagn
     let mut cases = Vec::new();
     for (expect, raw_cases) in [(Expectation::Match, raw.must_match), (Expectation::NoMatch, raw.no_match)] {
         for case in raw_cases {
-            let mut event = raw.base.clone().unwrap_or(Value::Null);
-            merge(&mut event, case.event);
-            cases.push(FixtureCase { name: case.name, expect, event, line: 0 });
+            let originals = match (case.event, case.events) {
+                (Some(event), None) => vec![event],
+                (None, Some(events)) if !events.is_empty() => events,
+                _ => {
+                    return Err(located(
+                        1,
+                        format!("case {:?}: give either `event:` or a non-empty `events:`", case.name),
+                    ));
+                }
+            };
+            let events = originals
+                .into_iter()
+                .map(|original| {
+                    let mut event = raw.base.clone().unwrap_or(Value::Null);
+                    merge(&mut event, original);
+                    event
+                })
+                .collect();
+            cases.push(FixtureCase { name: case.name, expect, events, line: 0 });
         }
     }
     // Cases are listed in file order per section; give each its line.

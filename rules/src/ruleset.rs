@@ -62,6 +62,7 @@ pub const BUILTIN_PACK: &[(&str, &str)] = &[
     ("k8s_port_forward.yml", include_str!("../pack/k8s_port_forward.yml")),
     ("k8s_privileged_pod.yml", include_str!("../pack/k8s_privileged_pod.yml")),
     ("k8s_request_forbidden.yml", include_str!("../pack/k8s_request_forbidden.yml")),
+    ("k8s_request_forbidden_burst.yml", include_str!("../pack/k8s_request_forbidden_burst.yml")),
     ("k8s_request_unauthenticated.yml", include_str!("../pack/k8s_request_unauthenticated.yml")),
     ("k8s_secret_read_by_user.yml", include_str!("../pack/k8s_secret_read_by_user.yml")),
     ("k8s_secrets_listed_cluster_wide.yml", include_str!("../pack/k8s_secrets_listed_cluster_wide.yml")),
