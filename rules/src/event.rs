@@ -13,11 +13,18 @@ pub(crate) struct SigmaEvent<'e> {
     event: &'e Event,
     original: JsonEvent<'e>,
     schema_json: Option<Value>,
+    /// Whether the original has a top-level key with a dot in it: only then
+    /// can a dotted name be a flat key there.
+    dotted_top_keys: bool,
 }
 
 impl<'e> SigmaEvent<'e> {
     pub(crate) fn new(event: &'e Event) -> SigmaEvent<'e> {
-        SigmaEvent { event, original: JsonEvent::borrow(&event.original), schema_json: None }
+        let dotted_top_keys = match &event.original {
+            Value::Object(object) => object.keys().any(|key| key.contains('.')),
+            _ => false,
+        };
+        SigmaEvent { event, original: JsonEvent::borrow(&event.original), schema_json: None, dotted_top_keys }
     }
 }
 
@@ -39,7 +46,7 @@ impl SigmaEventTrait for SigmaEvent<'_> {
             }
             _ => {}
         }
-        match object_walk(&self.event.original, path) {
+        match object_walk(&self.event.original, path, self.dotted_top_keys) {
             Walk::Found(value) => Some(EventValue::from(value)),
             Walk::Absent => mixed_lookup(&self.event.original, path).map(EventValue::from),
             // Lists (any element matches) are rsigma's to walk.
@@ -150,9 +157,10 @@ enum Walk<'v> {
 /// The fast path of a field lookup, with the general lookup's semantics
 /// (a flat key with dots first, then nested objects) for the common case
 /// of objects all the way down to a scalar; it allocates nothing.
-fn object_walk<'v>(value: &'v Value, path: &str) -> Walk<'v> {
+fn object_walk<'v>(value: &'v Value, path: &str, dotted_top_keys: bool) -> Walk<'v> {
     let Value::Object(top) = value else { return Walk::ThroughList };
-    if let Some(flat) = top.get(path) {
+    let flat = if dotted_top_keys || !path.contains('.') { top.get(path) } else { None };
+    if let Some(flat) = flat {
         return match flat {
             Value::Array(_) | Value::Object(_) => Walk::ThroughList,
             scalar => Walk::Found(scalar),
