@@ -137,6 +137,7 @@ fn reload_pause(c: &mut Criterion) {
         }
     }
     reloader.join().unwrap();
+    live.collect_retired();
     println!(
         "rules_reload/longest_gap_between_matched_events_during_3_reloads: {longest:?} ({matched} matches)"
     );

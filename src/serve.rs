@@ -193,6 +193,8 @@ fn reload_loop(
         let cause = match requests.recv_timeout(RULES_POLL_INTERVAL) {
             Ok(cause) => cause,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Sets replaced by a reload are dropped here, not by the rules thread.
+                live.collect_retired();
                 let now = sources_fingerprint(&sources);
                 if now == fingerprint {
                     continue;
