@@ -96,7 +96,6 @@ pub fn read_fixtures(path: &Path, rule_file: &Path) -> Result<FixtureFile, Diagn
         let line = error.location().map_or(1, |location| location.line());
         located(line, format!("not a fixture file: {error}"))
     })?;
-    let mut lines = case_lines(&text).into_iter();
     let mut cases = Vec::new();
     for (expect, raw_cases) in [(Expectation::Match, raw.must_match), (Expectation::NoMatch, raw.no_match)] {
         for case in raw_cases {
@@ -122,15 +121,18 @@ pub fn read_fixtures(path: &Path, rule_file: &Path) -> Result<FixtureFile, Diagn
         }
     }
     // Cases are listed in file order per section; give each its line.
-    let mut match_lines = Vec::new();
-    let mut no_match_lines = Vec::new();
-    for (section, line) in lines.by_ref() {
-        if section == Expectation::Match { match_lines.push(line) } else { no_match_lines.push(line) }
-    }
-    let (mut match_lines, mut no_match_lines) = (match_lines.into_iter(), no_match_lines.into_iter());
+    let lines = case_lines(&text);
+    let next_line = |section: Expectation, taken: &mut usize| {
+        let found =
+            lines.iter().filter(|(kind, _)| *kind == section).nth(*taken).map_or(1, |(_, line)| *line);
+        *taken += 1;
+        found
+    };
+    let (mut matches_taken, mut no_matches_taken) = (0, 0);
     for case in &mut cases {
-        let next = if case.expect == Expectation::Match { match_lines.next() } else { no_match_lines.next() };
-        case.line = next.unwrap_or(1);
+        let taken =
+            if case.expect == Expectation::Match { &mut matches_taken } else { &mut no_matches_taken };
+        case.line = next_line(case.expect, taken);
     }
     if cases.is_empty() {
         return Err(located(1, "no cases: give `match:` and/or `no_match:` lists".into()));
@@ -153,18 +155,42 @@ fn merge(base: &mut Value, overrides: Value) {
     }
 }
 
-/// The line of each `- name:` item, with the section it is in.
+/// The line of each case (`- name:` at the indentation of the section's
+/// first item, so that `- name:` lines inside events are not counted), with
+/// the section it is in.
 fn case_lines(text: &str) -> Vec<(Expectation, usize)> {
-    let mut section = Expectation::Match;
+    let mut section = None;
+    let mut item_indent = None;
     let mut lines = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.starts_with("match:") {
-            section = Expectation::Match;
+            (section, item_indent) = (Some(Expectation::Match), None);
         } else if line.starts_with("no_match:") {
-            section = Expectation::NoMatch;
-        } else if line.trim_start().starts_with("- name:") {
-            lines.push((section, number + 1));
+            (section, item_indent) = (Some(Expectation::NoMatch), None);
+        } else if !line.starts_with([' ', '-', '#']) && !line.trim().is_empty() {
+            (section, item_indent) = (None, None);
+        } else if let Some(kind) = section {
+            let trimmed = line.trim_start();
+            let indent = line.len() - trimmed.len();
+            if trimmed.starts_with("- name:") && item_indent.is_none_or(|expected| expected == indent) {
+                item_indent = Some(indent);
+                lines.push((kind, number + 1));
+            }
         }
     }
     lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cases_get_their_own_lines_not_those_of_lists_inside_events() {
+        let text = "base:\n  kind: Event\nmatch:\n  - name: first\n    event:\n      spec:\n        containers:\n        - name: app\n  - name: second\n    event: {}\nno_match:\n- name: third\n  event: {}\n";
+        assert_eq!(
+            case_lines(text),
+            vec![(Expectation::Match, 4), (Expectation::Match, 9), (Expectation::NoMatch, 12)]
+        );
+    }
 }
