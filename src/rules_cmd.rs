@@ -357,6 +357,12 @@ pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     for warning in rules.warnings() {
         eprintln!("{warning}");
     }
+    if rules.correlation_count() > 0 {
+        eprintln!(
+            "note: {} correlation rule(s) are not backtested: history is read newest first, correlations need time order",
+            rules.correlation_count()
+        );
+    }
     let searcher = Searcher::open_read_only(&args.data_dir)?;
     // Alerts are raised in a throw-away in-memory store with the server's
     // rules for grouping and de-duplication; the data directory is not touched.

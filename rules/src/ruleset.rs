@@ -680,6 +680,11 @@ impl RuleSet {
         engine.evaluate(&sigma_event).iter().filter_map(|result| self.rule_match(result)).collect()
     }
 
+    /// How many correlation rules the set has.
+    pub fn correlation_count(&self) -> usize {
+        self.correlations.len()
+    }
+
     /// A fresh correlation state for these rules.
     pub fn correlator(&self) -> Correlator {
         let mut engine = CorrelationEngine::new(correlation_config());
