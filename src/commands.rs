@@ -1,4 +1,4 @@
-//! The offline commands: `ingest`, `search`, `rules validate`, `rules eval`.
+//! The offline commands: `ingest`, `search` (the `rules` commands are in `rules_cmd.rs`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,12 +11,11 @@ use serde_json::{Value, json};
 use vigil_index::{SearchRequest, Searcher, SortOrder, parse_time_bound, query};
 use vigil_ingest::detect::{Dataset, detect};
 use vigil_ingest::{body, falco, k8s_audit};
-use vigil_rules::{RuleSet, RuleSource, Severity};
 use vigil_schema::{Event, EventIdGenerator, fields};
 
 use crate::RuleArgs;
 use crate::pipeline::{Pipeline, store_options};
-use crate::serve::{load_rules, rule_sources};
+use crate::serve::{live_rules, load_rules, rule_sources};
 
 /// Files larger than this are refused by the offline commands (they read a file whole).
 const MAX_FILE_BYTES: usize = 4 * 1024 * 1024 * 1024;
@@ -41,13 +40,13 @@ pub struct IngestArgs {
 }
 
 /// One line of an input file that could not be turned into an event.
-struct LineError {
-    line: usize,
-    reason: String,
+pub(crate) struct LineError {
+    pub(crate) line: usize,
+    pub(crate) reason: String,
 }
 
 /// Reads a file whole, gunzipping it when it is gzip.
-fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     if body::looks_gzipped(&bytes) {
         return body::gunzip(&bytes, MAX_FILE_BYTES)
@@ -58,7 +57,7 @@ fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
 
 /// Normalizes every line of a file: audit Events (or EventLists) and Falco
 /// alerts, detected per line unless `dataset` says.
-fn normalize_lines(
+pub(crate) fn normalize_lines(
     bytes: &[u8],
     dataset: Option<Dataset>,
     ids: &EventIdGenerator,
@@ -110,9 +109,12 @@ fn normalize_lines(
 }
 
 pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
-    let rules = load_rules(&rule_sources(!args.no_builtin_rules, &args.rules.rules))?;
+    let rules = load_rules(
+        &rule_sources(!args.no_builtin_rules, &args.rules.rules),
+        &vigil_rules::RuleOptions::default(),
+    )?;
     let config = vigil_config::Config::default();
-    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), rules)?;
+    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), live_rules(rules, &[]), None)?;
     let context = k8s_audit::Context { cluster_name: args.cluster_name.clone() };
     let mut total = 0usize;
     let mut rejected = 0usize;
@@ -283,79 +285,4 @@ fn print_top(out: &mut impl Write, top: &vigil_index::TopValues) -> std::io::Res
         "{} distinct values of {} in {} matching events ({} in other values, {} events without it)",
         top.distinct, top.field, top.total, top.other, top.missing
     )
-}
-
-#[derive(Debug, Args)]
-pub struct ValidateArgs {
-    /// Rule directories or files.
-    #[arg(required = true, value_name = "DIR")]
-    paths: Vec<PathBuf>,
-}
-
-pub fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
-    let sources: Vec<RuleSource> = args.paths.into_iter().map(RuleSource::Path).collect();
-    match RuleSet::load(&sources) {
-        Ok(rules) => {
-            for warning in rules.warnings() {
-                println!("{warning}");
-            }
-            println!("{} rules valid ({} warnings)", rules.rules().len(), rules.warnings().len());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(error) => {
-            for diagnostic in &error.diagnostics {
-                println!("{diagnostic}");
-            }
-            let errors = error.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
-            println!("{errors} errors");
-            Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-#[derive(Debug, Args)]
-pub struct EvalArgs {
-    #[command(flatten)]
-    rules: RuleArgs,
-    /// Evaluate the rule pack embedded in the binary.
-    #[arg(long)]
-    builtin: bool,
-    /// Newline-delimited events: Kubernetes audit Events or Falco JSON, detected per line.
-    #[arg(long, value_name = "FILE")]
-    events: PathBuf,
-    /// Treat every line as this dataset (k8s.audit, falco) instead of detecting it.
-    #[arg(long, value_name = "NAME")]
-    dataset: Option<String>,
-}
-
-pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(
-        args.builtin || !args.rules.rules.is_empty(),
-        "give at least one rule source: --rules DIR or --builtin"
-    );
-    let dataset = match &args.dataset {
-        None => None,
-        Some(name) => Some(
-            Dataset::from_name(name)
-                .ok_or_else(|| anyhow::anyhow!("--dataset {name:?}: expected k8s.audit or falco"))?,
-        ),
-    };
-    let rules = RuleSet::load(&rule_sources(args.builtin, &args.rules.rules))?;
-    for warning in rules.warnings() {
-        eprintln!("{warning}");
-    }
-    let bytes = read_input(&args.events)?;
-    let ids = EventIdGenerator::new();
-    let (events, errors) = normalize_lines(&bytes, dataset, &ids, &k8s_audit::Context::default());
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    for (line, event) in &events {
-        for found in rules.evaluate(event) {
-            writeln!(out, "{}", json!({ "rule_id": found.rule.id, "line": line }))?;
-        }
-    }
-    for error in &errors {
-        eprintln!("{}:{}: {}", args.events.display(), error.line, error.reason);
-    }
-    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

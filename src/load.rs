@@ -227,11 +227,12 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             }
             if alerted.is_none() {
                 let alerts = get_json(&agent, &format!("{}/api/v1/alerts?limit=20", args.url))?;
+                // The group names the acting user (and, by default, the object).
                 let group = format!("user.name={user}");
-                if alerts["alerts"]
-                    .as_array()
-                    .is_some_and(|list| list.iter().any(|alert| alert["group"] == group.as_str()))
-                {
+                let names_the_user = |alert: &Value| {
+                    alert["group"].as_str().is_some_and(|text| text.split(' ').any(|part| part == group))
+                };
+                if alerts["alerts"].as_array().is_some_and(|list| list.iter().any(names_the_user)) {
                     alerted = Some(answered.elapsed());
                 }
             }

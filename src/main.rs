@@ -4,7 +4,9 @@
 mod commands;
 mod generate;
 mod load;
+mod notify;
 mod pipeline;
+mod rules_cmd;
 mod serve;
 
 use std::path::PathBuf;
@@ -41,10 +43,15 @@ enum Command {
 #[derive(Debug, Subcommand)]
 enum RulesCommand {
     /// Compile and lint rule directories; exit 1 if any rule has an error.
-    Validate(commands::ValidateArgs),
+    Validate(rules_cmd::ValidateArgs),
+    /// Run the fixtures (NAME.tests.yaml beside NAME.yml); exit 1 if any fails.
+    Test(rules_cmd::TestArgs),
     /// Evaluate rules over a file of newline-delimited events and print one
     /// JSON line per match: {"rule_id": "...", "line": N}.
-    Eval(commands::EvalArgs),
+    Eval(rules_cmd::EvalArgs),
+    /// Run rules over the history stored in a data directory and print, per
+    /// rule, how many alerts it would raise and on which entities (none is created).
+    Backtest(rules_cmd::BacktestArgs),
 }
 
 /// Where rules come from, shared by the commands that load them.
@@ -70,8 +77,10 @@ fn main() -> ExitCode {
         Command::Search(args) => commands::search(args),
         Command::Gen(args) => generate::run(args),
         Command::Load(args) => load::run(args),
-        Command::Rules(RulesCommand::Validate(args)) => commands::validate(args),
-        Command::Rules(RulesCommand::Eval(args)) => commands::eval(args),
+        Command::Rules(RulesCommand::Validate(args)) => rules_cmd::validate(args),
+        Command::Rules(RulesCommand::Test(args)) => rules_cmd::test(args),
+        Command::Rules(RulesCommand::Eval(args)) => rules_cmd::eval(args),
+        Command::Rules(RulesCommand::Backtest(args)) => rules_cmd::backtest(args),
     };
     match result {
         Ok(code) => code,

@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
+use crate::notify::Notifier;
 use anyhow::Context as _;
 use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
-use vigil_rules::{AlertStore, RuleInfo, RuleSet, SqliteAlertStore};
+use vigil_rules::{AlertStore, Correlator, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
 use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 /// The running store and rules consumer of one data directory.
@@ -19,7 +20,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn open(options: &StoreOptions, rules: Arc<RuleSet>) -> anyhow::Result<Pipeline> {
+    /// `notifier`, when given, is told of every new alert.
+    pub fn open(
+        options: &StoreOptions,
+        rules: Arc<LiveRules>,
+        notifier: Option<Arc<Notifier>>,
+    ) -> anyhow::Result<Pipeline> {
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("cannot create data directory {}", options.data_dir.display()))?;
         let alerts = Arc::new(SqliteAlertStore::open(&options.data_dir.join("alerts.db"))?);
@@ -34,7 +40,9 @@ impl Pipeline {
         let consumer_alerts = alerts.clone();
         let consumer = std::thread::Builder::new()
             .name("vigil-rules".into())
-            .spawn(move || consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store))
+            .spawn(move || {
+                consume(durable, &rules, consumer_alerts.as_ref(), &consumer_store, notifier.as_deref())
+            })
             .context("cannot start the rules thread")?;
         // Ready means every event acknowledged before a crash is searchable again.
         store.wait_until_replayed();
@@ -55,15 +63,34 @@ impl Pipeline {
 
 /// Matches every durable batch against the rules and records the alerts,
 /// together with the log position, so that a restart resumes exactly there.
-fn consume(durable: Receiver<DurableBatch>, rules: &RuleSet, alerts: &dyn AlertStore, store: &Store) {
+/// Each batch is matched with the rule set running when it arrives.
+fn consume(
+    durable: Receiver<DurableBatch>,
+    live: &LiveRules,
+    alerts: &dyn AlertStore,
+    store: &Store,
+    notifier: Option<&Notifier>,
+) {
+    // Correlation state lives as long as the rule set: a reload starts afresh.
+    let mut correlation: Option<(u64, Correlator)> = None;
     for batch in durable {
-        let matches: Vec<(Arc<RuleInfo>, &Event)> = batch
-            .events
-            .iter()
-            .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event)))
-            .collect();
+        let status = live.status();
+        let correlator = match &mut correlation {
+            Some((generation, correlator)) if *generation == status.generation => correlator,
+            slot => &mut slot.insert((status.generation, status.rules.correlator())).1,
+        };
+        let mut matches: Vec<(RuleMatch, &Event)> = Vec::new();
+        for event in batch.events.iter() {
+            for found in status.rules.evaluate_correlated(correlator, event) {
+                matches.push((found, event));
+            }
+        }
         let checkpoint = serde_json::to_string(&batch.end).unwrap_or_default();
-        match alerts.record(&matches, &checkpoint) {
+        let rules_commit = status.origin.commit();
+        match alerts.record(
+            &matches,
+            RecordContext { checkpoint: &checkpoint, rules_commit: rules_commit.as_deref() },
+        ) {
             Ok(outcome) => {
                 if outcome.new_alerts > 0 {
                     tracing::info!(
@@ -73,6 +100,16 @@ fn consume(durable: Receiver<DurableBatch>, rules: &RuleSet, alerts: &dyn AlertS
                     );
                 }
                 store.mark_consumed(batch.end);
+                if let Some(notifier) = notifier {
+                    for id in &outcome.new_alert_ids {
+                        match alerts.get(*id) {
+                            Ok(alert) => notifier.notify(&alert),
+                            Err(error) => {
+                                tracing::error!(%error, alert = id, "cannot read a new alert to notify")
+                            }
+                        }
+                    }
+                }
             }
             // The batch stays in the log; the next start matches it again.
             Err(error) => {

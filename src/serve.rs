@@ -1,7 +1,7 @@
 //! `vigil serve`.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,9 +10,13 @@ use anyhow::Context as _;
 use clap::Args;
 use vigil_config::Config;
 use vigil_ingest::k8s_audit;
-use vigil_rules::{RuleSet, RuleSource};
-use vigil_web::{AppState, Limits, Metrics};
+use vigil_rules::{
+    KubernetesMapping, LiveRules, ReloadFailure, RuleOptions, RuleSet, RuleSource, RulesOrigin,
+    SourceRevision, sources_fingerprint,
+};
+use vigil_web::{AppState, Limits, Metrics, NotificationCounters};
 
+use crate::notify::Notifier;
 use crate::pipeline::{Pipeline, StoreSink, store_options};
 
 /// Every option can also be set in the configuration file; a flag wins.
@@ -139,34 +143,172 @@ pub fn rule_sources(builtin: bool, paths: &[PathBuf]) -> Vec<RuleSource> {
     sources
 }
 
-pub fn load_rules(sources: &[RuleSource]) -> anyhow::Result<Arc<RuleSet>> {
-    let rules = RuleSet::load(sources)?;
+/// How the configuration adapts rules to Vigil's events.
+pub fn rule_options(config: &vigil_config::RulesConfig) -> RuleOptions {
+    RuleOptions {
+        field_mapping: config.field_mapping.clone(),
+        placeholders: config.placeholders.clone(),
+        kubernetes_mapping: if config.kubernetes_mapping {
+            KubernetesMapping::Applied
+        } else {
+            KubernetesMapping::Off
+        },
+    }
+}
+
+pub fn load_rules(sources: &[RuleSource], options: &RuleOptions) -> anyhow::Result<Arc<RuleSet>> {
+    let rules = RuleSet::load_with(sources, options)?;
     for warning in rules.warnings() {
         tracing::warn!("{warning}");
     }
     Ok(Arc::new(rules))
 }
 
+/// How often the rule directories are checked for changes.
+const RULES_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The Git commit a rules directory is checked out at (`git rev-parse HEAD`).
+fn git_commit(path: &Path) -> Option<String> {
+    let directory = if path.is_dir() { path } else { path.parent()? };
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(directory)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (output.status.success() && !commit.is_empty()).then_some(commit)
+}
+
+fn rules_origin(paths: &[PathBuf]) -> RulesOrigin {
+    RulesOrigin {
+        sources: paths
+            .iter()
+            .map(|path| SourceRevision { path: path.display().to_string(), commit: git_commit(path) })
+            .collect(),
+        loaded_at: vigil_schema::format_timestamp(chrono::Utc::now()),
+    }
+}
+
+/// The running rules, with where they came from.
+pub fn live_rules(rules: Arc<RuleSet>, paths: &[PathBuf]) -> Arc<LiveRules> {
+    Arc::new(LiveRules::new(rules, rules_origin(paths)))
+}
+
+/// Why the rules are reloaded.
+#[derive(Debug, Clone, Copy)]
+enum ReloadCause {
+    Changed,
+    Hangup,
+}
+
+/// Reloads the rules when their files change (polled) or on SIGHUP; runs
+/// until every sender of `requests` is gone. A set that fails to load is
+/// refused whole: the running one stays and the errors are kept for
+/// `/api/v1/rules` and logged.
+fn reload_loop(
+    live: Arc<LiveRules>,
+    sources: Vec<RuleSource>,
+    paths: Vec<PathBuf>,
+    options: RuleOptions,
+    requests: std::sync::mpsc::Receiver<ReloadCause>,
+) {
+    let mut fingerprint = sources_fingerprint(&sources);
+    loop {
+        let cause = match requests.recv_timeout(RULES_POLL_INTERVAL) {
+            Ok(cause) => cause,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                // Sets replaced by a reload are dropped here, not by the rules thread.
+                live.collect_retired();
+                let now = sources_fingerprint(&sources);
+                if now == fingerprint {
+                    continue;
+                }
+                ReloadCause::Changed
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        fingerprint = sources_fingerprint(&sources);
+        let started = std::time::Instant::now();
+        match RuleSet::load_with(&sources, &options) {
+            Ok(rules) => {
+                for warning in rules.warnings() {
+                    tracing::warn!("{warning}");
+                }
+                let count = rules.rules().len();
+                live.replace(Arc::new(rules), rules_origin(&paths));
+                tracing::info!(
+                    ?cause,
+                    rules = count,
+                    millis = started.elapsed().as_millis() as u64,
+                    "rules reloaded"
+                );
+            }
+            Err(error) => {
+                tracing::error!(?cause, %error, "rules not reloaded; the running rules stay");
+                live.refuse(ReloadFailure {
+                    at: vigil_schema::format_timestamp(chrono::Utc::now()),
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+}
+
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
-    let rules = load_rules(&rule_sources(config.rules.builtin, &config.rules.paths))?;
+    let sources = rule_sources(config.rules.builtin, &config.rules.paths);
+    let options = rule_options(&config.rules);
+    let rules = load_rules(&sources, &options)?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
-    let pipeline = Pipeline::open(&store_options(&config, &config.data_dir), rules.clone())?;
+    let live = live_rules(rules, &config.rules.paths);
+    let destination_names: Vec<String> =
+        config.notify.destinations.iter().map(|destination| destination.name.clone()).collect();
+    let notification_counters = Arc::new(NotificationCounters::for_destinations(&destination_names));
+    let notifier = Arc::new(Notifier::start(&config.notify.destinations, notification_counters.clone()));
+    let pipeline =
+        Pipeline::open(&store_options(&config, &config.data_dir), live.clone(), Some(notifier.clone()))?;
+    let (reload_requests, reload_receiver) = std::sync::mpsc::channel();
+    let reloader = {
+        let (live, paths) = (live.clone(), config.rules.paths.clone());
+        std::thread::Builder::new()
+            .name("vigil-rules-reload".into())
+            .spawn(move || reload_loop(live, sources, paths, options, reload_receiver))
+            .context("cannot start the rules reload thread")?
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let served = runtime.block_on(serve(&config, &pipeline, rules));
+    let served = runtime.block_on(serve(&config, &pipeline, live, reload_requests, notification_counters));
     // Whatever happened to the HTTP side, commit what was accepted.
     tracing::info!("committing and stopping");
     pipeline.shutdown();
+    // The rules thread is gone: this is the last handle on the notifier.
+    match Arc::try_unwrap(notifier) {
+        Ok(notifier) => notifier.shutdown(),
+        Err(_) => tracing::error!("the notifier is still in use; queued notifications are dropped"),
+    }
+    // Stopping the runtime drops the SIGHUP task's sender, which ends the
+    // reload thread.
     runtime.shutdown_timeout(Duration::from_secs(5));
+    if reloader.join().is_err() {
+        tracing::error!("the rules reload thread panicked");
+    }
     served?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(config: &Config, pipeline: &Pipeline, rules: Arc<RuleSet>) -> anyhow::Result<()> {
+async fn serve(
+    config: &Config,
+    pipeline: &Pipeline,
+    rules: Arc<LiveRules>,
+    reload_requests: std::sync::mpsc::Sender<ReloadCause>,
+    notification_counters: Arc<NotificationCounters>,
+) -> anyhow::Result<()> {
+    spawn_hangup_listener(reload_requests);
     let state = Arc::new(AppState {
         sink: Arc::new(StoreSink { store: pipeline.store.clone() }),
         searcher: pipeline.store.searcher().clone(),
@@ -177,7 +319,7 @@ async fn serve(config: &Config, pipeline: &Pipeline, rules: Arc<RuleSet>) -> any
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
         audit_context: k8s_audit::Context { cluster_name: config.cluster.name.clone() },
-        metrics: Metrics::default(),
+        metrics: Metrics { notifications: notification_counters, ..Metrics::default() },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -190,6 +332,30 @@ async fn serve(config: &Config, pipeline: &Pipeline, rules: Arc<RuleSet>) -> any
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("HTTP server failed")
+}
+
+/// Turns SIGHUP into a reload request. The task ends with the runtime,
+/// dropping the last sender, which stops the reload thread.
+fn spawn_hangup_listener(reload_requests: std::sync::mpsc::Sender<ReloadCause>) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP; rules reload only on file changes");
+                std::future::pending::<()>().await;
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the rules");
+            if reload_requests.send(ReloadCause::Hangup).is_err() {
+                return;
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reload_requests);
 }
 
 async fn shutdown_signal() {

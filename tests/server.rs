@@ -76,7 +76,10 @@ fn an_event_list_with_an_exec_is_searchable_within_two_seconds_and_raises_the_ex
     assert_eq!(alert["rule"]["level"], "medium");
     assert_eq!(alert["status"], "open");
     assert_eq!(alert["count"], 1);
-    assert_eq!(alert["group"], "user.name=mallory@example.org");
+    assert_eq!(
+        alert["group"],
+        "user.name=mallory@example.org orchestrator.namespace=shop orchestrator.resource.type=pods orchestrator.resource.name=web-7d9f"
+    );
     assert_eq!(alert["event_ids"], json!([exec_id]));
     for key in ["id", "first_seen", "last_seen"] {
         assert!(!alert[key].is_null(), "{key} in {alert}");

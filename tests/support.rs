@@ -104,6 +104,18 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), retry_after)
     }
 
+    pub fn patch_json(&self, path: &str, body: &Value) -> (u16, Value) {
+        let mut response = self
+            .agent
+            .patch(&self.url(path))
+            .header("content-type", "application/json")
+            .send(body.to_string().as_bytes())
+            .expect("PATCH");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().expect("body");
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
     /// Searches until `count` events match (the index commits on a timer)
     /// or the deadline passes; returns the last answer.
     pub fn search_until(&self, query: &str, count: u64, deadline: Duration) -> Value {
@@ -125,6 +137,16 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for a clean exit.
+    /// Sends a signal (`HUP`, `TERM`, ...) to the server process.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
     pub fn stop(mut self) -> String {
         let status =
             Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");

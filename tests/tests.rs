@@ -5,5 +5,6 @@
 mod cli;
 mod crash;
 mod golden;
+mod rules;
 mod server;
 mod support;

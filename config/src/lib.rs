@@ -10,6 +10,7 @@
 //!
 //! `config/vigil.example.toml` documents every key; a test parses it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,44 @@ pub struct Config {
     pub rules: RulesConfig,
     pub cluster: ClusterConfig,
     pub retention: RetentionConfig,
+    pub notify: NotifyConfig,
 }
+
+/// Where new alerts are sent.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotifyConfig {
+    pub destinations: Vec<NotifyDestination>,
+}
+
+/// One notification destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyDestination {
+    /// Names the destination in metrics and logs.
+    pub name: String,
+    pub kind: NotifyKind,
+    pub url: String,
+    /// Alerts of this level and above are sent: informational, low, medium, high, critical.
+    pub min_level: String,
+    /// At most this many requests a minute; more wait in the queue.
+    pub max_per_minute: u32,
+    /// Alerts waiting for this destination; beyond it, new ones are dropped and counted.
+    pub queue: usize,
+    /// Attempts after the first when the destination fails (5xx, 429, network).
+    pub retries: u32,
+    /// Wait before the first retry; doubled for each next one.
+    pub backoff: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyKind {
+    /// The alert as JSON.
+    Webhook,
+    /// A Slack-compatible incoming webhook: `{"text": ...}`.
+    Slack,
+}
+
+/// The Sigma levels, lowest first.
+pub const LEVELS: &[&str] = &["informational", "low", "medium", "high", "critical"];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpConfig {
@@ -68,6 +106,13 @@ pub struct RulesConfig {
     pub builtin: bool,
     /// Directories (or files) of Sigma rules.
     pub paths: Vec<PathBuf>,
+    /// Whether Vigil's field mapping for SigmaHQ's Kubernetes audit rules
+    /// (`apiGroup`, `hostPath`, `capabilities`) is applied.
+    pub kubernetes_mapping: bool,
+    /// A rule's field name → the event fields it stands for.
+    pub field_mapping: BTreeMap<String, Vec<String>>,
+    /// Values of `%name%` placeholders (`expand` modifier).
+    pub placeholders: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -92,13 +137,20 @@ impl Default for Config {
                 wal_segment_bytes: 64 * 1024 * 1024,
                 partition_span: Duration::from_secs(86_400),
             },
-            rules: RulesConfig { builtin: true, paths: Vec::new() },
+            rules: RulesConfig {
+                builtin: true,
+                paths: Vec::new(),
+                kubernetes_mapping: true,
+                field_mapping: BTreeMap::new(),
+                placeholders: BTreeMap::new(),
+            },
             cluster: ClusterConfig::default(),
             retention: RetentionConfig {
                 max_age: None,
                 max_bytes: None,
                 check_interval: Duration::from_secs(60),
             },
+            notify: NotifyConfig::default(),
         }
     }
 }
@@ -146,6 +198,28 @@ struct RawConfig {
     cluster: RawCluster,
     #[serde(default)]
     retention: RawRetention,
+    #[serde(default)]
+    notify: RawNotify,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    #[serde(default)]
+    destinations: Vec<RawDestination>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDestination {
+    name: String,
+    kind: String,
+    url: String,
+    min_level: Option<String>,
+    max_per_minute: Option<i64>,
+    queue: Option<i64>,
+    retries: Option<i64>,
+    backoff_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -179,6 +253,9 @@ struct RawRetention {
 struct RawRules {
     builtin: Option<bool>,
     paths: Option<Vec<PathBuf>>,
+    kubernetes_mapping: Option<bool>,
+    field_mapping: Option<BTreeMap<String, Vec<String>>>,
+    placeholders: Option<BTreeMap<String, Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -325,11 +402,79 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     if let Some(paths) = raw.rules.paths {
         config.rules.paths = paths;
     }
+    if let Some(kubernetes_mapping) = raw.rules.kubernetes_mapping {
+        config.rules.kubernetes_mapping = kubernetes_mapping;
+    }
+    for (table, values, target) in [
+        ("rules.field_mapping", raw.rules.field_mapping, &mut config.rules.field_mapping),
+        ("rules.placeholders", raw.rules.placeholders, &mut config.rules.placeholders),
+    ] {
+        for (name, list) in values.unwrap_or_default() {
+            if list.is_empty() || list.iter().any(|value| value.trim().is_empty()) {
+                problem(&format!("{table}.{name}"), "must be a list of non-empty strings".into());
+            } else {
+                target.insert(name, list);
+            }
+        }
+    }
     if let Some(name) = raw.cluster.name {
         if name.trim().is_empty() {
             problem("cluster.name", "must not be empty; leave it out instead".into());
         } else {
             config.cluster.name = Some(name);
+        }
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for (index, destination) in raw.notify.destinations.into_iter().enumerate() {
+        let key = |field: &str| format!("notify.destinations[{index}].{field}");
+        let before = problems.len();
+        let mut problem = |key: String, message: String| problems.push(ConfigProblem { key, message });
+        let name_is_plain = !destination.name.is_empty()
+            && destination.name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !name_is_plain || !names.insert(destination.name.clone()) {
+            problem(
+                key("name"),
+                format!("{:?} must be unique and made of letters, digits, - _ .", destination.name),
+            );
+        }
+        let kind = match destination.kind.as_str() {
+            "webhook" => NotifyKind::Webhook,
+            "slack" => NotifyKind::Slack,
+            other => {
+                problem(key("kind"), format!("{other:?} is not webhook or slack"));
+                NotifyKind::Webhook
+            }
+        };
+        if !(destination.url.starts_with("http://") || destination.url.starts_with("https://")) {
+            problem(key("url"), format!("{:?} is not an http:// or https:// URL", destination.url));
+        }
+        let min_level = destination.min_level.unwrap_or_else(|| "high".into());
+        if !LEVELS.contains(&min_level.as_str()) {
+            problem(key("min_level"), format!("{min_level:?} is not one of {}", LEVELS.join(", ")));
+        }
+        let mut bounded = |field: &str, value: Option<i64>, default: i64, low: i64, high: i64| match value {
+            None => default,
+            Some(value) if (low..=high).contains(&value) => value,
+            Some(value) => {
+                problem(key(field), format!("{value} is outside {low}..={high}"));
+                default
+            }
+        };
+        let max_per_minute = bounded("max_per_minute", destination.max_per_minute, 60, 1, 100_000);
+        let queue = bounded("queue", destination.queue, 1000, 1, 1_000_000);
+        let retries = bounded("retries", destination.retries, 3, 0, 20);
+        let backoff_ms = bounded("backoff_ms", destination.backoff_ms, 500, 1, 600_000);
+        if problems.len() == before {
+            config.notify.destinations.push(NotifyDestination {
+                name: destination.name,
+                kind,
+                url: destination.url,
+                min_level,
+                max_per_minute: max_per_minute as u32,
+                queue: queue as usize,
+                retries: retries as u32,
+                backoff: Duration::from_millis(backoff_ms as u64),
+            });
         }
     }
     if problems.is_empty() {
@@ -349,6 +494,11 @@ mod tests {
         let config = Config::from_file(&path).unwrap();
         let mut expected = Config::default();
         expected.data_dir = path.parent().unwrap().join("vigil-data");
+        expected.rules.field_mapping.insert("CommandLine".into(), vec!["process.command_line".into()]);
+        expected
+            .rules
+            .placeholders
+            .insert("admins".into(), vec!["alice@example.org".into(), "bob@example.org".into()]);
         expected.cluster.name = Some("production".into());
         assert_eq!(config, expected);
     }
@@ -362,6 +512,34 @@ mod tests {
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
         assert_eq!(keys, ["version", "http.listen", "http.max_body_bytes", "index.commit_interval_ms"]);
         assert!(error.to_string().contains("http.listen: \"nowhere\" is not an address like 127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn notification_destinations_are_validated_with_their_key() {
+        let error = Config::from_toml(
+            "version = 1\n[[notify.destinations]]\nname = \"a\"\nkind = \"email\"\nurl = \"ftp://x\"\nmin_level = \"urgent\"\nretries = 99\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "notify.destinations[0].kind",
+                "notify.destinations[0].url",
+                "notify.destinations[0].min_level",
+                "notify.destinations[0].retries"
+            ]
+        );
+    }
+
+    #[test]
+    fn rule_mappings_must_list_names() {
+        let error = Config::from_toml(
+            "version = 1\n[rules.field_mapping]\nverb = []\n[rules.placeholders]\nadmins = [\"\"]\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["rules.field_mapping.verb", "rules.placeholders.admins"]);
     }
 
     #[test]

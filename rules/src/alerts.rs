@@ -1,21 +1,28 @@
 //! Alerts: what a rule match becomes, grouped so that people can work them.
 //!
-//! One open alert per (rule, group); a later match of the same rule on the
-//! same group raises its count and adds its event. The group is the entity
-//! the match is about: `user.name=...`, else `host.name=...`, else empty.
-//! A match is recorded once per (rule, event), and once per (rule, audit
-//! request): the up to three audit events of one API request (one per stage)
-//! raise one alert, not three.
+//! One active (open or acknowledged) alert per (rule, group); a later match
+//! of the same rule on the same group raises its count and adds its event.
+//! The group is the entity the match is about: the values of the rule's
+//! `vigil-group-by` fields, by default the acting user and the object
+//! ([`crate::DEFAULT_GROUP_BY`]). After an alert is closed, matches within the
+//! rule's suppression window (`vigil-suppress`) of its last match are added
+//! to it without reopening it. A match is recorded once per (rule, event),
+//! and once per (rule, audit request): the up to three audit events of one
+//! API request (one per stage) raise one alert, not three.
+//!
+//! Each alert keeps why it fired (the selections, fields and values of its
+//! first match), the Git commit of the rules, its status, assignee and
+//! comments; [`AlertStore::update`] changes them.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use vigil_schema::{Event, fields};
 
-use crate::ruleset::RuleInfo;
+use crate::ruleset::{DEFAULT_GROUP_BY, MatchedField, RuleMatch};
 
 /// The status of an alert in the analyst's queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -55,7 +62,7 @@ pub struct AlertRule {
 }
 
 /// One alert, in the shape `GET /api/v1/alerts` answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     pub id: i64,
     pub rule: AlertRule,
@@ -67,16 +74,99 @@ pub struct Alert {
     /// The events that raised it, newest first (at most
     /// [`SqliteAlertStore::EVENT_IDS_SHOWN`]).
     pub event_ids: Vec<String>,
+    pub assignee: Option<String>,
+    /// The rule's author (the DRL licence of SigmaHQ rules asks to keep it).
+    pub author: Option<String>,
+    /// The Git commit of the rules that raised it, when they are a checkout.
+    pub rules_commit: Option<String>,
+    /// Why it fired: the matched selections, fields and values of its first match.
+    pub why: Why,
+    /// Matches added after it was closed, within the rule's suppression window.
+    pub suppressed: u64,
+    /// The comments, oldest first; only in [`AlertStore::get`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comments: Option<Vec<Comment>>,
 }
 
-/// The alert store failed.
+/// Why an alert fired.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Why {
+    pub selections: Vec<String>,
+    pub fields: Vec<WhyField>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct WhyField {
+    pub selection: Option<String>,
+    pub field: String,
+    pub value: serde_json::Value,
+}
+
+/// A note on an alert.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Comment {
+    pub author: String,
+    pub text: String,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A change to an alert: any of the three.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertUpdate {
+    pub status: Option<AlertStatus>,
+    /// `Some(None)` removes the assignee.
+    pub assignee: Option<Option<String>>,
+    pub comment: Option<NewComment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewComment {
+    pub author: String,
+    pub text: String,
+}
+
+/// What a batch of matches is recorded with.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordContext<'a> {
+    /// The consumer's position, stored in the same transaction.
+    pub checkpoint: &'a str,
+    /// The Git commit of the rules that matched.
+    pub rules_commit: Option<&'a str>,
+}
+
+/// The alert store failed, or was asked for something that is not there.
 #[derive(Debug, thiserror::Error)]
-#[error("alert store: {0}")]
-pub struct AlertError(String);
+pub enum AlertError {
+    #[error("alert store: {0}")]
+    Storage(String),
+    #[error("no alert {0}")]
+    NotFound(i64),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What kind of failure an [`AlertError`] is, for the web crate to map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertErrorKind {
+    Storage,
+    NotFound,
+    Invalid,
+}
+
+impl AlertError {
+    pub fn kind(&self) -> AlertErrorKind {
+        match self {
+            AlertError::Storage(_) => AlertErrorKind::Storage,
+            AlertError::NotFound(_) => AlertErrorKind::NotFound,
+            AlertError::Invalid(_) => AlertErrorKind::Invalid,
+        }
+    }
+}
 
 impl From<rusqlite::Error> for AlertError {
     fn from(error: rusqlite::Error) -> AlertError {
-        AlertError(error.to_string())
+        AlertError::Storage(error.to_string())
     }
 }
 
@@ -85,22 +175,30 @@ pub trait AlertStore: Send + Sync {
     /// Records matches and the consumer checkpoint they bring us to, atomically.
     fn record(
         &self,
-        matches: &[(Arc<RuleInfo>, &Event)],
-        checkpoint: &str,
+        matches: &[(RuleMatch, &Event)],
+        context: RecordContext<'_>,
     ) -> Result<RecordOutcome, AlertError>;
     /// The checkpoint of the last [`AlertStore::record`].
     fn checkpoint(&self) -> Result<Option<String>, AlertError>;
     /// Alerts, most recently seen first.
     fn list(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<Alert>, AlertError>;
+    /// One alert with its comments.
+    fn get(&self, id: i64) -> Result<Alert, AlertError>;
+    /// Changes an alert's status or assignee, or adds a comment; returns it.
+    fn update(&self, id: i64, update: &AlertUpdate) -> Result<Alert, AlertError>;
 }
 
 /// What a call to [`AlertStore::record`] changed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RecordOutcome {
     pub new_alerts: usize,
     pub updated_alerts: usize,
     /// Matches already recorded (a replay, or another stage of one request).
     pub duplicates: usize,
+    /// Matches added to a closed alert within the rule's suppression window.
+    pub suppressed: usize,
+    /// The alerts this call opened, to notify about.
+    pub new_alert_ids: Vec<i64>,
 }
 
 /// Alert state in an embedded SQLite database.
@@ -113,7 +211,7 @@ impl SqliteAlertStore {
 
     pub fn open(path: &Path) -> Result<SqliteAlertStore, AlertError> {
         let connection = Connection::open(path)
-            .map_err(|error| AlertError(format!("cannot open {}: {error}", path.display())))?;
+            .map_err(|error| AlertError::Storage(format!("cannot open {}: {error}", path.display())))?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -130,7 +228,8 @@ impl SqliteAlertStore {
                  last_seen TEXT NOT NULL,
                  count INTEGER NOT NULL
              );
-             CREATE UNIQUE INDEX IF NOT EXISTS alerts_open ON alerts (rule_id, grp) WHERE status = 'open';
+             DROP INDEX IF EXISTS alerts_open;
+             CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (rule_id, grp) WHERE status != 'closed';
              CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts (last_seen);
              CREATE TABLE IF NOT EXISTS alert_events (
                  alert_id INTEGER NOT NULL,
@@ -138,8 +237,32 @@ impl SqliteAlertStore {
                  PRIMARY KEY (alert_id, event_id)
              );
              CREATE TABLE IF NOT EXISTS seen (rule_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (rule_id, key));
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS alert_comments (
+                 id INTEGER PRIMARY KEY,
+                 alert_id INTEGER NOT NULL,
+                 author TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at TEXT NOT NULL
+             );",
         )?;
+        // Columns added after the first release: added to older databases.
+        let existing: Vec<String> = connection
+            .prepare("SELECT name FROM pragma_table_info('alerts')")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (column, definition) in [
+            ("assignee", "TEXT"),
+            ("author", "TEXT"),
+            ("rules_commit", "TEXT"),
+            ("why", "TEXT NOT NULL DEFAULT '{}'"),
+            ("suppressed", "INTEGER NOT NULL DEFAULT 0"),
+            ("closed_at", "TEXT"),
+        ] {
+            if !existing.iter().any(|name| name == column) {
+                connection.execute_batch(&format!("ALTER TABLE alerts ADD COLUMN {column} {definition}"))?;
+            }
+        }
         Ok(SqliteAlertStore { connection: Mutex::new(connection) })
     }
 
@@ -148,26 +271,107 @@ impl SqliteAlertStore {
     }
 }
 
-/// The entity an alert groups on.
-fn group_of(event: &Event) -> String {
-    for name in [fields::USER_NAME, fields::HOST_NAME] {
-        if let Some(value) = event.get_str(name) {
-            return format!("{name}={value}");
+/// The entity an alert groups on: `field=value` for each grouping field
+/// the event has, space-separated.
+fn group_of(group_by: &[String], event: &Event) -> String {
+    let mut parts = Vec::new();
+    let mut add = |name: &str| {
+        if let Some(value) = field_text(event, name) {
+            parts.push(format!("{name}={value}"));
         }
+    };
+    if group_by.is_empty() {
+        DEFAULT_GROUP_BY.iter().for_each(|name| add(name));
+    } else {
+        group_by.iter().for_each(|name| add(name));
     }
-    String::new()
+    parts.join(" ")
+}
+
+/// A field's value as text: a schema field, else a path in the original.
+fn field_text(event: &Event, name: &str) -> Option<String> {
+    let value = event.fields.get(name).or_else(|| crate::event::mixed_lookup(&event.original, name))?;
+    match value {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+fn why_of(found: &RuleMatch) -> Why {
+    let hidden = |name: &str| name.starts_with("__filter_");
+    Why {
+        selections: found.selections.iter().filter(|name| !hidden(name)).cloned().collect(),
+        fields: found
+            .fields
+            .iter()
+            .filter(|field| !field.selection.as_deref().is_some_and(hidden))
+            .map(|MatchedField { selection, field, value }| WhyField {
+                selection: selection.clone(),
+                field: field.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    }
+}
+
+const ALERT_COLUMNS: &str =
+    "id, rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count,
+     assignee, author, rules_commit, why, suppressed";
+
+fn alert_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+    let tags: String = row.get(4)?;
+    let status: String = row.get(6)?;
+    let why: String = row.get(13)?;
+    Ok(Alert {
+        id: row.get(0)?,
+        rule: AlertRule {
+            id: row.get(1)?,
+            title: row.get(2)?,
+            level: row.get(3)?,
+            tags: serde_json::from_str(&tags).unwrap_or_default(),
+        },
+        group: row.get(5)?,
+        status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Open),
+        first_seen: row.get(7)?,
+        last_seen: row.get(8)?,
+        count: row.get::<_, i64>(9)? as u64,
+        event_ids: Vec::new(),
+        assignee: row.get(10)?,
+        author: row.get(11)?,
+        rules_commit: row.get(12)?,
+        why: serde_json::from_str(&why).unwrap_or_default(),
+        suppressed: row.get::<_, i64>(14)? as u64,
+        comments: None,
+    })
+}
+
+fn event_ids_of(connection: &Connection, alert: &mut Alert) -> Result<(), AlertError> {
+    let mut events = connection.prepare_cached(
+        "SELECT event_id FROM alert_events WHERE alert_id = ?1 ORDER BY event_id DESC LIMIT ?2",
+    )?;
+    alert.event_ids = events
+        .query_map(params![alert.id, SqliteAlertStore::EVENT_IDS_SHOWN as i64], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(())
+}
+
+fn seconds_between(earlier: &str, later: &str) -> Option<i64> {
+    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok();
+    Some((parse(later)? - parse(earlier)?).num_seconds())
 }
 
 impl AlertStore for SqliteAlertStore {
     fn record(
         &self,
-        matches: &[(Arc<RuleInfo>, &Event)],
-        checkpoint: &str,
+        matches: &[(RuleMatch, &Event)],
+        context: RecordContext<'_>,
     ) -> Result<RecordOutcome, AlertError> {
         let mut connection = self.lock();
         let transaction = connection.transaction()?;
         let mut outcome = RecordOutcome::default();
-        for (rule, event) in matches {
+        for (found, event) in matches {
+            let rule = &found.rule;
             let event_id = event.id.to_string();
             let first_time = transaction.execute(
                 "INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)",
@@ -187,39 +391,63 @@ impl AlertStore for SqliteAlertStore {
                 continue;
             }
             let seen_at = vigil_schema::format_timestamp(event.timestamp);
-            let group = group_of(event);
-            let existing: Option<(i64, String, String)> = transaction
+            let group = group_of(&rule.group_by, event);
+            let active: Option<(i64, String, String)> = transaction
                 .query_row(
-                    "SELECT id, first_seen, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status = 'open'",
+                    "SELECT id, first_seen, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status != 'closed'",
                     params![rule.id, group],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
-            let alert_id = match existing {
-                Some((id, first_seen, last_seen)) => {
-                    transaction.execute(
-                        "UPDATE alerts SET count = count + 1, first_seen = ?2, last_seen = ?3 WHERE id = ?1",
-                        params![id, earlier(&first_seen, &seen_at), later(&last_seen, &seen_at)],
-                    )?;
-                    outcome.updated_alerts += 1;
-                    id
-                }
-                None => {
-                    transaction.execute(
-                        "INSERT INTO alerts (rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count)
-                         VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?6, 1)",
-                        params![
-                            rule.id,
-                            rule.title,
-                            rule.level,
-                            serde_json::to_string(&rule.tags).unwrap_or_default(),
-                            group,
-                            seen_at
-                        ],
-                    )?;
-                    outcome.new_alerts += 1;
-                    transaction.last_insert_rowid()
-                }
+            let suppressing: Option<(i64, String)> = match (&active, rule.suppress_seconds) {
+                (None, Some(window)) => transaction
+                    .query_row(
+                        "SELECT id, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status = 'closed'
+                         ORDER BY last_seen DESC LIMIT 1",
+                        params![rule.id, group],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()?
+                    .filter(|(_, last_seen): &(i64, String)| {
+                        seconds_between(last_seen, &seen_at).is_some_and(|gap| gap <= window as i64)
+                    }),
+                _ => None,
+            };
+            let alert_id = if let Some((id, first_seen, last_seen)) = active {
+                transaction.execute(
+                    "UPDATE alerts SET count = count + 1, first_seen = ?2, last_seen = ?3 WHERE id = ?1",
+                    params![id, earlier(&first_seen, &seen_at), later(&last_seen, &seen_at)],
+                )?;
+                outcome.updated_alerts += 1;
+                id
+            } else if let Some((id, last_seen)) = suppressing {
+                transaction.execute(
+                    "UPDATE alerts SET count = count + 1, suppressed = suppressed + 1, last_seen = ?2 WHERE id = ?1",
+                    params![id, later(&last_seen, &seen_at)],
+                )?;
+                outcome.suppressed += 1;
+                id
+            } else {
+                transaction.execute(
+                    "INSERT INTO alerts (rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count,
+                                         author, rules_commit, why)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?6, 1, ?7, ?8, ?9)",
+                    params![
+                        rule.id,
+                        rule.title,
+                        rule.level,
+                        serde_json::to_string(&rule.tags).unwrap_or_default(),
+                        group,
+                        seen_at,
+                        rule.author,
+                        context.rules_commit,
+                        serde_json::to_string(&why_of(found)).unwrap_or_default(),
+                    ],
+                )?;
+                outcome.new_alerts += 1;
+                let id = transaction.last_insert_rowid();
+                outcome.new_alert_ids.push(id);
+                id
             };
             transaction.execute(
                 "INSERT OR IGNORE INTO alert_events (alert_id, event_id) VALUES (?1, ?2)",
@@ -228,7 +456,7 @@ impl AlertStore for SqliteAlertStore {
         }
         transaction.execute(
             "INSERT INTO meta (key, value) VALUES ('checkpoint', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
-            params![checkpoint],
+            params![context.checkpoint],
         )?;
         transaction.commit()?;
         Ok(outcome)
@@ -243,39 +471,95 @@ impl AlertStore for SqliteAlertStore {
 
     fn list(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<Alert>, AlertError> {
         let connection = self.lock();
-        let mut statement = connection.prepare(
-            "SELECT id, rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count
-             FROM alerts WHERE (?1 IS NULL OR status = ?1) ORDER BY last_seen DESC, id DESC LIMIT ?2",
-        )?;
-        let rows = statement.query_map(params![status.map(AlertStatus::as_str), limit as i64], |row| {
-            let tags: String = row.get(4)?;
-            let status: String = row.get(6)?;
-            Ok(Alert {
-                id: row.get(0)?,
-                rule: AlertRule {
-                    id: row.get(1)?,
-                    title: row.get(2)?,
-                    level: row.get(3)?,
-                    tags: serde_json::from_str(&tags).unwrap_or_default(),
-                },
-                group: row.get(5)?,
-                status: AlertStatus::parse(&status).unwrap_or(AlertStatus::Open),
-                first_seen: row.get(7)?,
-                last_seen: row.get(8)?,
-                count: row.get::<_, i64>(9)? as u64,
-                event_ids: Vec::new(),
-            })
-        })?;
+        let mut statement = connection.prepare(&format!(
+            "SELECT {ALERT_COLUMNS} FROM alerts WHERE (?1 IS NULL OR status = ?1) ORDER BY last_seen DESC, id DESC LIMIT ?2"
+        ))?;
+        let rows =
+            statement.query_map(params![status.map(AlertStatus::as_str), limit as i64], alert_from_row)?;
         let mut alerts = rows.collect::<Result<Vec<_>, _>>()?;
-        let mut events = connection.prepare(
-            "SELECT event_id FROM alert_events WHERE alert_id = ?1 ORDER BY event_id DESC LIMIT ?2",
-        )?;
         for alert in &mut alerts {
-            alert.event_ids = events
-                .query_map(params![alert.id, Self::EVENT_IDS_SHOWN as i64], |row| row.get(0))?
-                .collect::<Result<_, _>>()?;
+            event_ids_of(&connection, alert)?;
         }
         Ok(alerts)
+    }
+
+    fn get(&self, id: i64) -> Result<Alert, AlertError> {
+        let connection = self.lock();
+        let mut alert = connection
+            .query_row(
+                &format!("SELECT {ALERT_COLUMNS} FROM alerts WHERE id = ?1"),
+                params![id],
+                alert_from_row,
+            )
+            .optional()?
+            .ok_or(AlertError::NotFound(id))?;
+        event_ids_of(&connection, &mut alert)?;
+        let mut comments = connection
+            .prepare("SELECT author, text, at FROM alert_comments WHERE alert_id = ?1 ORDER BY id")?;
+        alert.comments = Some(
+            comments
+                .query_map(params![id], |row| {
+                    Ok(Comment { author: row.get(0)?, text: row.get(1)?, at: row.get(2)? })
+                })?
+                .collect::<Result<_, _>>()?,
+        );
+        Ok(alert)
+    }
+
+    fn update(&self, id: i64, update: &AlertUpdate) -> Result<Alert, AlertError> {
+        if let Some(comment) = &update.comment
+            && (comment.author.trim().is_empty() || comment.text.trim().is_empty())
+        {
+            return Err(AlertError::Invalid("a comment needs a non-empty author and text".into()));
+        }
+        {
+            let mut connection = self.lock();
+            let transaction = connection.transaction()?;
+            let current: Option<(String, String, String)> = transaction
+                .query_row("SELECT status, rule_id, grp FROM alerts WHERE id = ?1", params![id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
+                .optional()?;
+            let Some((status, rule_id, group)) = current else { return Err(AlertError::NotFound(id)) };
+            let now = vigil_schema::format_timestamp(Utc::now());
+            if let Some(new_status) = update.status
+                && new_status.as_str() != status
+            {
+                if status == "closed" {
+                    // Reopening: only one active alert per rule and group.
+                    let other: Option<i64> = transaction
+                        .query_row(
+                            "SELECT id FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status != 'closed'",
+                            params![rule_id, group],
+                            |row| row.get(0),
+                        )
+                        .optional()?;
+                    if let Some(other) = other {
+                        return Err(AlertError::Invalid(format!(
+                            "alert {other} is already active for this rule and group; work that one"
+                        )));
+                    }
+                }
+                let closed_at = (new_status == AlertStatus::Closed).then_some(now.as_str());
+                transaction.execute(
+                    "UPDATE alerts SET status = ?2, closed_at = ?3 WHERE id = ?1",
+                    params![id, new_status.as_str(), closed_at],
+                )?;
+            }
+            if let Some(assignee) = &update.assignee {
+                let assignee = assignee.as_deref().map(str::trim).filter(|name| !name.is_empty());
+                transaction
+                    .execute("UPDATE alerts SET assignee = ?2 WHERE id = ?1", params![id, assignee])?;
+            }
+            if let Some(comment) = &update.comment {
+                transaction.execute(
+                    "INSERT INTO alert_comments (alert_id, author, text, at) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, comment.author.trim(), comment.text, now],
+                )?;
+            }
+            transaction.commit()?;
+        }
+        self.get(id)
     }
 }
 

@@ -1,5 +1,3 @@
-use std::sync::Arc;
-
 use chrono::Utc;
 use serde_json::{Value, json};
 use vigil_ingest::k8s_audit::{Context, normalize};
@@ -46,8 +44,15 @@ fn the_builtin_pack_loads_without_warnings() {
     assert_eq!(rules.rules().len(), BUILTIN_PACK.len());
     assert!(rules.warnings().is_empty(), "{:?}", rules.warnings());
     for rule in rules.rules() {
-        assert_eq!(rule.datasets, vec!["k8s.audit"], "{}", rule.title);
+        let expected = if rule.origin.starts_with("builtin:falco_") { "falco" } else { "k8s.audit" };
+        assert_eq!(rule.datasets, vec![expected], "{}", rule.title);
+        assert!(
+            rule.tags.iter().any(|tag| tag.starts_with("attack.t")),
+            "{} has no ATT&CK technique",
+            rule.title
+        );
     }
+    assert!(rules.rules().len() >= 40);
 }
 
 #[test]
@@ -92,7 +97,7 @@ fn filters_in_builtin_rules_exclude_what_they_should() {
     let forbidden_read = audit(
         json!({"verb": "get", "objectRef": {"resource": "secrets"}, "annotations": {"authorization.k8s.io/decision": "forbid"}, "responseStatus": {"code": 403}}),
     );
-    assert!(matched(&rules, &forbidden_read).is_empty());
+    assert_eq!(matched(&rules, &forbidden_read), vec!["Request Forbidden For A User".to_owned()]);
     let health = audit(json!({"user": {"username": "system:anonymous"}, "requestURI": "/healthz?verbose"}));
     assert!(matched(&rules, &health).is_empty());
     let unprivileged = audit(
@@ -151,19 +156,141 @@ fn one_request_raises_one_alert_and_replays_change_nothing() {
         exec("ResponseComplete", "req-1"),
         exec("ResponseStarted", "req-2"),
     ];
-    let matches: Vec<(Arc<RuleInfo>, &Event)> = events
+    let matches: Vec<(RuleMatch, &Event)> = events
         .iter()
-        .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found.rule, event)))
+        .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found, event)))
         .collect();
     assert_eq!(matches.len(), 3);
-    let outcome = store.record(&matches, "c1").unwrap();
+    let context = |checkpoint| RecordContext { checkpoint, rules_commit: Some("abc123") };
+    let outcome = store.record(&matches, context("c1")).unwrap();
     assert_eq!((outcome.new_alerts, outcome.updated_alerts, outcome.duplicates), (1, 1, 1));
-    let again = store.record(&matches, "c2").unwrap();
+    let again = store.record(&matches, context("c2")).unwrap();
     assert_eq!(again.duplicates, 3);
     let alerts = store.list(None, 10).unwrap();
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].count, 2);
-    assert_eq!(alerts[0].group, "user.name=dana@example.org");
+    assert_eq!(
+        alerts[0].group,
+        "user.name=dana@example.org orchestrator.namespace=shop orchestrator.resource.type=pods"
+    );
     assert_eq!(alerts[0].event_ids.len(), 2);
+    assert_eq!(alerts[0].rules_commit.as_deref(), Some("abc123"));
+    assert_eq!(alerts[0].author.as_deref(), Some("Vigil"));
+    assert_eq!(alerts[0].why.selections, vec!["selection"]);
+    assert!(
+        alerts[0]
+            .why
+            .fields
+            .iter()
+            .any(|field| field.field == "objectRef.subresource" && field.value == json!("exec"))
+    );
     assert_eq!(store.checkpoint().unwrap().as_deref(), Some("c2"));
+}
+
+fn rule_dir(text: &str) -> (tempfile::TempDir, RuleSet) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rule.yml"), text).unwrap();
+    let rules = RuleSet::load(&[RuleSource::Path(dir.path().to_owned())]).unwrap();
+    (dir, rules)
+}
+
+const EXEC_RULE_WITH_ALERTING: &str = "title: Exec\nid: exec-1\nlevel: high\nvigil-group-by: objectRef.name\nvigil-suppress: 1h\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n  s:\n    objectRef.subresource: exec\n  condition: s\n";
+
+fn exec_at(audit_id: &str, user: &str, pod: &str, time: &str) -> Event {
+    audit(
+        json!({"verb": "create", "auditID": audit_id, "user": {"username": user}, "requestReceivedTimestamp": time,
+                 "objectRef": {"resource": "pods", "subresource": "exec", "name": pod}}),
+    )
+}
+
+fn record_all(store: &SqliteAlertStore, rules: &RuleSet, events: &[Event]) -> RecordOutcome {
+    let matches: Vec<(RuleMatch, &Event)> = events
+        .iter()
+        .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found, event)))
+        .collect();
+    store.record(&matches, RecordContext { checkpoint: "c", rules_commit: None }).unwrap()
+}
+
+#[test]
+fn a_rule_chooses_its_group_and_its_suppression_window() {
+    let (_dir, rules) = rule_dir(EXEC_RULE_WITH_ALERTING);
+    assert_eq!(rules.rules()[0].group_by, vec!["objectRef.name"]);
+    assert_eq!(rules.rules()[0].suppress_seconds, Some(3600));
+    let data = tempfile::tempdir().unwrap();
+    let store = SqliteAlertStore::open(&data.path().join("alerts.db")).unwrap();
+    // Two users on one pod: one alert, grouped by the pod.
+    let outcome = record_all(
+        &store,
+        &rules,
+        &[
+            exec_at("r1", "dana", "web-1", "2026-01-01T10:00:00Z"),
+            exec_at("r2", "eve", "web-1", "2026-01-01T10:05:00Z"),
+        ],
+    );
+    assert_eq!((outcome.new_alerts, outcome.updated_alerts), (1, 1));
+    let alert = &store.list(None, 10).unwrap()[0];
+    assert_eq!(alert.group, "objectRef.name=web-1");
+    store
+        .update(alert.id, &AlertUpdate { status: Some(AlertStatus::Closed), ..AlertUpdate::default() })
+        .unwrap();
+    // Within the hour after its last match, a closed alert absorbs matches.
+    let suppressed = record_all(&store, &rules, &[exec_at("r3", "dana", "web-1", "2026-01-01T10:50:00Z")]);
+    assert_eq!((suppressed.new_alerts, suppressed.suppressed), (0, 1));
+    let alert = store.get(alert.id).unwrap();
+    assert_eq!((alert.status, alert.count, alert.suppressed), (AlertStatus::Closed, 3, 1));
+    // Later, a new alert opens.
+    let later = record_all(&store, &rules, &[exec_at("r4", "dana", "web-1", "2026-01-01T13:00:00Z")]);
+    assert_eq!(later.new_alerts, 1);
+    assert_eq!(store.list(Some(AlertStatus::Open), 10).unwrap().len(), 1);
+}
+
+#[test]
+fn bad_alerting_attributes_are_load_errors_with_their_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rule.yml"), EXEC_RULE_WITH_ALERTING.replace("1h", "soon")).unwrap();
+    let error = RuleSet::load(&[RuleSource::Path(dir.path().to_owned())]).unwrap_err();
+    let text = error.to_string();
+    assert!(
+        text.contains("rule.yml:5: error: rule \"Exec\": vigil-suppress: \"soon\" is not a duration"),
+        "{text}"
+    );
+}
+
+#[test]
+fn analysts_work_alerts_and_the_work_survives_a_restart() {
+    let (_dir, rules) = rule_dir(EXEC_RULE_WITH_ALERTING);
+    let data = tempfile::tempdir().unwrap();
+    let path = data.path().join("alerts.db");
+    let id = {
+        let store = SqliteAlertStore::open(&path).unwrap();
+        record_all(&store, &rules, &[exec_at("r1", "dana", "web-1", "2026-01-01T10:00:00Z")]);
+        let id = store.list(None, 1).unwrap()[0].id;
+        let update = AlertUpdate {
+            status: Some(AlertStatus::Acknowledged),
+            assignee: Some(Some("rhea".into())),
+            comment: Some(NewComment { author: "rhea".into(), text: "asked dana why".into() }),
+        };
+        let alert = store.update(id, &update).unwrap();
+        assert_eq!(alert.status, AlertStatus::Acknowledged);
+        // An acknowledged alert still collects matches.
+        let outcome = record_all(&store, &rules, &[exec_at("r2", "dana", "web-1", "2026-01-01T10:01:00Z")]);
+        assert_eq!(outcome.updated_alerts, 1);
+        id
+    };
+    let store = SqliteAlertStore::open(&path).unwrap();
+    let alert = store.get(id).unwrap();
+    assert_eq!(alert.status, AlertStatus::Acknowledged);
+    assert_eq!(alert.assignee.as_deref(), Some("rhea"));
+    assert_eq!(alert.count, 2);
+    let comments = alert.comments.unwrap();
+    assert_eq!((comments[0].author.as_str(), comments[0].text.as_str()), ("rhea", "asked dana why"));
+    let unassigned =
+        store.update(id, &AlertUpdate { assignee: Some(None), ..AlertUpdate::default() }).unwrap();
+    assert_eq!(unassigned.assignee, None);
+    assert!(matches!(store.get(999), Err(AlertError::NotFound(999))));
+    let empty = AlertUpdate {
+        comment: Some(NewComment { author: "x".into(), text: " ".into() }),
+        ..AlertUpdate::default()
+    };
+    assert_eq!(store.update(id, &empty).unwrap_err().kind(), AlertErrorKind::Invalid);
 }

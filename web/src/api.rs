@@ -28,7 +28,7 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(state.searcher.count(), state.rules.rules().len());
+    let body = state.metrics.render(state.searcher.count(), state.rules.current().rules().len());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -311,8 +311,73 @@ pub async fn alerts(
     Ok(Json(json!({ "alerts": alerts })))
 }
 
+/// `GET /api/v1/alerts/{id}`: one alert with its comments.
+pub async fn alert(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+    let store = state.alerts.clone();
+    let alert = tokio::task::spawn_blocking(move || store.get(id)).await??;
+    Ok(Json(json!(alert)))
+}
+
+/// The body of `PATCH /api/v1/alerts/{id}`: any of the three keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertPatch {
+    status: Option<String>,
+    /// A name, or `null` to unassign.
+    #[serde(default, deserialize_with = "present")]
+    assignee: Option<Option<String>>,
+    comment: Option<CommentPatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommentPatch {
+    author: String,
+    text: String,
+}
+
+/// Tells a key given as `null` (`Some(None)`) from a missing one (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Ok(Some(Option::deserialize(deserializer)?))
+}
+
+/// `PATCH /api/v1/alerts/{id}`: `{"status": "acknowledged", "assignee": "dana",
+/// "comment": {"author": "dana", "text": "looking"}}`; answers the alert.
+pub async fn update_alert(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let patch: AlertPatch = serde_json::from_slice(&body)
+        .map_err(|error| ApiError::BadRequest(format!("invalid alert change: {error}")))?;
+    let status = match patch.status.as_deref() {
+        None => None,
+        Some(text) => Some(AlertStatus::parse(text).ok_or_else(|| {
+            ApiError::BadRequest(format!("status: {text:?} is not one of open, acknowledged, closed"))
+        })?),
+    };
+    let update = vigil_rules::AlertUpdate {
+        status,
+        assignee: patch.assignee,
+        comment: patch
+            .comment
+            .map(|comment| vigil_rules::NewComment { author: comment.author, text: comment.text }),
+    };
+    let store = state.alerts.clone();
+    let alert = tokio::task::spawn_blocking(move || store.update(id, &update)).await??;
+    Ok(Json(json!(alert)))
+}
+
 /// `GET /api/v1/rules`: the loaded rules.
 pub async fn rules(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let rules: Vec<_> = state.rules.rules().iter().map(|rule| rule.as_ref()).collect();
-    Json(json!({ "rules": rules, "warnings": state.rules.warnings() }))
+    let status = state.rules.status();
+    let rules: Vec<_> = status.rules.rules().iter().map(|rule| rule.as_ref()).collect();
+    Json(json!({
+        "rules": rules,
+        "warnings": status.rules.warnings(),
+        "sources": status.origin.sources,
+        "loaded_at": status.origin.loaded_at,
+        "generation": status.generation,
+        "reload_error": status.last_failure,
+    }))
 }

@@ -85,7 +85,11 @@ impl From<SinkError> for ApiError {
 
 impl From<vigil_rules::AlertError> for ApiError {
     fn from(error: vigil_rules::AlertError) -> ApiError {
-        ApiError::Internal(error.to_string())
+        match error.kind() {
+            vigil_rules::AlertErrorKind::NotFound => ApiError::NotFound(error.to_string()),
+            vigil_rules::AlertErrorKind::Invalid => ApiError::BadRequest(error.to_string()),
+            vigil_rules::AlertErrorKind::Storage => ApiError::Internal(error.to_string()),
+        }
     }
 }
 

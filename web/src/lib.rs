@@ -23,10 +23,10 @@ use axum::http::{HeaderValue, header};
 use axum::routing::{get, post};
 use vigil_index::Searcher;
 use vigil_ingest::k8s_audit;
-use vigil_rules::{AlertStore, RuleSet};
+use vigil_rules::{AlertStore, LiveRules};
 use vigil_schema::EventSink;
 
-pub use metrics::Metrics;
+pub use metrics::{DestinationCounters, Metrics, NotificationCounters};
 
 /// Request size limits.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +42,8 @@ pub struct AppState {
     pub sink: Arc<dyn EventSink>,
     pub searcher: Searcher,
     pub alerts: Arc<dyn AlertStore>,
-    pub rules: Arc<RuleSet>,
+    /// The running rules; replaced whole on reload.
+    pub rules: Arc<LiveRules>,
     pub limits: Limits,
     pub audit_context: k8s_audit::Context,
     pub metrics: Metrics,
@@ -71,6 +72,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/v1/fields/{field}/distinct", get(api::distinct))
         .route("/api/v1/events/{id}", get(api::event))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts/{id}", get(api::alert).patch(api::update_alert))
         .route("/api/v1/rules", get(api::rules))
         .route("/", get(ui::home))
         .route("/events/{id}", get(ui::event_page))

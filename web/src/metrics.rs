@@ -1,6 +1,7 @@
 //! Counters for `GET /metrics`, in Prometheus text format.
 
 use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Ingest counters of the HTTP sources.
@@ -12,6 +13,40 @@ pub struct Metrics {
     pub audit_rejected: AtomicU64,
     pub audit_refused_too_large: AtomicU64,
     pub audit_refused_unavailable: AtomicU64,
+    /// Filled by the notifier, one entry per destination.
+    pub notifications: Arc<NotificationCounters>,
+}
+
+/// What happened to the alerts sent to each notification destination.
+#[derive(Debug, Default)]
+pub struct NotificationCounters {
+    pub destinations: Vec<(String, DestinationCounters)>,
+}
+
+#[derive(Debug, Default)]
+pub struct DestinationCounters {
+    /// Delivered (2xx).
+    pub sent: AtomicU64,
+    /// Given up after every retry, or refused with a 4xx.
+    pub failed: AtomicU64,
+    /// Not queued: the destination's queue was full.
+    pub dropped: AtomicU64,
+    /// Attempts after a failed one.
+    pub retries: AtomicU64,
+    /// Times a send waited for the rate limit.
+    pub rate_limited: AtomicU64,
+}
+
+impl NotificationCounters {
+    pub fn for_destinations(names: &[String]) -> NotificationCounters {
+        NotificationCounters {
+            destinations: names.iter().map(|name| (name.clone(), DestinationCounters::default())).collect(),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&DestinationCounters> {
+        self.destinations.iter().find(|(known, _)| known == name).map(|(_, counters)| counters)
+    }
 }
 
 pub const INGEST_REQUESTS: &str = "vigil_ingest_requests_total";
@@ -20,6 +55,9 @@ pub const INGEST_EVENTS: &str = "vigil_ingest_events_total";
 pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
+pub const NOTIFICATIONS: &str = "vigil_notifications_total";
+pub const NOTIFICATION_RETRIES: &str = "vigil_notification_retries_total";
+pub const NOTIFICATION_RATE_LIMITED: &str = "vigil_notification_rate_limited_total";
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, amount: u64) {
@@ -69,6 +107,45 @@ impl Metrics {
         let _ = writeln!(out, "{INDEX_DOCUMENTS} {indexed_documents}");
         let _ = writeln!(out, "# HELP {RULES_LOADED} Detection rules loaded.\n# TYPE {RULES_LOADED} gauge");
         let _ = writeln!(out, "{RULES_LOADED} {rules_loaded}");
+        if !self.notifications.destinations.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP {NOTIFICATIONS} Alert notifications, by destination and outcome.\n# TYPE {NOTIFICATIONS} counter"
+            );
+            for (name, counters) in &self.notifications.destinations {
+                for (result, counter) in
+                    [("sent", &counters.sent), ("failed", &counters.failed), ("dropped", &counters.dropped)]
+                {
+                    let _ = writeln!(
+                        out,
+                        "{NOTIFICATIONS}{{destination=\"{name}\",result=\"{result}\"}} {}",
+                        read(counter)
+                    );
+                }
+            }
+            let _ = writeln!(
+                out,
+                "# HELP {NOTIFICATION_RETRIES} Notification attempts after a failed one.\n# TYPE {NOTIFICATION_RETRIES} counter"
+            );
+            for (name, counters) in &self.notifications.destinations {
+                let _ = writeln!(
+                    out,
+                    "{NOTIFICATION_RETRIES}{{destination=\"{name}\"}} {}",
+                    read(&counters.retries)
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP {NOTIFICATION_RATE_LIMITED} Notifications that waited for the rate limit.\n# TYPE {NOTIFICATION_RATE_LIMITED} counter"
+            );
+            for (name, counters) in &self.notifications.destinations {
+                let _ = writeln!(
+                    out,
+                    "{NOTIFICATION_RATE_LIMITED}{{destination=\"{name}\"}} {}",
+                    read(&counters.rate_limited)
+                );
+            }
+        }
         out
     }
 }
