@@ -357,23 +357,20 @@ pub fn backtest(args: BacktestArgs) -> anyhow::Result<ExitCode> {
     for warning in rules.warnings() {
         eprintln!("{warning}");
     }
-    if rules.correlation_count() > 0 {
-        eprintln!(
-            "note: {} correlation rule(s) are not backtested: history is read newest first, correlations need time order",
-            rules.correlation_count()
-        );
-    }
     let searcher = Searcher::open_read_only(&args.data_dir)?;
     // Alerts are raised in a throw-away in-memory store with the server's
     // rules for grouping and de-duplication; the data directory is not touched.
     let store = SqliteAlertStore::open(Path::new(":memory:"))?;
     let mut tallies: BTreeMap<String, BacktestTally> = BTreeMap::new();
     let mut events_seen = 0_u64;
+    // History is read oldest first, so correlation windows see the events in
+    // time order, as they would have live.
+    let mut correlator = rules.correlator();
     for_each_stored_event(&searcher, from, to, |events| {
         events_seen += events.len() as u64;
         let mut matches: Vec<(RuleMatch, &Event)> = Vec::new();
         for event in events {
-            for found in rules.evaluate(event) {
+            for found in rules.evaluate_correlated(&mut correlator, event) {
                 tallies.entry(found.rule.id.clone()).or_default().matches += 1;
                 matches.push((found, event));
             }

@@ -149,6 +149,11 @@ fn rules_backtest_counts_alerts_per_rule_and_entity_without_creating_any() {
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("exec.yml"), EXEC_RULE).unwrap();
+    std::fs::write(
+        rules.join("exec_burst.yml"),
+        "title: Repeated Exec\nid: exec-burst\nlevel: high\ncorrelation:\n  type: event_count\n  generate: true\n  rules:\n    - exec-1\n  group-by:\n    - user.name\n  timespan: 1m\n  condition:\n    gte: 2\n",
+    )
+    .unwrap();
     let before = snapshot(&data_dir);
     let output = vigil(&[
         "rules",
@@ -163,7 +168,11 @@ fn rules_backtest_counts_alerts_per_rule_and_entity_without_creating_any() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let printed: Vec<Value> =
         stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
-    assert_eq!(printed.len(), 1);
+    assert_eq!(printed.len(), 2, "{printed:?}");
+    let burst =
+        printed.iter().find(|line| line["rule_id"] == "exec-burst").expect("the correlation is backtested");
+    assert_eq!(burst["alerts"], json!(1), "only mallory execs twice: {burst}");
+    let printed: Vec<Value> = printed.into_iter().filter(|line| line["rule_id"] == "exec-1").collect();
     assert_eq!(printed[0]["rule_id"], json!("exec-1"));
     assert_eq!(printed[0]["matches"], json!(3));
     assert_eq!(printed[0]["alerts"], json!(2));
