@@ -7,4 +7,5 @@ mod crash;
 mod golden;
 mod rules;
 mod server;
+mod sources;
 mod support;

@@ -10,12 +10,17 @@
 //! - [`k8s_audit`]: the Kubernetes audit `EventList` / `Event` / JSON-lines
 //!   decoder and the pure function [`k8s_audit::normalize`].
 //! - [`falco`]: Falco's JSON alert normalizer.
+//! - [`container`]: container logs and other shipped records (`k8s.container`).
+//! - [`records`]: bodies of shipped records (JSON lines, JSON arrays) and of
+//!   the Elasticsearch `_bulk` API.
 //! - [`detect`]: which dataset a JSON line belongs to, for files of mixed events.
 
 pub mod body;
+pub mod container;
 pub mod detect;
 pub mod falco;
 pub mod k8s_audit;
+pub mod records;
 
 /// One item of a batch that could not be accepted, with where it was and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

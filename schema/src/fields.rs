@@ -61,6 +61,7 @@ pub const K8S_AUTHZ_REASON: &str = "kubernetes.audit.authorization.reason";
 
 pub const K8S_NAMESPACE: &str = "kubernetes.namespace";
 pub const K8S_POD_NAME: &str = "kubernetes.pod.name";
+pub const K8S_POD_UID: &str = "kubernetes.pod.uid";
 pub const K8S_CONTAINER_NAME: &str = "kubernetes.container.name";
 pub const K8S_NODE_NAME: &str = "kubernetes.node.name";
 pub const CONTAINER_ID: &str = "container.id";
@@ -73,6 +74,7 @@ pub const PROCESS_PID: &str = "process.pid";
 pub const PROCESS_PARENT_NAME: &str = "process.parent.name";
 pub const FILE_PATH: &str = "file.path";
 pub const LOG_LEVEL: &str = "log.level";
+pub const LOG_FILE_PATH: &str = "log.file.path";
 pub const RULE_NAME: &str = "rule.name";
 
 /// Every named field of the schema with its kind. Fields under `labels.` and
@@ -116,6 +118,7 @@ pub const ALL: &[(&str, FieldKind)] = &[
     (K8S_AUTHZ_REASON, FieldKind::Keyword),
     (K8S_NAMESPACE, FieldKind::Keyword),
     (K8S_POD_NAME, FieldKind::Keyword),
+    (K8S_POD_UID, FieldKind::Keyword),
     (K8S_CONTAINER_NAME, FieldKind::Keyword),
     (K8S_NODE_NAME, FieldKind::Keyword),
     (CONTAINER_ID, FieldKind::Keyword),
@@ -128,6 +131,7 @@ pub const ALL: &[(&str, FieldKind)] = &[
     (PROCESS_PARENT_NAME, FieldKind::Keyword),
     (FILE_PATH, FieldKind::Keyword),
     (LOG_LEVEL, FieldKind::Keyword),
+    (LOG_FILE_PATH, FieldKind::Keyword),
     (RULE_NAME, FieldKind::Keyword),
 ];
 

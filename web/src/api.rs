@@ -5,19 +5,17 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vigil_index::{Cursor, MAX_LIMIT, SearchRequest, SortOrder, parse_interval, parse_time_bound, query};
-use vigil_ingest::body::{BodyError, decode};
-use vigil_ingest::k8s_audit;
 use vigil_rules::AlertStatus;
 use vigil_schema::{Event, EventId};
 
+use crate::AppState;
 use crate::error::ApiError;
-use crate::{AppState, Metrics};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -58,73 +56,6 @@ pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<
             }
         }
     }
-}
-
-#[derive(Debug, Deserialize)]
-pub struct IngestParams {
-    /// Overrides the configured cluster name for this request's events.
-    cluster: Option<String>,
-}
-
-/// `POST /api/v1/ingest/k8s-audit`: an `EventList`, an `Event` or
-/// newline-delimited Events, plain or gzip. Answers once the accepted events
-/// are durable.
-pub async fn ingest_k8s_audit(
-    State(state): State<Arc<AppState>>,
-    Query(params): Query<IngestParams>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
-    let metrics = &state.metrics;
-    Metrics::add(&metrics.audit_requests, 1);
-    let body = match read_body(body, state.limits.max_body_bytes, &headers).await {
-        Ok(body) => body,
-        Err(error) => {
-            if matches!(error, ApiError::PayloadTooLarge(_)) {
-                Metrics::add(&metrics.audit_refused_too_large, 1);
-            }
-            return Err(error);
-        }
-    };
-    Metrics::add(&metrics.audit_bytes, body.len() as u64);
-    let encoding =
-        headers.get(header::CONTENT_ENCODING).and_then(|value| value.to_str().ok()).map(str::to_owned);
-    let mut context = state.audit_context.clone();
-    if let Some(cluster) = params.cluster.filter(|name| !name.is_empty()) {
-        context.cluster_name = Some(cluster);
-    }
-    let decode_state = state.clone();
-    let decoded = tokio::task::spawn_blocking(move || {
-        let bytes = decode(encoding.as_deref(), &body, decode_state.limits.max_decoded_bytes)?;
-        Ok::<_, BodyError>(k8s_audit::decode_body(&bytes, decode_state.sink.ids(), Utc::now(), &context))
-    })
-    .await?
-    .map_err(|error| match error {
-        BodyError::TooLarge { .. } => {
-            Metrics::add(&metrics.audit_refused_too_large, 1);
-            ApiError::PayloadTooLarge(format!("{error} (http.max_decoded_bytes)"))
-        }
-        BodyError::UnsupportedEncoding(_) => ApiError::UnsupportedMediaType(error.to_string()),
-        BodyError::InvalidGzip(_) => ApiError::BadRequest(error.to_string()),
-    })?;
-    let accepted = decoded.events.len();
-    let rejected = decoded.rejected.len();
-    if accepted > 0
-        && let Err(error) = state.sink.submit(decoded.events).await
-    {
-        Metrics::add(&metrics.audit_refused_unavailable, 1);
-        return Err(error.into());
-    }
-    Metrics::add(&metrics.audit_accepted, accepted as u64);
-    Metrics::add(&metrics.audit_rejected, rejected as u64);
-    if rejected > 0 {
-        tracing::debug!(accepted, rejected, first_reason = %decoded.rejected[0].reason, "audit events rejected");
-    }
-    let answer = json!({ "accepted": accepted, "rejected": rejected, "errors": decoded.rejected });
-    // Nothing in the body can ever be accepted: say so with a 4xx, so that
-    // the sender does not retry it.
-    let status = if accepted == 0 && rejected > 0 { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,7 @@
 
 mod api;
 pub mod error;
+mod ingest;
 mod metrics;
 mod ui;
 
@@ -57,12 +58,18 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 /// Every route of the API and the UI.
 pub fn router(state: Arc<AppState>) -> Router {
     let ingest = Router::new()
-        .route("/api/v1/ingest/k8s-audit", post(api::ingest_k8s_audit))
-        // The handler enforces its own, configurable limit with a clear 413.
+        .route("/api/v1/ingest/k8s-audit", post(ingest::k8s_audit))
+        .route("/api/v1/ingest/falco", post(ingest::falco))
+        .route("/api/v1/ingest/logs", post(ingest::logs))
+        .route("/api/v1/ingest/logs/{tag}", post(ingest::logs))
+        .route("/_bulk", post(ingest::bulk))
+        .route("/{index}/_bulk", post(ingest::bulk))
+        // The handlers enforce their own, configurable limits with a clear 413.
         .layer(DefaultBodyLimit::disable());
     Router::new()
         .merge(ingest)
         .route("/healthz", get(api::healthz))
+        .route("/_cluster/health", get(ingest::cluster_health))
         .route("/metrics", get(api::metrics))
         .route("/api/v1/search", get(api::search))
         .route("/api/v1/histogram", get(api::histogram))

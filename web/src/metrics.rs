@@ -4,17 +4,26 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Ingest counters of the HTTP sources.
+/// Counters of the HTTP sources and of notifications.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    pub audit_requests: AtomicU64,
-    pub audit_bytes: AtomicU64,
-    pub audit_accepted: AtomicU64,
-    pub audit_rejected: AtomicU64,
-    pub audit_refused_too_large: AtomicU64,
-    pub audit_refused_unavailable: AtomicU64,
+    pub audit: SourceCounters,
+    pub falco: SourceCounters,
+    pub logs: SourceCounters,
+    pub bulk: SourceCounters,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
+}
+
+/// What one ingest source received and what became of it.
+#[derive(Debug, Default)]
+pub struct SourceCounters {
+    pub requests: AtomicU64,
+    pub bytes: AtomicU64,
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub refused_too_large: AtomicU64,
+    pub refused_unavailable: AtomicU64,
 }
 
 /// What happened to the alerts sent to each notification destination.
@@ -67,39 +76,54 @@ impl Metrics {
     pub fn render(&self, indexed_documents: u64, rules_loaded: usize) -> String {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
-        let source = "source=\"k8s-audit\"";
+        let sources =
+            [("k8s-audit", &self.audit), ("falco", &self.falco), ("logs", &self.logs), ("bulk", &self.bulk)];
         let _ = writeln!(
             out,
             "# HELP {INGEST_REQUESTS} Ingest requests received.\n# TYPE {INGEST_REQUESTS} counter"
         );
-        let _ = writeln!(out, "{INGEST_REQUESTS}{{{source}}} {}", read(&self.audit_requests));
+        for (name, counters) in sources {
+            let _ = writeln!(out, "{INGEST_REQUESTS}{{source=\"{name}\"}} {}", read(&counters.requests));
+        }
         let _ = writeln!(
             out,
             "# HELP {INGEST_BYTES} Ingest body bytes received, as sent.\n# TYPE {INGEST_BYTES} counter"
         );
-        let _ = writeln!(out, "{INGEST_BYTES}{{{source}}} {}", read(&self.audit_bytes));
+        for (name, counters) in sources {
+            let _ = writeln!(out, "{INGEST_BYTES}{{source=\"{name}\"}} {}", read(&counters.bytes));
+        }
         let _ = writeln!(
             out,
             "# HELP {INGEST_EVENTS} Events received, by outcome.\n# TYPE {INGEST_EVENTS} counter"
         );
-        let _ =
-            writeln!(out, "{INGEST_EVENTS}{{{source},result=\"accepted\"}} {}", read(&self.audit_accepted));
-        let _ =
-            writeln!(out, "{INGEST_EVENTS}{{{source},result=\"rejected\"}} {}", read(&self.audit_rejected));
+        for (name, counters) in sources {
+            let _ = writeln!(
+                out,
+                "{INGEST_EVENTS}{{source=\"{name}\",result=\"accepted\"}} {}",
+                read(&counters.accepted)
+            );
+            let _ = writeln!(
+                out,
+                "{INGEST_EVENTS}{{source=\"{name}\",result=\"rejected\"}} {}",
+                read(&counters.rejected)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP {INGEST_REFUSED} Ingest requests refused whole, by reason.\n# TYPE {INGEST_REFUSED} counter"
         );
-        let _ = writeln!(
-            out,
-            "{INGEST_REFUSED}{{{source},reason=\"too_large\"}} {}",
-            read(&self.audit_refused_too_large)
-        );
-        let _ = writeln!(
-            out,
-            "{INGEST_REFUSED}{{{source},reason=\"unavailable\"}} {}",
-            read(&self.audit_refused_unavailable)
-        );
+        for (name, counters) in sources {
+            let _ = writeln!(
+                out,
+                "{INGEST_REFUSED}{{source=\"{name}\",reason=\"too_large\"}} {}",
+                read(&counters.refused_too_large)
+            );
+            let _ = writeln!(
+                out,
+                "{INGEST_REFUSED}{{source=\"{name}\",reason=\"unavailable\"}} {}",
+                read(&counters.refused_unavailable)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP {INDEX_DOCUMENTS} Events searchable in the index.\n# TYPE {INDEX_DOCUMENTS} gauge"
