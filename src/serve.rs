@@ -58,6 +58,9 @@ pub struct ServeArgs {
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
+    /// Listen for syslog (RFC 5424 and 3164) on this address, UDP and TCP [default: off].
+    #[arg(long, value_name = "ADDR")]
+    syslog: Option<std::net::SocketAddr>,
     /// Span of event time per index partition, e.g. 1h or 1d [default: 1d].
     #[arg(long, value_name = "SPAN")]
     partition_span: Option<String>,
@@ -110,6 +113,9 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.wal_segment_bytes {
         anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");
         config.index.wal_segment_bytes = bytes;
+    }
+    if let Some(address) = args.syslog {
+        config.syslog.listen = Some(address);
     }
     if let Some(span) = &args.partition_span {
         let span = vigil_config::parse_duration(span)
@@ -309,8 +315,14 @@ async fn serve(
     notification_counters: Arc<NotificationCounters>,
 ) -> anyhow::Result<()> {
     spawn_hangup_listener(reload_requests);
+    let sink: Arc<dyn vigil_schema::EventSink> = Arc::new(StoreSink { store: pipeline.store.clone() });
+    let syslog_stats = Arc::new(vigil_ingest::syslog::SourceStats::default());
+    let (stop_sources, sources_stopped) = tokio::sync::watch::channel(false);
+    if let Some(address) = config.syslog.listen {
+        start_syslog(address, config, sink.clone(), syslog_stats.clone(), sources_stopped.clone()).await?;
+    }
     let state = Arc::new(AppState {
-        sink: Arc::new(StoreSink { store: pipeline.store.clone() }),
+        sink,
         searcher: pipeline.store.searcher().clone(),
         alerts: pipeline.alerts.clone(),
         rules,
@@ -319,7 +331,7 @@ async fn serve(
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
         audit_context: k8s_audit::Context { cluster_name: config.cluster.name.clone() },
-        metrics: Metrics { notifications: notification_counters, ..Metrics::default() },
+        metrics: Metrics { notifications: notification_counters, syslog: syslog_stats, ..Metrics::default() },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -328,10 +340,36 @@ async fn serve(
     tracing::info!(data_dir = %config.data_dir.display(), "vigil is ready on http://{address}");
     // The one line on stdout: scripts and tests wait for it.
     println!("vigil listening on http://{address}");
-    axum::serve(listener, vigil_web::router(state))
+    let served = axum::serve(listener, vigil_web::router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .context("HTTP server failed")
+        .context("HTTP server failed");
+    // Stop the other sources too; the store commits once they are gone.
+    let _ = stop_sources.send(true);
+    served
+}
+
+/// Binds syslog on UDP and TCP at the same address and serves both.
+async fn start_syslog(
+    address: std::net::SocketAddr,
+    config: &Config,
+    sink: Arc<dyn vigil_schema::EventSink>,
+    stats: Arc<vigil_ingest::syslog::SourceStats>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    use vigil_ingest::syslog::{SyslogOptions, serve_tcp, serve_udp};
+    let options =
+        SyslogOptions { max_message_bytes: config.syslog.max_message_bytes, ..SyslogOptions::default() };
+    let tcp = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for syslog on tcp {address}"))?;
+    let udp = tokio::net::UdpSocket::bind(address)
+        .await
+        .with_context(|| format!("cannot listen for syslog on udp {address}"))?;
+    tracing::info!(tcp = %tcp.local_addr()?, udp = %udp.local_addr()?, "syslog is listening");
+    tokio::spawn(serve_tcp(tcp, sink.clone(), options.clone(), stats.clone(), stop.clone()));
+    tokio::spawn(serve_udp(udp, sink, options, stats, stop));
+    Ok(())
 }
 
 /// Turns SIGHUP into a reload request. The task ends with the runtime,

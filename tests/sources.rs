@@ -221,3 +221,94 @@ fn the_elasticsearch_bulk_api_answers_per_item_as_clients_expect() {
     assert_eq!(status, 400);
     server.stop();
 }
+
+/// A port free on both TCP and UDP (syslog listens on both).
+fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+#[test]
+fn syslog_from_logger_over_udp_and_tcp_in_both_formats_is_searchable() {
+    if std::process::Command::new("logger").arg("--version").output().is_err() {
+        eprintln!(
+            "SKIPPED syslog_from_logger_over_udp_and_tcp_in_both_formats_is_searchable: `logger` (util-linux) is not installed"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let server =
+        Server::start(dir.path(), &["--commit-interval-ms", "100", "--syslog", &format!("127.0.0.1:{port}")]);
+    let logger = |args: &[&str]| {
+        let status = std::process::Command::new("logger")
+            .args(["--server", "127.0.0.1", "--port", &port])
+            .args(args)
+            .status()
+            .expect("run logger");
+        assert!(status.success(), "logger {args:?}");
+    };
+    logger(&["--tcp", "--rfc5424", "-t", "vigiltest-tcp5424", "hello over tcp"]);
+    logger(&["--udp", "--rfc3164", "-t", "vigiltest-udp3164", "hello over udp"]);
+    logger(&[
+        "--tcp",
+        "--octet-count",
+        "--rfc5424",
+        "-p",
+        "auth.warning",
+        "-t",
+        "vigiltest-octet",
+        "counted frame",
+    ]);
+    logger(&[
+        "--udp",
+        "--rfc5424",
+        "--sd-id",
+        "zoo@32473",
+        "--sd-param",
+        "tiger=\"hungry\"",
+        "-t",
+        "vigiltest-sd",
+        "with data",
+    ]);
+
+    // A broken line on TCP is refused; the good one after it is kept.
+    let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"not syslog at all\n<13>1 - - vigiltest-raw - - - after the bad one\n",
+    )
+    .unwrap();
+    drop(stream);
+
+    let found = server.search_until("process.name:vigiltest-*", 5, Duration::from_secs(5));
+    assert_eq!(found["total"], 5, "{found}");
+    let tcp = server.search_until("process.name:vigiltest-tcp5424", 1, Duration::from_secs(1));
+    let event = &tcp["hits"][0]["event"];
+    assert_eq!(event["event.dataset"], "syslog");
+    assert_eq!(event["message"], "hello over tcp");
+    assert_eq!(event["log.syslog.facility.name"], "user");
+    assert_eq!(event["log.syslog.severity.name"], "notice");
+    assert_eq!(event["source.ip"], "127.0.0.1");
+    let octet = server.search_until(
+        "process.name:vigiltest-octet AND log.syslog.facility.name:auth AND log.syslog.severity.code:4",
+        1,
+        Duration::from_secs(1),
+    );
+    assert_eq!(octet["hits"][0]["event"]["message"], "counted frame");
+    let structured = server.search_until("process.name:vigiltest-sd", 1, Duration::from_secs(1));
+    assert_eq!(structured["hits"][0]["original"]["structured_data"]["zoo@32473"]["tiger"], "hungry");
+    let bsd = server.search_until("process.name:vigiltest-udp3164", 1, Duration::from_secs(1));
+    assert_eq!(bsd["hits"][0]["event"]["message"], "hello over udp");
+    let (_, metrics) = server.get("/metrics");
+    assert!(
+        metrics.contains("vigil_ingest_events_total{source=\"syslog\",result=\"rejected\"} 1"),
+        "{metrics}"
+    );
+    server.stop();
+}

@@ -28,6 +28,7 @@ pub struct Config {
     pub rules: RulesConfig,
     pub cluster: ClusterConfig,
     pub retention: RetentionConfig,
+    pub syslog: SyslogConfig,
     pub notify: NotifyConfig,
 }
 
@@ -91,6 +92,14 @@ pub struct IndexConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct SyslogConfig {
+    /// Where syslog is received, on UDP and TCP; `None`: off.
+    pub listen: Option<SocketAddr>,
+    /// Longest message accepted.
+    pub max_message_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetentionConfig {
     /// Partitions whose span ended longer ago are dropped; `None` keeps all.
     pub max_age: Option<Duration>,
@@ -145,6 +154,7 @@ impl Default for Config {
                 placeholders: BTreeMap::new(),
             },
             cluster: ClusterConfig::default(),
+            syslog: SyslogConfig { listen: None, max_message_bytes: 64 * 1024 },
             retention: RetentionConfig {
                 max_age: None,
                 max_bytes: None,
@@ -199,6 +209,8 @@ struct RawConfig {
     #[serde(default)]
     retention: RawRetention,
     #[serde(default)]
+    syslog: RawSyslog,
+    #[serde(default)]
     notify: RawNotify,
 }
 
@@ -238,6 +250,13 @@ struct RawIndex {
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
     partition_span: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSyslog {
+    listen: Option<String>,
+    max_message_bytes: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -371,6 +390,9 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     positive("index.wal_segment_bytes", raw.index.wal_segment_bytes, 4096, &mut |v| {
         config.index.wal_segment_bytes = v
     });
+    positive("syslog.max_message_bytes", raw.syslog.max_message_bytes, 480, &mut |v| {
+        config.syslog.max_message_bytes = v as usize
+    });
     positive("retention.max_bytes", raw.retention.max_bytes, 1, &mut |v| {
         config.retention.max_bytes = Some(v)
     });
@@ -395,6 +417,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     }
     if config.http.max_decoded_bytes < config.http.max_body_bytes {
         problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
+    }
+    if let Some(listen) = raw.syslog.listen {
+        match listen.parse() {
+            Ok(address) => config.syslog.listen = Some(address),
+            Err(_) => problem("syslog.listen", format!("{listen:?} is not an address like 127.0.0.1:5514")),
+        }
     }
     if let Some(builtin) = raw.rules.builtin {
         config.rules.builtin = builtin;

@@ -13,6 +13,7 @@
 //! - [`container`]: container logs and other shipped records (`k8s.container`).
 //! - [`records`]: bodies of shipped records (JSON lines, JSON arrays) and of
 //!   the Elasticsearch `_bulk` API.
+//! - [`syslog`]: RFC 5424 / 3164 over UDP and TCP.
 //! - [`detect`]: which dataset a JSON line belongs to, for files of mixed events.
 
 pub mod body;
@@ -21,6 +22,7 @@ pub mod detect;
 pub mod falco;
 pub mod k8s_audit;
 pub mod records;
+pub mod syslog;
 
 /// One item of a batch that could not be accepted, with where it was and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

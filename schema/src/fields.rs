@@ -75,6 +75,12 @@ pub const PROCESS_PARENT_NAME: &str = "process.parent.name";
 pub const FILE_PATH: &str = "file.path";
 pub const LOG_LEVEL: &str = "log.level";
 pub const LOG_FILE_PATH: &str = "log.file.path";
+pub const LOG_SYSLOG_PRIORITY: &str = "log.syslog.priority";
+pub const LOG_SYSLOG_FACILITY_CODE: &str = "log.syslog.facility.code";
+pub const LOG_SYSLOG_FACILITY_NAME: &str = "log.syslog.facility.name";
+pub const LOG_SYSLOG_SEVERITY_CODE: &str = "log.syslog.severity.code";
+pub const LOG_SYSLOG_SEVERITY_NAME: &str = "log.syslog.severity.name";
+pub const LOG_SYSLOG_MSGID: &str = "log.syslog.msgid";
 pub const RULE_NAME: &str = "rule.name";
 
 /// Every named field of the schema with its kind. Fields under `labels.` and
@@ -132,6 +138,12 @@ pub const ALL: &[(&str, FieldKind)] = &[
     (FILE_PATH, FieldKind::Keyword),
     (LOG_LEVEL, FieldKind::Keyword),
     (LOG_FILE_PATH, FieldKind::Keyword),
+    (LOG_SYSLOG_PRIORITY, FieldKind::Long),
+    (LOG_SYSLOG_FACILITY_CODE, FieldKind::Long),
+    (LOG_SYSLOG_FACILITY_NAME, FieldKind::Keyword),
+    (LOG_SYSLOG_SEVERITY_CODE, FieldKind::Long),
+    (LOG_SYSLOG_SEVERITY_NAME, FieldKind::Keyword),
+    (LOG_SYSLOG_MSGID, FieldKind::Keyword),
     (RULE_NAME, FieldKind::Keyword),
 ];
 

@@ -11,6 +11,8 @@ pub struct Metrics {
     pub falco: SourceCounters,
     pub logs: SourceCounters,
     pub bulk: SourceCounters,
+    /// Filled by the syslog listeners.
+    pub syslog: Arc<vigil_ingest::syslog::SourceStats>,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
 }
@@ -62,6 +64,7 @@ pub const INGEST_REQUESTS: &str = "vigil_ingest_requests_total";
 pub const INGEST_BYTES: &str = "vigil_ingest_bytes_total";
 pub const INGEST_EVENTS: &str = "vigil_ingest_events_total";
 pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
+pub const SYSLOG_MESSAGES: &str = "vigil_syslog_messages_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
 pub const NOTIFICATIONS: &str = "vigil_notifications_total";
@@ -92,6 +95,8 @@ impl Metrics {
         for (name, counters) in sources {
             let _ = writeln!(out, "{INGEST_BYTES}{{source=\"{name}\"}} {}", read(&counters.bytes));
         }
+        let syslog = &self.syslog;
+        let _ = writeln!(out, "{INGEST_BYTES}{{source=\"syslog\"}} {}", read(&syslog.bytes));
         let _ = writeln!(
             out,
             "# HELP {INGEST_EVENTS} Events received, by outcome.\n# TYPE {INGEST_EVENTS} counter"
@@ -108,6 +113,17 @@ impl Metrics {
                 read(&counters.rejected)
             );
         }
+        for (result, counter) in
+            [("accepted", &syslog.accepted), ("rejected", &syslog.rejected), ("dropped", &syslog.dropped)]
+        {
+            let _ =
+                writeln!(out, "{INGEST_EVENTS}{{source=\"syslog\",result=\"{result}\"}} {}", read(counter));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {SYSLOG_MESSAGES} Syslog messages received.\n# TYPE {SYSLOG_MESSAGES} counter"
+        );
+        let _ = writeln!(out, "{SYSLOG_MESSAGES} {}", read(&syslog.messages));
         let _ = writeln!(
             out,
             "# HELP {INGEST_REFUSED} Ingest requests refused whole, by reason.\n# TYPE {INGEST_REFUSED} counter"
