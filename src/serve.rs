@@ -58,6 +58,15 @@ pub struct ServeArgs {
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
+    /// Largest single record (event) in a request body, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_record_bytes: Option<usize>,
+    /// Deepest nesting of a record [default: 64].
+    #[arg(long, value_name = "LEVELS")]
+    max_depth: Option<usize>,
+    /// Most values in one record [default: 10000].
+    #[arg(long, value_name = "COUNT")]
+    max_fields: Option<usize>,
     /// Listen for syslog (RFC 5424 and 3164) on this address, UDP and TCP [default: off].
     #[arg(long, value_name = "ADDR")]
     syslog: Option<std::net::SocketAddr>,
@@ -113,6 +122,15 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.wal_segment_bytes {
         anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");
         config.index.wal_segment_bytes = bytes;
+    }
+    if let Some(bytes) = args.max_record_bytes {
+        config.http.max_record_bytes = bytes;
+    }
+    if let Some(levels) = args.max_depth {
+        config.http.max_depth = levels;
+    }
+    if let Some(count) = args.max_fields {
+        config.http.max_fields = count;
     }
     if let Some(address) = args.syslog {
         config.syslog.listen = Some(address);
@@ -330,7 +348,14 @@ async fn serve(
             max_body_bytes: config.http.max_body_bytes,
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
-        audit_context: k8s_audit::Context { cluster_name: config.cluster.name.clone() },
+        audit_context: k8s_audit::Context {
+            cluster_name: config.cluster.name.clone(),
+            limits: vigil_ingest::limits::RecordLimits {
+                max_record_bytes: config.http.max_record_bytes,
+                max_depth: config.http.max_depth,
+                max_fields: config.http.max_fields,
+            },
+        },
         metrics: Metrics { notifications: notification_counters, syslog: syslog_stats, ..Metrics::default() },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)

@@ -38,7 +38,7 @@ fn check(expected_path: &Path, actual: &str) {
 
 fn normalize(input: Value) -> Result<vigil_schema::Event, k8s_audit::NormalizeError> {
     let ingested = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
-    let context = k8s_audit::Context { cluster_name: Some("golden".into()) };
+    let context = k8s_audit::Context { cluster_name: Some("golden".into()), ..Default::default() };
     k8s_audit::normalize(EventId::from_u128(1), ingested, input, &context)
 }
 

@@ -312,3 +312,52 @@ fn syslog_from_logger_over_udp_and_tcp_in_both_formats_is_searchable() {
     );
     server.stop();
 }
+
+#[test]
+fn record_limits_refuse_one_record_and_keep_its_neighbours() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--commit-interval-ms",
+            "100",
+            "--max-record-bytes",
+            "2048",
+            "--max-depth",
+            "6",
+            "--max-fields",
+            "40",
+        ],
+    );
+    let wide: serde_json::Map<String, Value> = (0..60).map(|n| (format!("k{n}"), json!(n))).collect();
+    let lines = [
+        json!({"message": "fine", "kubernetes": {"pod_name": "ok-0"}}).to_string(),
+        json!({"message": "deep", "a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}).to_string(),
+        Value::Object(wide).to_string(),
+        json!({"message": "x".repeat(5000)}).to_string(),
+    ]
+    .join("\n");
+    let (status, answer, _) = server.post("/api/v1/ingest/logs?dataset=limits", &[], lines.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    let reasons: Vec<&str> =
+        answer["errors"].as_array().unwrap().iter().map(|error| error["reason"].as_str().unwrap()).collect();
+    assert!(reasons[0].contains("http.max_depth"), "{reasons:?}");
+    assert!(reasons[1].contains("http.max_fields"), "{reasons:?}");
+    assert!(reasons[2].contains("http.max_record_bytes"), "{reasons:?}");
+    assert_eq!(answer["errors"][2]["line"], 4);
+
+    // The audit endpoint keeps the same limits, per event of an EventList.
+    let mut big = crate::support::audit_event("too-big", "create", "configmaps", None, "dana");
+    big["requestObject"] = json!({"data": {"blob": "y".repeat(4000)}});
+    let small = crate::support::audit_event("small", "get", "pods", None, "dana");
+    let (status, answer, _) = server.post(
+        "/api/v1/ingest/k8s-audit",
+        &[],
+        crate::support::event_list(&[big, small]).to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!((answer["accepted"].as_u64(), answer["errors"][0]["index"].as_u64()), (Some(1), Some(0)));
+    server.search_until("user.name:dana OR kubernetes.pod.name:ok-0", 2, Duration::from_secs(5));
+    server.stop();
+}

@@ -75,6 +75,12 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest request body accepted once decompressed (413 above it).
     pub max_decoded_bytes: usize,
+    /// Largest single record (event) in a body.
+    pub max_record_bytes: usize,
+    /// Deepest nesting of a record.
+    pub max_depth: usize,
+    /// Most values in a record.
+    pub max_fields: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -138,6 +144,9 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 max_body_bytes: 64 * 1024 * 1024,
                 max_decoded_bytes: 256 * 1024 * 1024,
+                max_record_bytes: 1024 * 1024,
+                max_depth: 64,
+                max_fields: 10_000,
             },
             index: IndexConfig {
                 commit_interval: Duration::from_millis(1000),
@@ -240,6 +249,9 @@ struct RawHttp {
     listen: Option<String>,
     max_body_bytes: Option<i64>,
     max_decoded_bytes: Option<i64>,
+    max_record_bytes: Option<i64>,
+    max_depth: Option<i64>,
+    max_fields: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -390,6 +402,11 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     positive("index.wal_segment_bytes", raw.index.wal_segment_bytes, 4096, &mut |v| {
         config.index.wal_segment_bytes = v
     });
+    positive("http.max_record_bytes", raw.http.max_record_bytes, 1024, &mut |v| {
+        config.http.max_record_bytes = v as usize
+    });
+    positive("http.max_depth", raw.http.max_depth, 4, &mut |v| config.http.max_depth = v as usize);
+    positive("http.max_fields", raw.http.max_fields, 16, &mut |v| config.http.max_fields = v as usize);
     positive("syslog.max_message_bytes", raw.syslog.max_message_bytes, 480, &mut |v| {
         config.syslog.max_message_bytes = v as usize
     });

@@ -23,6 +23,8 @@ pub const DATASET: &str = "k8s.audit";
 pub struct Context {
     /// The cluster the events come from (`orchestrator.cluster.name`).
     pub cluster_name: Option<String>,
+    /// Limits on one event (and on one record of the other HTTP sources).
+    pub limits: crate::limits::RecordLimits,
 }
 
 /// The events of one body, and the items that were refused.
@@ -42,9 +44,10 @@ pub fn decode_body(
 ) -> Decoded {
     let mut decoded = Decoded::default();
     for item in split_items(body) {
-        let result = item
-            .value
-            .and_then(|value| normalize(ids.next(), ingested, value, context).map_err(|err| err.to_string()));
+        let result = item.value.and_then(|value| {
+            context.limits.check(&value)?;
+            normalize(ids.next(), ingested, value, context).map_err(|err| err.to_string())
+        });
         match result {
             Ok(event) => decoded.events.push(event),
             Err(reason) => decoded.rejected.push(Rejection { index: item.index, line: item.line, reason }),

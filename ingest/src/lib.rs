@@ -21,6 +21,7 @@ pub mod container;
 pub mod detect;
 pub mod falco;
 pub mod k8s_audit;
+pub mod limits;
 pub mod records;
 pub mod syslog;
 

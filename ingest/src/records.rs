@@ -11,6 +11,7 @@ use vigil_schema::{Event, EventIdGenerator};
 
 use crate::container::{self, RecordContext};
 use crate::k8s_audit::{Decoded, split_lines};
+use crate::limits::RecordLimits;
 use crate::{Rejection, falco};
 
 /// One JSON item of a body, with where it was.
@@ -64,17 +65,27 @@ pub fn decode_logs(
     ids: &EventIdGenerator,
     ingested: DateTime<Utc>,
     context: &RecordContext<'_>,
+    limits: &RecordLimits,
 ) -> Decoded {
     decode_with(body, |value| {
+        limits.check(&value)?;
         container::normalize_record(ids.next(), ingested, value, context).map_err(|error| error.to_string())
     })
 }
 
 /// Falco alerts: one JSON object per request (`http_output`, Falcosidekick)
 /// or one per line.
-pub fn decode_falco(body: &[u8], ids: &EventIdGenerator, ingested: DateTime<Utc>) -> Decoded {
+pub fn decode_falco(
+    body: &[u8],
+    ids: &EventIdGenerator,
+    ingested: DateTime<Utc>,
+    limits: &RecordLimits,
+) -> Decoded {
     decode_with(body, |value| match value {
-        Value::Object(_) => falco::normalize(ids.next(), ingested, value).map_err(|error| error.to_string()),
+        Value::Object(_) => {
+            limits.check(&value)?;
+            falco::normalize(ids.next(), ingested, value).map_err(|error| error.to_string())
+        }
         _ => Err("expected a Falco alert as a JSON object (set json_output: true in falco.yaml)".to_owned()),
     })
 }
@@ -154,6 +165,9 @@ pub fn decode_bulk(
                 };
                 let context = RecordContext { dataset: Some(&index), time: None, audit: Some(audit) };
                 let outcome = match serde_json::from_slice::<Value>(document) {
+                    Ok(value) if let Err(reason) = audit.limits.check(&value) => {
+                        BulkOutcome::Refused(format!("line {document_line}: {reason}"))
+                    }
                     Ok(value) => match container::normalize_record(ids.next(), ingested, value, &context) {
                         Ok(event) => {
                             decoded.events.push(event);
@@ -241,6 +255,7 @@ mod tests {
             b"08:15:02.000111000: Notice Attach/Exec to pod",
             &EventIdGenerator::new(),
             Utc::now(),
+            &RecordLimits::default(),
         );
         assert_eq!(decoded.rejected.len(), 1);
         assert!(decoded.rejected[0].reason.starts_with("invalid JSON"), "{}", decoded.rejected[0].reason);

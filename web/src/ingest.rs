@@ -124,7 +124,7 @@ pub async fn falco(
     let bytes = read_decoded(&state, &state.metrics.falco, &headers, body).await?;
     let decode_state = state.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        records::decode_falco(&bytes, decode_state.sink.ids(), Utc::now())
+        records::decode_falco(&bytes, decode_state.sink.ids(), Utc::now(), &decode_state.audit_context.limits)
     })
     .await?;
     submit(&state, &state.metrics.falco, decoded, "Falco alerts").await
@@ -162,7 +162,13 @@ pub async fn logs(
             time: None,
             audit: Some(&decode_state.audit_context),
         };
-        records::decode_logs(&bytes, decode_state.sink.ids(), Utc::now(), &context)
+        records::decode_logs(
+            &bytes,
+            decode_state.sink.ids(),
+            Utc::now(),
+            &context,
+            &decode_state.audit_context.limits,
+        )
     })
     .await?;
     submit(&state, &state.metrics.logs, decoded, "log records").await
