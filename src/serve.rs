@@ -67,6 +67,9 @@ pub struct ServeArgs {
     /// Most values in one record [default: 10000].
     #[arg(long, value_name = "COUNT")]
     max_fields: Option<usize>,
+    /// Follow the files this glob matches (repeatable): container logs (CRI, docker json-file), audit logs, text files.
+    #[arg(long = "tail", value_name = "GLOB")]
+    tail: Vec<String>,
     /// Listen for syslog (RFC 5424 and 3164) on this address, UDP and TCP [default: off].
     #[arg(long, value_name = "ADDR")]
     syslog: Option<std::net::SocketAddr>,
@@ -132,6 +135,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(count) = args.max_fields {
         config.http.max_fields = count;
     }
+    config.tail.globs.extend(args.tail.iter().cloned());
     if let Some(address) = args.syslog {
         config.syslog.listen = Some(address);
     }
@@ -339,6 +343,22 @@ async fn serve(
     if let Some(address) = config.syslog.listen {
         start_syslog(address, config, sink.clone(), syslog_stats.clone(), sources_stopped.clone()).await?;
     }
+    let tail_stats = Arc::new(vigil_ingest::tail::TailStats::default());
+    if !config.tail.globs.is_empty() {
+        let mut options = vigil_ingest::tail::TailOptions::new(
+            config.tail.globs.clone(),
+            vigil_ingest::tail::checkpoint_path(&config.data_dir),
+        );
+        options.poll_interval = config.tail.poll_interval;
+        options.audit.cluster_name = config.cluster.name.clone();
+        tracing::info!(globs = ?config.tail.globs, "tailing files");
+        tokio::spawn(vigil_ingest::tail::run(
+            options,
+            sink.clone(),
+            tail_stats.clone(),
+            sources_stopped.clone(),
+        ));
+    }
     let state = Arc::new(AppState {
         sink,
         searcher: pipeline.store.searcher().clone(),
@@ -356,7 +376,12 @@ async fn serve(
                 max_fields: config.http.max_fields,
             },
         },
-        metrics: Metrics { notifications: notification_counters, syslog: syslog_stats, ..Metrics::default() },
+        metrics: Metrics {
+            notifications: notification_counters,
+            syslog: syslog_stats,
+            tail: tail_stats,
+            ..Metrics::default()
+        },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

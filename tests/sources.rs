@@ -361,3 +361,48 @@ fn record_limits_refuse_one_record_and_keep_its_neighbours() {
     server.search_until("user.name:dana OR kubernetes.pod.name:ok-0", 2, Duration::from_secs(5));
     server.stop();
 }
+
+#[test]
+fn tailed_container_logs_follow_rotation_and_a_restart_repeats_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let containers = dir.path().join("containers");
+    std::fs::create_dir(&containers).unwrap();
+    let id = "b".repeat(64);
+    let file = containers.join(format!("api-0_shop_api-{id}.log"));
+    let line = |n: usize| format!("2026-11-20T08:15:{:02}.000000001Z stdout F request {n} served\n", n % 60);
+    std::fs::write(&file, (0..5).map(line).collect::<String>()).unwrap();
+    let glob = format!("{}/*.log", containers.display());
+    let data = dir.path().join("data");
+    let args = ["--commit-interval-ms", "100", "--tail", glob.as_str()];
+    let server = Server::start(&data, &args);
+    let found = server.search_until(
+        "kubernetes.pod.name:api-0 AND kubernetes.namespace:shop",
+        5,
+        Duration::from_secs(5),
+    );
+    assert_eq!(found["total"], 5, "{found}");
+    assert_eq!(found["hits"][0]["event"]["container.id"], id.as_str());
+
+    // More lines, a CRI line split in two parts, then rotation by rename.
+    let mut appended = std::fs::OpenOptions::new().append(true).open(&file).unwrap();
+    appended.write_all(format!("{}{}", line(5), line(6)).as_bytes()).unwrap();
+    appended
+        .write_all(b"2026-11-20T08:16:00Z stdout P first half \n2026-11-20T08:16:00Z stdout F second half\n")
+        .unwrap();
+    drop(appended);
+    std::fs::rename(&file, containers.join("rotated.log.1")).unwrap();
+    std::fs::write(&file, (7..9).map(line).collect::<String>()).unwrap();
+    server.search_until("kubernetes.pod.name:api-0", 10, Duration::from_secs(5));
+    let joined = server.search_until("\"first half second half\"", 1, Duration::from_secs(2));
+    assert_eq!(joined["total"], 1);
+    server.stop();
+
+    let server = Server::start(&data, &args);
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, all) =
+        server.get_json(&format!("/api/v1/search?limit=0&q={}", encode("kubernetes.pod.name:api-0")));
+    assert_eq!(all["total"], 10, "a restart repeats nothing: {all}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(metrics.contains("vigil_tail_lines_total"), "{metrics}");
+    server.stop();
+}

@@ -29,6 +29,7 @@ pub struct Config {
     pub cluster: ClusterConfig,
     pub retention: RetentionConfig,
     pub syslog: SyslogConfig,
+    pub tail: TailConfig,
     pub notify: NotifyConfig,
 }
 
@@ -98,6 +99,14 @@ pub struct IndexConfig {
 }
 
 #[derive(Debug, Clone, PartialEq)]
+pub struct TailConfig {
+    /// Files to follow, as globs.
+    pub globs: Vec<String>,
+    /// How often the files are read.
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct SyslogConfig {
     /// Where syslog is received, on UDP and TCP; `None`: off.
     pub listen: Option<SocketAddr>,
@@ -164,6 +173,7 @@ impl Default for Config {
             },
             cluster: ClusterConfig::default(),
             syslog: SyslogConfig { listen: None, max_message_bytes: 64 * 1024 },
+            tail: TailConfig { globs: Vec::new(), poll_interval: Duration::from_millis(250) },
             retention: RetentionConfig {
                 max_age: None,
                 max_bytes: None,
@@ -220,6 +230,8 @@ struct RawConfig {
     #[serde(default)]
     syslog: RawSyslog,
     #[serde(default)]
+    tail: RawTail,
+    #[serde(default)]
     notify: RawNotify,
 }
 
@@ -262,6 +274,13 @@ struct RawIndex {
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
     partition_span: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTail {
+    globs: Option<Vec<String>>,
+    poll_interval_ms: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -407,6 +426,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     });
     positive("http.max_depth", raw.http.max_depth, 4, &mut |v| config.http.max_depth = v as usize);
     positive("http.max_fields", raw.http.max_fields, 16, &mut |v| config.http.max_fields = v as usize);
+    positive("tail.poll_interval_ms", raw.tail.poll_interval_ms, 10, &mut |v| {
+        config.tail.poll_interval = Duration::from_millis(v)
+    });
+    if let Some(globs) = raw.tail.globs {
+        config.tail.globs = globs;
+    }
     positive("syslog.max_message_bytes", raw.syslog.max_message_bytes, 480, &mut |v| {
         config.syslog.max_message_bytes = v as usize
     });

@@ -14,6 +14,7 @@
 //! - [`records`]: bodies of shipped records (JSON lines, JSON arrays) and of
 //!   the Elasticsearch `_bulk` API.
 //! - [`syslog`]: RFC 5424 / 3164 over UDP and TCP.
+//! - [`tail`]: following log files (CRI, docker json-file, audit logs) through rotation.
 //! - [`detect`]: which dataset a JSON line belongs to, for files of mixed events.
 
 pub mod body;
@@ -24,6 +25,7 @@ pub mod k8s_audit;
 pub mod limits;
 pub mod records;
 pub mod syslog;
+pub mod tail;
 
 /// One item of a batch that could not be accepted, with where it was and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -13,6 +13,8 @@ pub struct Metrics {
     pub bulk: SourceCounters,
     /// Filled by the syslog listeners.
     pub syslog: Arc<vigil_ingest::syslog::SourceStats>,
+    /// Filled by the file tailer.
+    pub tail: Arc<vigil_ingest::tail::TailStats>,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
 }
@@ -65,6 +67,8 @@ pub const INGEST_BYTES: &str = "vigil_ingest_bytes_total";
 pub const INGEST_EVENTS: &str = "vigil_ingest_events_total";
 pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
 pub const SYSLOG_MESSAGES: &str = "vigil_syslog_messages_total";
+pub const TAIL_LINES: &str = "vigil_tail_lines_total";
+pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
 pub const NOTIFICATIONS: &str = "vigil_notifications_total";
@@ -119,11 +123,24 @@ impl Metrics {
             let _ =
                 writeln!(out, "{INGEST_EVENTS}{{source=\"syslog\",result=\"{result}\"}} {}", read(counter));
         }
+        for (result, counter) in [("accepted", &self.tail.accepted), ("rejected", &self.tail.rejected)] {
+            let _ = writeln!(out, "{INGEST_EVENTS}{{source=\"tail\",result=\"{result}\"}} {}", read(counter));
+        }
         let _ = writeln!(
             out,
             "# HELP {SYSLOG_MESSAGES} Syslog messages received.\n# TYPE {SYSLOG_MESSAGES} counter"
         );
         let _ = writeln!(out, "{SYSLOG_MESSAGES} {}", read(&syslog.messages));
+        let tail = &self.tail;
+        let _ =
+            writeln!(out, "# HELP {TAIL_LINES} Lines read from tailed files.\n# TYPE {TAIL_LINES} counter");
+        let _ = writeln!(out, "{TAIL_LINES} {}", read(&tail.lines));
+        let _ = writeln!(
+            out,
+            "# HELP {TAIL_ROTATIONS} Tailed files rotated or truncated.\n# TYPE {TAIL_ROTATIONS} counter"
+        );
+        let _ = writeln!(out, "{TAIL_ROTATIONS}{{kind=\"rename\"}} {}", read(&tail.rotations));
+        let _ = writeln!(out, "{TAIL_ROTATIONS}{{kind=\"truncate\"}} {}", read(&tail.truncations));
         let _ = writeln!(
             out,
             "# HELP {INGEST_REFUSED} Ingest requests refused whole, by reason.\n# TYPE {INGEST_REFUSED} counter"
