@@ -221,7 +221,8 @@ fn git(dir: &Path, args: &[&str]) -> String {
 
 /// Polls `/api/v1/rules` until `done` holds for it.
 fn rules_until(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    // Generous: the whole suite runs in parallel on two cores.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let (status, body) = server.get_json("/api/v1/rules");
         assert_eq!(status, 200);

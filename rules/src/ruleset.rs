@@ -781,6 +781,13 @@ pub fn sources_fingerprint(sources: &[RuleSource]) -> u64 {
                 Some((entry.into_path(), metadata.len(), metadata.modified().ok()))
             })
             .collect();
+        // Modification times can be too coarse to tell two quick writes of
+        // the same size apart: the contents decide.
+        for (path, _, _) in &entries {
+            if let Ok(bytes) = std::fs::read(path) {
+                bytes.hash(&mut hasher);
+            }
+        }
         entries.sort();
         root.hash(&mut hasher);
         entries.hash(&mut hasher);
