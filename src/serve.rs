@@ -380,6 +380,7 @@ async fn serve(
             notifications: notification_counters,
             syslog: syslog_stats,
             tail: tail_stats,
+            store_queue: pipeline.store.queue_depth(),
             ..Metrics::default()
         },
     });

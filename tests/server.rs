@@ -96,6 +96,7 @@ fn an_event_list_with_an_exec_is_searchable_within_two_seconds_and_raises_the_ex
         metrics.contains("vigil_ingest_events_total{source=\"k8s-audit\",result=\"accepted\"} 6"),
         "{metrics}"
     );
+    assert!(metrics.contains("vigil_store_queue_batches 0"), "{metrics}");
     server.stop();
 }
 

@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -117,6 +118,8 @@ pub struct Store {
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
     replayed: Arc<Signal>,
+    /// Batches waiting for the write-ahead log.
+    queued: Arc<AtomicUsize>,
     /// Held for the store's life: one process per data directory.
     _lock: std::fs::File,
 }
@@ -174,6 +177,7 @@ impl Store {
         let consumer_position = Arc::new(Mutex::new(consumer_from));
         let index_position = Arc::new(Mutex::new(index_checkpoint));
         let replayed = Arc::new(Signal::default());
+        let queued = Arc::new(AtomicUsize::new(0));
 
         let replay = Replay {
             wal_dir: wal_dir.clone(),
@@ -203,7 +207,10 @@ impl Store {
             .map_err(|source| StoreError::io("start the index thread for", &wal_dir, source))?;
         let wal_handle = std::thread::Builder::new()
             .name("vigil-wal".into())
-            .spawn(move || run_wal(wal, wal_receiver, index_sender, durable_sender))
+            .spawn({
+                let queued = queued.clone();
+                move || run_wal(wal, wal_receiver, index_sender, durable_sender, queued)
+            })
             .map_err(|source| StoreError::io("start the write-ahead log thread for", &wal_dir, source))?;
 
         let store = Store {
@@ -214,6 +221,7 @@ impl Store {
             consumer_position,
             index_position,
             replayed,
+            queued,
             _lock: lock,
         };
         Ok((store, durable_receiver))
@@ -224,6 +232,11 @@ impl Store {
     /// be running, since the replay feeds it too.
     pub fn wait_until_replayed(&self) {
         self.replayed.wait();
+    }
+
+    /// Batches waiting for the write-ahead log (a gauge for `/metrics`).
+    pub fn queue_depth(&self) -> Arc<AtomicUsize> {
+        self.queued.clone()
     }
 
     /// The id generator events for this store must take their ids from.
@@ -243,7 +256,10 @@ impl Store {
         let guard = self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(sender) = guard.as_ref() else { return Err(StoreError::ShuttingDown) };
         match sender.try_send(WalMsg::Append { events, reply }) {
-            Ok(()) => Ok(ticket),
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(ticket)
+            }
             Err(TrySendError::Full(_)) => Err(StoreError::Overloaded),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::ShuttingDown),
         }
@@ -257,7 +273,11 @@ impl Store {
             let guard = self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             guard.as_ref().cloned().ok_or(StoreError::ShuttingDown)?
         };
-        sender.send(WalMsg::Append { events, reply }).map_err(|_| StoreError::ShuttingDown)?;
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        if sender.send(WalMsg::Append { events, reply }).is_err() {
+            self.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(StoreError::ShuttingDown);
+        }
         ticket.blocking_recv().map_err(|_| StoreError::ShuttingDown)?
     }
 
@@ -319,6 +339,7 @@ fn run_wal(
     receiver: Receiver<WalMsg>,
     index_sender: SyncSender<IndexMsg>,
     durable_sender: SyncSender<DurableBatch>,
+    queued: Arc<AtomicUsize>,
 ) {
     const MAX_GROUP: usize = 256;
     while let Ok(first) = receiver.recv() {
@@ -329,6 +350,7 @@ fn run_wal(
                 Err(_) => break,
             }
         }
+        queued.fetch_sub(group.len(), Ordering::Relaxed);
         // Each event is serialized once: for the log, and as the index's stored copy.
         let mut payloads: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
         let mut unserializable = None;

@@ -15,6 +15,8 @@ pub struct Metrics {
     pub syslog: Arc<vigil_ingest::syslog::SourceStats>,
     /// Filled by the file tailer.
     pub tail: Arc<vigil_ingest::tail::TailStats>,
+    /// Batches waiting for the write-ahead log.
+    pub store_queue: Arc<std::sync::atomic::AtomicUsize>,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
 }
@@ -68,6 +70,7 @@ pub const INGEST_EVENTS: &str = "vigil_ingest_events_total";
 pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
 pub const SYSLOG_MESSAGES: &str = "vigil_syslog_messages_total";
 pub const TAIL_LINES: &str = "vigil_tail_lines_total";
+pub const STORE_QUEUE: &str = "vigil_store_queue_batches";
 pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
@@ -131,6 +134,11 @@ impl Metrics {
             "# HELP {SYSLOG_MESSAGES} Syslog messages received.\n# TYPE {SYSLOG_MESSAGES} counter"
         );
         let _ = writeln!(out, "{SYSLOG_MESSAGES} {}", read(&syslog.messages));
+        let _ = writeln!(
+            out,
+            "# HELP {STORE_QUEUE} Batches waiting for the write-ahead log (index.queue_batches at most).\n# TYPE {STORE_QUEUE} gauge"
+        );
+        let _ = writeln!(out, "{STORE_QUEUE} {}", self.store_queue.load(Ordering::Relaxed));
         let tail = &self.tail;
         let _ =
             writeln!(out, "# HELP {TAIL_LINES} Lines read from tailed files.\n# TYPE {TAIL_LINES} counter");

@@ -10,6 +10,8 @@ pub enum Format {
     Cri,
     /// docker `json-file`, or any other JSON lines (an audit log).
     Json,
+    /// A syslog file as rsyslog writes it: `Mmm dd hh:mm:ss host app[pid]: message`.
+    SyslogFile,
     /// Anything else: each line is a message.
     Plain,
 }
@@ -20,6 +22,8 @@ pub fn detect(line: &str) -> Format {
         Format::Json
     } else if parse_cri(line).is_some() {
         Format::Cri
+    } else if parse_syslog_file_line(line).is_some() {
+        Format::SyslogFile
     } else {
         Format::Plain
     }
@@ -51,6 +55,13 @@ pub fn parse_cri(line: &str) -> Option<CriLine<'_>> {
         _ => return None,
     };
     Some(CriLine { time, stream, full, message })
+}
+
+/// A line of a syslog file (no `<PRI>`): parsed as RFC 3164 when it has a
+/// timestamp and a tag.
+pub fn parse_syslog_file_line(line: &str) -> Option<crate::syslog::Message> {
+    let message = crate::syslog::parse::parse(&format!("<13>{line}"), chrono::Utc::now()).ok()?;
+    (message.timestamp.is_some() && message.app_name.is_some()).then_some(message)
 }
 
 /// What a kubelet log file's name says: `/var/log/containers/<pod>_<namespace>_<container>-<id>.log`

@@ -464,7 +464,8 @@ fn line_to_events(
     stats: &TailStats,
     events: &mut Vec<Event>,
 ) {
-    if line.trim().is_empty() {
+    // Blank lines, and the runs of NUL bytes a crash leaves in a log file, carry nothing.
+    if line.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty() {
         return;
     }
     let format = *tracked.format.get_or_insert_with(|| detect(line));
@@ -492,6 +493,36 @@ fn line_to_events(
             Ok(value @ Value::Object(_)) => value,
             _ => json!({"log": line}),
         },
+        Format::SyslogFile => {
+            if let Some(message) = format::parse_syslog_file_line(line) {
+                let mut event = crate::syslog::normalize(
+                    vigil_schema::EventId::from_u128(0),
+                    Utc::now(),
+                    line,
+                    message,
+                    None,
+                );
+                // A file line has no priority: drop what the stand-in one gave.
+                for name in [
+                    fields::LOG_SYSLOG_PRIORITY,
+                    fields::LOG_SYSLOG_FACILITY_CODE,
+                    fields::LOG_SYSLOG_FACILITY_NAME,
+                    fields::LOG_SYSLOG_SEVERITY_CODE,
+                    fields::LOG_SYSLOG_SEVERITY_NAME,
+                    fields::EVENT_SEVERITY,
+                    fields::LOG_LEVEL,
+                ] {
+                    event.fields.remove(name);
+                }
+                if let Value::Object(original) = &mut event.original {
+                    original.insert("priority".into(), Value::Null);
+                }
+                event.set(fields::LOG_FILE_PATH, path);
+                events.push(event);
+                return;
+            }
+            json!({"log": line})
+        }
         Format::Plain => json!({"log": line}),
     };
     events.extend(to_event(path, tracked.kubernetes.as_ref(), record, options, stats));
@@ -684,5 +715,39 @@ mod tests {
             read.extend(messages(&tailer.poll()));
             assert_eq!(read, written, "seed {seed}");
         }
+    }
+
+    #[test]
+    fn syslog_files_are_read_as_syslog_and_every_line_of_the_public_sample_parses() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("syslog.log"), "Jan  6 13:57:19 host-a kernel: [    0.000000] Linux version 5.10\nJan  6 13:57:20 host-a systemd[1]: Started Journal.\n").unwrap();
+        let mut tailer = Tailer::new(options(dir.path()), Arc::new(TailStats::default()));
+        let events = tailer.poll();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].dataset(), "syslog");
+        assert_eq!(events[1].get_str(fields::PROCESS_NAME), Some("systemd"));
+        assert_eq!(events[1].get_str(fields::HOST_NAME), Some("host-a"));
+        assert_eq!(events[1].get_str(fields::MESSAGE), Some("Started Journal."));
+        assert_eq!(events[1].get(fields::LOG_SYSLOG_SEVERITY_NAME), None, "a file line has no priority");
+
+        let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../shared/external/samples/microk8s-audit-immudb/syslog");
+        let Ok(text) = std::fs::read_to_string(&sample) else {
+            eprintln!("SKIPPED the public syslog sample: {} is absent", sample.display());
+            return;
+        };
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|line| !line.trim_matches(|c: char| c == '\0' || c.is_whitespace()).is_empty())
+            .collect();
+        let unparsed: Vec<&&str> =
+            lines.iter().filter(|line| format::parse_syslog_file_line(line).is_none()).collect();
+        assert!(
+            unparsed.is_empty(),
+            "{} of {} lines do not parse, e.g. {:?}",
+            unparsed.len(),
+            lines.len(),
+            unparsed.first()
+        );
     }
 }
