@@ -235,7 +235,9 @@ async fn submit(
     }
 }
 
-struct Tailer {
+/// The tailer's state: the files followed and their offsets. [`run`]
+/// drives it; [`Tailer::poll`] is one round (also used by the benchmarks).
+pub struct Tailer {
     options: TailOptions,
     stats: Arc<TailStats>,
     files: BTreeMap<String, Tracked>,
@@ -244,7 +246,7 @@ struct Tailer {
 }
 
 impl Tailer {
-    fn new(options: TailOptions, stats: Arc<TailStats>) -> Tailer {
+    pub fn new(options: TailOptions, stats: Arc<TailStats>) -> Tailer {
         let saved: HashMap<String, Checkpoint> = std::fs::read(&options.checkpoint_path)
             .ok()
             .and_then(|bytes| serde_json::from_slice::<Checkpoints>(&bytes).ok())
@@ -259,8 +261,9 @@ impl Tailer {
         Tailer { options, stats, files: BTreeMap::new(), saved, dirty: false }
     }
 
-    /// One round: follow every file and return the events of the new lines.
-    fn poll(&mut self) -> Vec<Event> {
+    /// One round: follow every file and return the events of the new lines
+    /// (their ids are placeholders until [`run`] hands them on).
+    pub fn poll(&mut self) -> Vec<Event> {
         let mut events = Vec::new();
         let mut present: Vec<String> = Vec::new();
         for pattern in &self.options.globs {
