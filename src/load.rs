@@ -19,9 +19,13 @@ pub struct LoadArgs {
     /// The server, e.g. http://127.0.0.1:8080.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// An audit log to send (one Event per line), e.g. from `vigil gen`.
+    /// An audit log to send (one Event per line), e.g. from `vigil gen`, or
+    /// other JSON lines for `--path`.
     #[arg(long, value_name = "FILE")]
     events: PathBuf,
+    /// The ingest endpoint the lines are posted to (e.g. /api/v1/ingest/logs?dataset=app).
+    #[arg(long, default_value = "/api/v1/ingest/k8s-audit")]
+    path: String,
     /// Events per request.
     #[arg(long, default_value_t = 1000)]
     batch: usize,
@@ -126,7 +130,8 @@ fn memory_kib(pid: u32, key: &str) -> Option<u64> {
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    let ingest_url = format!("{}/api/v1/ingest/k8s-audit", args.url);
+    let ingest_url = format!("{}{}", args.url, args.path);
+    let probe_url = format!("{}/api/v1/ingest/k8s-audit", args.url);
     let agent = new_agent();
     let before =
         get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
@@ -207,7 +212,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             "responseStatus": {"metadata": {}, "code": 101}, "requestReceivedTimestamp": chrono::Utc::now().to_rfc3339(),
             "annotations": {"authorization.k8s.io/decision": "allow"}
         });
-        post_until_accepted(&agent, &ingest_url, event.to_string().as_bytes())?;
+        post_until_accepted(&agent, &probe_url, event.to_string().as_bytes())?;
         let answered = Instant::now();
         let (mut found, mut alerted) = (None, None);
         while found.is_none() || alerted.is_none() {
