@@ -11,10 +11,13 @@
 //!   decoder and the pure function [`k8s_audit::normalize`].
 //! - [`falco`]: Falco's JSON alert normalizer.
 //! - [`detect`]: which dataset a JSON line belongs to, for files of mixed events.
+//! - [`forward`]: the Fluentd forward protocol server ([`forward::ForwardServer`])
+//!   and the normalizer of forward records ([`forward::normalize_entry`]).
 
 pub mod body;
 pub mod detect;
 pub mod falco;
+pub mod forward;
 pub mod k8s_audit;
 
 /// One item of a batch that could not be accepted, with where it was and why.
