@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: ingest API, search API, rules and web UI.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Import audit log or Falco files into a data directory (no server needed).
     Ingest(commands::IngestArgs),
     /// Search a data directory from the command line.
@@ -72,7 +72,7 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Ingest(args) => commands::ingest(args),
         Command::Search(args) => commands::search(args),
         Command::Gen(args) => generate::run(args),
