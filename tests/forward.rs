@@ -577,3 +577,105 @@ fn the_shared_key_handshake_admits_the_right_key_and_disconnects_others() {
     assert!(log.contains("shared key mismatch"), "{log}");
     assert!(log.contains("sent data before authenticating"), "{log}");
 }
+
+/// The real clients, installed by `.ci/run` into `.ci/venv` and `.ci/node_modules`.
+mod clients {
+    use std::path::PathBuf;
+    use std::process::Command;
+
+    use super::*;
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn python() -> Option<PathBuf> {
+        let python = root().join(".ci/venv/bin/python");
+        let installed = python.exists()
+            && Command::new(&python)
+                .args(["-c", "import fluent.sender"])
+                .output()
+                .is_ok_and(|out| out.status.success());
+        installed.then_some(python)
+    }
+
+    fn node_modules() -> Option<PathBuf> {
+        let modules = root().join(".ci/node_modules");
+        let installed = modules.join("@fluent-org/logger/package.json").exists()
+            && Command::new("node").arg("--version").output().is_ok_and(|out| out.status.success());
+        installed.then_some(modules)
+    }
+
+    fn split(address: &str) -> (&str, &str) {
+        address.rsplit_once(':').unwrap()
+    }
+
+    fn run(command: &mut Command, what: &str) {
+        let output = command.output().unwrap_or_else(|error| panic!("cannot run {what}: {error}"));
+        assert!(
+            output.status.success(),
+            "{what} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn python_fluent_logger_sends_in_message_mode() {
+        let Some(python) = python() else {
+            eprintln!(
+                "SKIPPED python_fluent_logger_sends_in_message_mode: fluent-logger is not installed in .ci/venv (run .ci/run)"
+            );
+            return;
+        };
+        let (_dir, server, address) = start(&[]);
+        let (host, port) = split(&address);
+        let script = root().join("tests/clients/fluent_logger.py");
+        run(Command::new(python).arg(script).args([host, port, "py", "20"]), "fluent_logger.py");
+        let answer = server.search_until("event.dataset:py.py", 20, Duration::from_secs(10));
+        let mut expected: Vec<String> = (0..20).map(|i| format!("python-{i}")).collect();
+        expected.sort();
+        assert_eq!(messages(&answer), expected);
+        server.stop();
+    }
+
+    fn node_sends_in_every_mode(extra: &[&str], shared_key: Option<&str>) {
+        let Some(modules) = node_modules() else {
+            eprintln!("SKIPPED @fluent-org/logger tests: not installed in .ci/node_modules (run .ci/run)");
+            return;
+        };
+        let (_dir, server, address) = start(extra);
+        let (host, port) = split(&address);
+        let script = root().join("tests/clients/fluent_org_logger.js");
+        let modes = ["Message", "Forward", "PackedForward", "CompressedPackedForward"];
+        for mode in modes {
+            let mut command = Command::new("node");
+            command.env("NODE_PATH", &modules).arg(&script).args([host, port, "node", mode, "25"]);
+            command.args(shared_key);
+            run(&mut command, mode);
+        }
+        let answer = server.search_until("event.dataset:node.node", 100, Duration::from_secs(10));
+        let mut expected: Vec<String> =
+            modes.iter().flat_map(|mode| (0..25).map(move |i| format!("{mode}-{i}"))).collect();
+        expected.sort();
+        assert_eq!(messages(&answer), expected);
+        let odd = answer["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|hit| hit["event"]["message"] == "Forward-3")
+            .unwrap();
+        assert_eq!(odd["@timestamp"], "2026-11-20T10:00:00.000000003Z", "EventTime keeps its nanoseconds");
+        server.stop();
+    }
+
+    #[test]
+    fn fluent_org_logger_sends_in_every_mode_with_acks() {
+        node_sends_in_every_mode(&[], None);
+    }
+
+    #[test]
+    fn fluent_org_logger_passes_the_shared_key_handshake() {
+        node_sends_in_every_mode(&["--forward-shared-key", "s3cr3t"], Some("s3cr3t"));
+    }
+}

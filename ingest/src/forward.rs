@@ -571,3 +571,112 @@ pub fn normalize_record(
     event.original = record;
     event
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use tokio::sync::Notify;
+    use vigil_schema::{BoxFuture, EventIdGenerator, Receipt, SinkError};
+
+    use super::*;
+
+    /// Refuses the first `overloaded` submits, then holds each submit until
+    /// `release` is notified.
+    struct SlowSink {
+        ids: EventIdGenerator,
+        overloaded: Mutex<usize>,
+        attempts: AtomicU64,
+        release: Arc<Notify>,
+        stored: Arc<Mutex<Vec<Event>>>,
+    }
+
+    impl EventSink for SlowSink {
+        fn ids(&self) -> &EventIdGenerator {
+            &self.ids
+        }
+
+        fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            let mut overloaded = self.overloaded.lock().unwrap();
+            if *overloaded > 0 {
+                *overloaded -= 1;
+                return Box::pin(async { Err(SinkError::new(SinkErrorKind::Overloaded, "queue full")) });
+            }
+            let (release, stored) = (self.release.clone(), self.stored.clone());
+            Box::pin(async move {
+                release.notified().await;
+                let durable = batch.len();
+                stored.lock().unwrap().extend(batch);
+                Ok(Receipt { durable })
+            })
+        }
+    }
+
+    fn message_with_chunk(chunk: &str) -> Vec<u8> {
+        let value = rmpv::Value::Array(vec![
+            "app".into(),
+            rmpv::Value::from(1_700_000_000),
+            rmpv::Value::Map(vec![("log".into(), "hello".into())]),
+            rmpv::Value::Map(vec![("chunk".into(), chunk.into())]),
+        ]);
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, &value).unwrap();
+        bytes
+    }
+
+    #[tokio::test]
+    async fn the_ack_waits_for_durability_through_overload() {
+        let sink = Arc::new(SlowSink {
+            ids: EventIdGenerator::new(),
+            overloaded: Mutex::new(2),
+            attempts: AtomicU64::new(0),
+            release: Arc::new(Notify::new()),
+            stored: Arc::new(Mutex::new(Vec::new())),
+        });
+        let metrics = Arc::new(ForwardMetrics::default());
+        let shared = Arc::new(Shared {
+            options: ForwardOptions {
+                limits: ForwardLimits::default(),
+                auth: None,
+                audit_context: k8s_audit::Context::default(),
+            },
+            sink: sink.clone(),
+            metrics: metrics.clone(),
+        });
+        let (mut client, server) = tokio::io::duplex(64 * 1024);
+        let (_stopping, stop) = watch::channel(false);
+        let connection = Connection::new(server, SocketAddr::from(([127, 0, 0, 1], 1)), shared, stop);
+        let task = tokio::spawn(connection.run());
+        client.write_all(&message_with_chunk("c-1")).await.unwrap();
+
+        // Two refusals, then a submit that is not yet durable: no ack.
+        let mut answer = [0u8; 64];
+        let early = tokio::time::timeout(Duration::from_millis(300), client.read(&mut answer)).await;
+        assert!(early.is_err(), "no ack before the events are durable");
+        assert_eq!(sink.attempts.load(Ordering::SeqCst), 3);
+        assert_eq!(metrics.overloaded_retries.load(Ordering::Relaxed), 2);
+        assert!(sink.stored.lock().unwrap().is_empty());
+
+        sink.release.notify_one();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), client.read(&mut answer)).await.unwrap().unwrap();
+        let ack = rmpv::decode::read_value(&mut &answer[..read]).unwrap();
+        assert_eq!(ack, rmpv::Value::Map(vec![("ack".into(), "c-1".into())]));
+        assert_eq!(sink.stored.lock().unwrap().len(), 1);
+        assert_eq!(metrics.accepted.load(Ordering::Relaxed), 1);
+        drop(client);
+        task.await.unwrap();
+    }
+
+    #[test]
+    fn records_of_no_known_kind_keep_their_tag_and_message() {
+        let time = Utc::now();
+        let record = serde_json::json!({"log": "GET /healthz 200", "stream": "stdout"});
+        let event = normalize_record(EventIdGenerator::new().next(), time, "app.web", time, record.clone());
+        assert_eq!(event.get_str(fields::EVENT_DATASET), Some("app.web"));
+        assert_eq!(event.get_str(fields::MESSAGE), Some("GET /healthz 200"));
+        assert_eq!(event.timestamp, time);
+        assert_eq!(event.original, record);
+    }
+}

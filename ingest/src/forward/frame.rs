@@ -528,3 +528,77 @@ pub fn type_name(value: &Msgpack) -> &'static str {
         Msgpack::Ext(..) => "an extension",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(value: &Msgpack) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        rmpv::encode::write_value(&mut bytes, value).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn the_scanner_resumes_across_reads_and_finds_each_end() {
+        let value = Msgpack::Array(vec![
+            "tag".into(),
+            Msgpack::Binary(vec![7; 300]),
+            Msgpack::Map(vec![("chunk".into(), "abc".into())]),
+        ]);
+        let bytes = encode(&value);
+        let mut scanner = Scanner::default();
+        for end in 1..bytes.len() {
+            assert_eq!(scanner.scan(&bytes[..end], 1 << 20), Ok(None), "incomplete at {end}");
+        }
+        assert_eq!(scanner.scan(&bytes, 1 << 20), Ok(Some(bytes.len())));
+        assert!(!scanner.in_progress());
+    }
+
+    #[test]
+    fn the_scanner_refuses_a_declared_length_past_the_limit() {
+        let header = [0x92, 0xa1, b't', 0xc6, 0xff, 0xff, 0xff, 0xff];
+        let error = Scanner::default().scan(&header, 1024).unwrap_err();
+        assert_eq!(error.reason, Reason::TooLarge);
+    }
+
+    #[test]
+    fn times_are_integers_event_times_or_floats() {
+        let now = Utc::now();
+        let time = |value: Msgpack| event_time(&value, now).unwrap();
+        assert_eq!(time(Msgpack::from(1_700_000_000)).timestamp(), 1_700_000_000);
+        let event_time_bytes = [0x65, 0x53, 0xf1, 0x00, 0x00, 0x00, 0x00, 0x2a].to_vec();
+        let precise = time(Msgpack::Ext(0, event_time_bytes));
+        assert_eq!((precise.timestamp(), precise.timestamp_subsec_nanos()), (1_700_000_000, 42));
+        assert_eq!(time(Msgpack::F64(1_700_000_000.5)).timestamp_subsec_millis(), 500);
+        assert_eq!(time(Msgpack::from(0)), now);
+        assert!(event_time(&Msgpack::Ext(0, vec![0; 8].into_iter().chain([0xff]).collect()), now).is_err());
+        assert!(event_time(&Msgpack::from("yesterday"), now).is_err());
+    }
+
+    #[test]
+    fn bin_keys_and_values_and_event_times_in_records_become_json() {
+        let record = Msgpack::Map(vec![
+            (Msgpack::Binary(b"log".to_vec()), Msgpack::Binary(b"caf\xc3\xa9 \xff".to_vec())),
+            ("at".into(), Msgpack::Ext(0, vec![0x65, 0x53, 0xf1, 0x00, 0, 0, 0, 0])),
+            ("nan".into(), Msgpack::F64(f64::NAN)),
+        ]);
+        let json = to_json(record);
+        assert_eq!(json["log"], "café \u{fffd}");
+        assert_eq!(json["at"], "2023-11-14T22:13:20.000000000Z");
+        assert_eq!(json["nan"], Value::Null);
+    }
+
+    #[test]
+    fn non_log_signals_are_refused_with_their_reason() {
+        let value = Msgpack::Array(vec![
+            "metrics".into(),
+            Msgpack::Array(vec![Msgpack::Array(vec![Msgpack::from(1), Msgpack::Map(vec![])])]),
+            Msgpack::Map(vec![("fluent_signal".into(), Msgpack::from(1))]),
+        ]);
+        let limits = FrameLimits { max_decompressed_bytes: 1 << 20, max_entries: 10 };
+        let frame = decode_frame(value, limits, Utc::now()).unwrap().unwrap();
+        assert!(frame.entries.is_empty());
+        assert_eq!(frame.rejected[0].0, Reason::UnsupportedSignal);
+    }
+}
