@@ -408,6 +408,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     spawn_hangup_listener(reload_requests);
     let sink: Arc<StoreSink> = Arc::new(StoreSink { store: pipeline.store.clone() });
+    let forward_metrics = Arc::new(ForwardMetrics::default());
     // The store is open and replayed: the forward listener may take events.
     let forward = match config.forward.listen {
         Some(listen) => {
@@ -418,7 +419,7 @@ async fn serve(
                 listener,
                 forward_options(config),
                 sink.clone(),
-                Arc::new(ForwardMetrics::default()),
+                forward_metrics.clone(),
             )
             .context("cannot start the forward server")?;
             tracing::info!(
@@ -442,7 +443,11 @@ async fn serve(
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
         audit_context: k8s_audit::Context { cluster_name: config.cluster.name.clone() },
-        metrics: Metrics { notifications: notification_counters, ..Metrics::default() },
+        metrics: Metrics {
+            notifications: notification_counters,
+            forward: forward_metrics,
+            ..Metrics::default()
+        },
     });
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await

@@ -273,6 +273,23 @@ fn packed_forward_as_bin_str_gzip_and_zstd_is_stored_and_acked() {
         )
         .unwrap();
     read_ack(&mut stream, "c4");
+    // Three messages of 4,000 entries in one write: more than one batch's
+    // worth (10,000 events) waits in the buffer, and every message is acked.
+    let big: Vec<u8> = (0..4000)
+        .flat_map(|i| mp::entry(mp::uint(u64::from(T0)), mp::record(&[("log", &format!("big-{i}"))])))
+        .collect();
+    let burst: Vec<u8> = (0..3)
+        .flat_map(|n| {
+            [mp::array(3), mp::str("p.big"), mp::bin(&big), mp::options(&[("chunk", &format!("big-{n}"))])]
+                .concat()
+        })
+        .collect();
+    stream.write_all(&burst).unwrap();
+    for n in 0..3 {
+        read_ack(&mut stream, &format!("big-{n}"));
+    }
+    let answer = server.search_until("event.dataset:\"p.big\"", 12_000, Duration::from_secs(30));
+    assert_eq!(answer["total"], 12_000);
     for name in ["bin", "text", "gzip", "zstd"] {
         let answer = server.search_until(&format!("event.dataset:\"p.{name}\""), 3, Duration::from_secs(10));
         assert_eq!(messages(&answer), [0, 1, 2].map(|i| format!("{name}-{i}")), "{name}");
@@ -486,13 +503,28 @@ fn every_limit_is_enforced() {
         .unwrap();
     read_ack(&mut first, "ten");
     // Two connections are open at most: a third is closed at once.
-    let _second = connect(&address);
-    // Let the server take the second before the third arrives.
-    std::thread::sleep(Duration::from_millis(200));
+    let mut second = connect(&address);
+    // An empty message with a chunk: its ack proves the server holds the second connection.
+    second
+        .write_all(
+            &[mp::array(3), mp::str("lim"), mp::array(0), mp::options(&[("chunk", "second")])].concat(),
+        )
+        .unwrap();
+    read_ack(&mut second, "second");
     let mut third = connect(&address);
     assert!(closed_within(&mut third, Duration::from_secs(5)), "connection limit");
     let answer = server.search_until("event.dataset:lim", 10, Duration::from_secs(10));
     assert_eq!(answer["total"], 10, "only the message within the limits is stored");
+    let (_, metrics) = server.get("/metrics");
+    for line in [
+        "vigil_forward_refused_total{reason=\"too_large\"} 3",
+        "vigil_forward_refused_total{reason=\"too_many_entries\"} 2",
+        "vigil_forward_refused_total{reason=\"too_many_connections\"} 1",
+        "vigil_forward_events_total{result=\"accepted\"} 10",
+        "vigil_forward_acks_total 2",
+    ] {
+        assert!(metrics.lines().any(|metric| metric == line), "{line} in:\n{metrics}");
+    }
     let log = server.stop();
     for reason in ["too_large", "too_many_entries", "too many forward connections"] {
         assert!(log.contains(reason), "{reason} is logged: {log}");

@@ -265,6 +265,8 @@ struct Pending {
     events: Vec<Event>,
     acks: Vec<String>,
     fatal: Option<FrameError>,
+    /// The batch is full but complete messages remain in the buffer.
+    more: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
@@ -294,6 +296,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
                 self.shared.metrics.reject(error.reason, 1);
                 tracing::warn!(peer = %self.peer, reason = error.reason.name(), error = %error.message, "forward client broke the protocol; closing the connection");
                 return;
+            }
+            if pending.more {
+                continue;
             }
             match self.read().await {
                 Read::Bytes => {}
@@ -356,9 +361,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
         let mut pending = Pending::default();
         let mut consumed = 0;
         let now = Utc::now();
-        while pending.events.len() < MAX_BATCH_EVENTS {
+        loop {
             let rest = &self.buffer[consumed..];
             if rest.is_empty() {
+                break;
+            }
+            if pending.events.len() >= MAX_BATCH_EVENTS {
+                pending.more = true;
                 break;
             }
             let length = match self.scanner.scan(rest, limits.max_message_bytes) {
