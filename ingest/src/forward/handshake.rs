@@ -138,3 +138,55 @@ pub fn digest(parts: &[&[u8]]) -> String {
 fn constant_time_eq(left: &[u8], right: &[u8]) -> bool {
     left.len() == right.len() && left.iter().zip(right).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ping(handshake: &Handshake, key: &str, user: &str, password: &str) -> Msgpack {
+        let salt = b"client-salt";
+        let nonce = handshake.nonce;
+        let password_digest = match &handshake.auth_salt {
+            Some(auth_salt) => digest(&[auth_salt, user.as_bytes(), password.as_bytes()]),
+            None => digest(&[]),
+        };
+        Msgpack::Array(vec![
+            "PING".into(),
+            "node-a".into(),
+            Msgpack::Binary(salt.to_vec()),
+            digest(&[salt, b"node-a", &nonce, key.as_bytes()]).into(),
+            user.into(),
+            password_digest.into(),
+        ])
+    }
+
+    #[test]
+    fn users_are_checked_when_configured() {
+        let auth = ForwardAuth {
+            shared_key: "key".into(),
+            self_hostname: "vigil".into(),
+            users: vec![("fluent".into(), "pw".into())],
+        };
+        let handshake = Handshake::new(&auth);
+        assert!(matches!(handshake.helo()[1]["auth"], Msgpack::Binary(ref salt) if salt.len() == 16));
+        let (pong, outcome) = handshake.answer(&auth, &ping(&handshake, "key", "fluent", "pw"));
+        assert_eq!(outcome, Ok("node-a".to_owned()));
+        let expected = digest(&[b"client-salt", b"vigil", &handshake.nonce, b"key"]);
+        assert_eq!(pong[4].as_str(), Some(expected.as_str()));
+        let (pong, outcome) = handshake.answer(&auth, &ping(&handshake, "key", "fluent", "wrong"));
+        assert_eq!(outcome, Err("username/password mismatch".to_owned()));
+        assert_eq!(pong[1], Msgpack::Boolean(false));
+        let (_, outcome) = handshake.answer(&auth, &ping(&handshake, "other", "fluent", "pw"));
+        assert_eq!(outcome, Err("shared key mismatch".to_owned()));
+    }
+
+    #[test]
+    fn without_users_any_password_digest_is_accepted() {
+        // @fluent-org/logger sends sha512("") as the password digest when no user is set.
+        let auth = ForwardAuth { shared_key: "key".into(), self_hostname: "vigil".into(), users: Vec::new() };
+        let handshake = Handshake::new(&auth);
+        assert_eq!(handshake.helo()[1]["auth"], Msgpack::from(""));
+        let (_, outcome) = handshake.answer(&auth, &ping(&handshake, "key", "", ""));
+        assert_eq!(outcome, Ok("node-a".to_owned()));
+    }
+}
