@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use vigil_config::Config;
+use vigil_ingest::forward::{ForwardAuth, ForwardLimits, ForwardMetrics, ForwardOptions, ForwardServer};
 use vigil_ingest::k8s_audit;
 use vigil_rules::{
     KubernetesMapping, LiveRules, ReloadFailure, RuleOptions, RuleSet, RuleSource, RulesOrigin,
@@ -31,6 +32,33 @@ pub struct ServeArgs {
     /// Address for the HTTP API and web UI [default: 127.0.0.1:8080]; port 0 picks a free port.
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// Address for the Fluentd forward protocol [default: 127.0.0.1:24224], or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    forward: Option<String>,
+    /// Shared key of the forward handshake [default: no handshake].
+    #[arg(long, value_name = "KEY", env = "VIGIL_FORWARD_SHARED_KEY", hide_env_values = true)]
+    forward_shared_key: Option<String>,
+    /// Name this server gives in the forward handshake [default: vigil].
+    #[arg(long, value_name = "NAME")]
+    forward_self_hostname: Option<String>,
+    /// Largest forward message accepted, in bytes [default: 67108864].
+    #[arg(long, value_name = "BYTES")]
+    forward_max_message_bytes: Option<usize>,
+    /// Largest forward entries accepted after decompression, in bytes [default: 268435456].
+    #[arg(long, value_name = "BYTES")]
+    forward_max_decompressed_bytes: Option<usize>,
+    /// Most entries in one forward message [default: 1000000].
+    #[arg(long, value_name = "N")]
+    forward_max_entries: Option<usize>,
+    /// Time allowed for the rest of a half-sent forward message, e.g. 30s [default: 30s].
+    #[arg(long, value_name = "SPAN")]
+    forward_message_timeout: Option<String>,
+    /// Time a forward connection may stay silent between messages [default: 10m].
+    #[arg(long, value_name = "SPAN")]
+    forward_idle_timeout: Option<String>,
+    /// Most forward connections open at once [default: 1024].
+    #[arg(long, value_name = "N")]
+    forward_max_connections: Option<usize>,
     /// A directory or file of Sigma rules, added to the built-in pack; repeatable.
     #[arg(long = "rules", value_name = "DIR")]
     rules: Vec<PathBuf>,
@@ -96,6 +124,7 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(http) = args.http {
         config.http.listen = http;
     }
+    resolve_forward(args, &mut config.forward)?;
     config.rules.paths.extend(args.rules.iter().cloned());
     if args.no_builtin_rules {
         config.rules.builtin = false;
@@ -162,6 +191,87 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     Ok(config)
 }
+
+fn resolve_forward(args: &ServeArgs, forward: &mut vigil_config::ForwardConfig) -> anyhow::Result<()> {
+    if let Some(listen) = &args.forward {
+        forward.listen = vigil_config::parse_forward_listen(listen)
+            .map_err(|message| anyhow::anyhow!("--forward: {message}"))?;
+    }
+    if let Some(key) = &args.forward_shared_key {
+        anyhow::ensure!(!key.is_empty(), "--forward-shared-key must not be empty");
+        forward.shared_key = Some(key.clone());
+    }
+    if let Some(name) = &args.forward_self_hostname {
+        anyhow::ensure!(!name.trim().is_empty(), "--forward-self-hostname must not be empty");
+        forward.self_hostname = name.clone();
+    }
+    if let Some(bytes) = args.forward_max_message_bytes {
+        anyhow::ensure!(bytes >= 1024, "--forward-max-message-bytes must be at least 1024");
+        forward.max_message_bytes = bytes;
+        forward.max_decompressed_bytes = forward.max_decompressed_bytes.max(bytes);
+    }
+    if let Some(bytes) = args.forward_max_decompressed_bytes {
+        anyhow::ensure!(
+            bytes >= forward.max_message_bytes,
+            "--forward-max-decompressed-bytes must not be smaller than the message limit"
+        );
+        forward.max_decompressed_bytes = bytes;
+    }
+    if let Some(entries) = args.forward_max_entries {
+        anyhow::ensure!(entries >= 1, "--forward-max-entries must be at least 1");
+        forward.max_entries = entries;
+    }
+    if let Some(connections) = args.forward_max_connections {
+        anyhow::ensure!(connections >= 1, "--forward-max-connections must be at least 1");
+        forward.max_connections = connections;
+    }
+    for (flag, text, slot) in [
+        ("--forward-message-timeout", &args.forward_message_timeout, &mut forward.message_timeout),
+        ("--forward-idle-timeout", &args.forward_idle_timeout, &mut forward.idle_timeout),
+    ] {
+        if let Some(text) = text {
+            *slot =
+                vigil_config::parse_duration(text).map_err(|message| anyhow::anyhow!("{flag}: {message}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The forward server's options from the configuration.
+fn forward_options(config: &Config) -> ForwardOptions {
+    let forward = &config.forward;
+    ForwardOptions {
+        limits: ForwardLimits {
+            max_message_bytes: forward.max_message_bytes,
+            max_decompressed_bytes: forward.max_decompressed_bytes,
+            max_entries: forward.max_entries,
+            message_timeout: forward.message_timeout,
+            idle_timeout: forward.idle_timeout,
+            max_connections: forward.max_connections,
+        },
+        auth: forward.shared_key.as_ref().map(|shared_key| ForwardAuth {
+            shared_key: shared_key.clone(),
+            self_hostname: forward.self_hostname.clone(),
+            users: forward.users.clone(),
+        }),
+        audit_context: audit_context(config),
+    }
+}
+
+/// What the audit normalizer needs from the configuration, and the limits on one record.
+fn audit_context(config: &Config) -> k8s_audit::Context {
+    k8s_audit::Context {
+        cluster_name: config.cluster.name.clone(),
+        limits: vigil_ingest::limits::RecordLimits {
+            max_record_bytes: config.http.max_record_bytes,
+            max_depth: config.http.max_depth,
+            max_fields: config.http.max_fields,
+        },
+    }
+}
+
+/// How long forward connections may take to finish their last messages on shutdown.
+const FORWARD_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub fn rule_sources(builtin: bool, paths: &[PathBuf]) -> Vec<RuleSource> {
     let mut sources: Vec<RuleSource> = paths.iter().cloned().map(RuleSource::Path).collect();
@@ -337,11 +447,38 @@ async fn serve(
     notification_counters: Arc<NotificationCounters>,
 ) -> anyhow::Result<()> {
     spawn_hangup_listener(reload_requests);
-    let sink: Arc<dyn vigil_schema::EventSink> = Arc::new(StoreSink { store: pipeline.store.clone() });
+    let sink: Arc<StoreSink> = Arc::new(StoreSink { store: pipeline.store.clone() });
+    let forward_metrics = Arc::new(ForwardMetrics::default());
+    // The store is open and replayed: the forward listener may take events.
+    let forward = match config.forward.listen {
+        Some(listen) => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen for the forward protocol on {listen}"))?;
+            let server = ForwardServer::start(
+                listener,
+                forward_options(config),
+                sink.clone(),
+                forward_metrics.clone(),
+            )
+            .context("cannot start the forward server")?;
+            tracing::info!(
+                auth = config.forward.shared_key.is_some(),
+                "forward protocol on {}",
+                server.local_addr()
+            );
+            // Scripts and tests read it before the HTTP line.
+            println!("vigil forward listening on {}", server.local_addr());
+            Some(server)
+        }
+        None => None,
+    };
+    let event_sink: Arc<dyn vigil_schema::EventSink> = sink.clone();
     let syslog_stats = Arc::new(vigil_ingest::syslog::SourceStats::default());
     let (stop_sources, sources_stopped) = tokio::sync::watch::channel(false);
     if let Some(address) = config.syslog.listen {
-        start_syslog(address, config, sink.clone(), syslog_stats.clone(), sources_stopped.clone()).await?;
+        start_syslog(address, config, event_sink.clone(), syslog_stats.clone(), sources_stopped.clone())
+            .await?;
     }
     let tail_stats = Arc::new(vigil_ingest::tail::TailStats::default());
     if !config.tail.globs.is_empty() {
@@ -350,11 +487,11 @@ async fn serve(
             vigil_ingest::tail::checkpoint_path(&config.data_dir),
         );
         options.poll_interval = config.tail.poll_interval;
-        options.audit.cluster_name = config.cluster.name.clone();
+        options.audit = audit_context(config);
         tracing::info!(globs = ?config.tail.globs, "tailing files");
         tokio::spawn(vigil_ingest::tail::run(
             options,
-            sink.clone(),
+            event_sink.clone(),
             tail_stats.clone(),
             sources_stopped.clone(),
         ));
@@ -368,19 +505,13 @@ async fn serve(
             max_body_bytes: config.http.max_body_bytes,
             max_decoded_bytes: config.http.max_decoded_bytes,
         },
-        audit_context: k8s_audit::Context {
-            cluster_name: config.cluster.name.clone(),
-            limits: vigil_ingest::limits::RecordLimits {
-                max_record_bytes: config.http.max_record_bytes,
-                max_depth: config.http.max_depth,
-                max_fields: config.http.max_fields,
-            },
-        },
+        audit_context: audit_context(config),
         metrics: Metrics {
             notifications: notification_counters,
             syslog: syslog_stats,
             tail: tail_stats,
             store_queue: pipeline.store.queue_depth(),
+            forward: forward_metrics,
             ..Metrics::default()
         },
     });
@@ -391,13 +522,36 @@ async fn serve(
     tracing::info!(data_dir = %config.data_dir.display(), "vigil is ready on http://{address}");
     // The one line on stdout: scripts and tests wait for it.
     println!("vigil listening on http://{address}");
-    let served = axum::serve(listener, vigil_web::router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("HTTP server failed");
-    // Stop the other sources too; the store commits once they are gone.
+    let (stopping, mut stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stopping.send(true);
+    });
+    let http_stop = stop.clone();
+    let mut http = tokio::spawn(async move {
+        let mut stop = http_stop;
+        axum::serve(listener, vigil_web::router(state))
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|stopping| *stopping).await;
+            })
+            .await
+    });
+    let finished_early = tokio::select! {
+        finished = &mut http => Some(finished),
+        _ = stop.wait_for(|stopping| *stopping) => None,
+    };
+    // Sources first: stop accepting and finish the messages in flight while
+    // the store still takes them; the store shuts down after serve returns.
     let _ = stop_sources.send(true);
-    served
+    if let Some(forward) = forward {
+        forward.shutdown(FORWARD_SHUTDOWN_GRACE).await;
+        tracing::info!("forward server stopped");
+    }
+    let finished = match finished_early {
+        Some(finished) => finished,
+        None => http.await,
+    };
+    finished.context("HTTP server task failed")?.context("HTTP server failed")
 }
 
 /// Binds syslog on UDP and TCP at the same address and serves both.

@@ -185,8 +185,15 @@ fn serve_explains_an_unusable_data_directory_and_a_taken_port() {
 
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
-    let output =
-        vigil(&["serve", "--data-dir", dir.path().join("data").to_str().unwrap(), "--http", &address]);
+    let output = vigil(&[
+        "serve",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+        "--http",
+        &address,
+        "--forward",
+        "off",
+    ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(&format!("cannot listen on {address}")), "{}", stderr(&output));
 

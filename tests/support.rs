@@ -16,19 +16,24 @@ pub fn vigil_binary() -> PathBuf {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// The forward protocol's address, when the server was started with `--forward`.
+    pub forward: Option<String>,
     agent: ureq::Agent,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
     /// Starts `vigil serve` on a data directory, with extra flags, and waits
-    /// until it says where it listens and answers /healthz.
+    /// until it says where it listens and answers /healthz. The forward
+    /// listener is off unless `extra` has `--forward`.
     pub fn start(data_dir: &Path, extra: &[&str]) -> Server {
+        let forward_off: &[&str] = if extra.contains(&"--forward") { &[] } else { &["--forward", "off"] };
         let mut child = Command::new(vigil_binary())
             .arg("serve")
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--http", "127.0.0.1:0"])
+            .args(forward_off)
             .args(extra)
             .env("RUST_LOG", "vigil=debug")
             .stdout(Stdio::piped())
@@ -50,27 +55,40 @@ impl Server {
         let (sender, receiver) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(line)) = lines.next() {
+            // The forward line, when there is one, comes before the HTTP line.
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                let http = line.starts_with("vigil listening on ");
                 let _ = sender.send(line);
+                if http {
+                    break;
+                }
             }
             // Keep draining so the child never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = match receiver.recv_timeout(Duration::from_secs(30)) {
-            Ok(line) => line,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("vigil serve did not start; stderr:\n{}", stderr.lock().unwrap());
+        let mut forward = None;
+        let base = loop {
+            let line = match receiver.recv_timeout(Duration::from_secs(30)) {
+                Ok(line) => line,
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!("vigil serve did not start; stderr:\n{}", stderr.lock().unwrap());
+                }
+            };
+            if let Some(address) = line.strip_prefix("vigil forward listening on ") {
+                forward = Some(address.trim().to_owned());
+                continue;
             }
+            break line.strip_prefix("vigil listening on ").expect("listening line").trim().to_owned();
         };
-        let base = line.strip_prefix("vigil listening on ").expect("listening line").trim().to_owned();
         let agent = ureq::Agent::new_with_config(
             ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .timeout_global(Some(Duration::from_secs(30)))
                 .build(),
         );
-        let server = Server { child, base, agent, stderr };
+        let server = Server { child, base, forward, agent, stderr };
         let (status, _) = server.get("/healthz");
         assert_eq!(status, 200);
         server

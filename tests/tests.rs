@@ -4,6 +4,7 @@
 
 mod cli;
 mod crash;
+mod forward;
 mod golden;
 mod rules;
 mod server;

@@ -24,6 +24,7 @@ pub struct Config {
     /// Where events, the index and alert state are kept.
     pub data_dir: PathBuf,
     pub http: HttpConfig,
+    pub forward: ForwardConfig,
     pub index: IndexConfig,
     pub rules: RulesConfig,
     pub cluster: ClusterConfig,
@@ -82,6 +83,56 @@ pub struct HttpConfig {
     pub max_depth: usize,
     /// Most values in a record.
     pub max_fields: usize,
+}
+
+/// The Fluentd forward protocol listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwardConfig {
+    /// Where to listen; `None` when turned off (`listen = "off"`).
+    pub listen: Option<SocketAddr>,
+    /// The secure-forward handshake's shared key; `None`: no handshake.
+    pub shared_key: Option<String>,
+    /// The name this server gives in the handshake.
+    pub self_hostname: String,
+    /// `(username, password)` pairs a client must give in the handshake.
+    pub users: Vec<(String, String)>,
+    /// Largest message accepted, as sent.
+    pub max_message_bytes: usize,
+    /// Largest packed entries accepted once decompressed (gzip, zstd).
+    pub max_decompressed_bytes: usize,
+    /// Most entries in one message.
+    pub max_entries: usize,
+    /// How long the rest of a half-sent message may take.
+    pub message_timeout: Duration,
+    /// How long a connection may stay silent between messages.
+    pub idle_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl Default for ForwardConfig {
+    fn default() -> ForwardConfig {
+        ForwardConfig {
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 24224))),
+            shared_key: None,
+            self_hostname: "vigil".into(),
+            users: Vec::new(),
+            max_message_bytes: 64 * 1024 * 1024,
+            max_decompressed_bytes: 256 * 1024 * 1024,
+            max_entries: 1_000_000,
+            message_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Reads a forward listen address: `off` or an address like 127.0.0.1:24224.
+pub fn parse_forward_listen(text: &str) -> Result<Option<SocketAddr>, String> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| format!("{text:?} is not an address like 127.0.0.1:24224, or off"))
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +208,7 @@ impl Default for Config {
                 max_depth: 64,
                 max_fields: 10_000,
             },
+            forward: ForwardConfig::default(),
             index: IndexConfig {
                 commit_interval: Duration::from_millis(1000),
                 queue_batches: 64,
@@ -220,6 +272,8 @@ struct RawConfig {
     #[serde(default)]
     http: RawHttp,
     #[serde(default)]
+    forward: RawForward,
+    #[serde(default)]
     index: RawIndex,
     #[serde(default)]
     rules: RawRules,
@@ -264,6 +318,29 @@ struct RawHttp {
     max_record_bytes: Option<i64>,
     max_depth: Option<i64>,
     max_fields: Option<i64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawForward {
+    listen: Option<String>,
+    shared_key: Option<String>,
+    self_hostname: Option<String>,
+    #[serde(default)]
+    users: Vec<RawForwardUser>,
+    max_message_bytes: Option<i64>,
+    max_decompressed_bytes: Option<i64>,
+    max_entries: Option<i64>,
+    message_timeout: Option<String>,
+    idle_timeout: Option<String>,
+    max_connections: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawForwardUser {
+    username: String,
+    password: String,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -409,6 +486,18 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     positive("http.max_decoded_bytes", raw.http.max_decoded_bytes, 1024, &mut |v| {
         config.http.max_decoded_bytes = v as usize
     });
+    positive("forward.max_message_bytes", raw.forward.max_message_bytes, 1024, &mut |v| {
+        config.forward.max_message_bytes = v as usize
+    });
+    positive("forward.max_decompressed_bytes", raw.forward.max_decompressed_bytes, 1024, &mut |v| {
+        config.forward.max_decompressed_bytes = v as usize
+    });
+    positive("forward.max_entries", raw.forward.max_entries, 1, &mut |v| {
+        config.forward.max_entries = v as usize
+    });
+    positive("forward.max_connections", raw.forward.max_connections, 1, &mut |v| {
+        config.forward.max_connections = v as usize
+    });
     positive("index.commit_interval_ms", raw.index.commit_interval_ms, 10, &mut |v| {
         config.index.commit_interval = Duration::from_millis(v)
     });
@@ -447,6 +536,10 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         }
     };
     duration("index.partition_span", raw.index.partition_span, &mut |d| config.index.partition_span = d);
+    duration("forward.message_timeout", raw.forward.message_timeout, &mut |d| {
+        config.forward.message_timeout = d
+    });
+    duration("forward.idle_timeout", raw.forward.idle_timeout, &mut |d| config.forward.idle_timeout = d);
     duration("retention.max_age", raw.retention.max_age, &mut |d| config.retention.max_age = Some(d));
     duration("retention.check_interval", raw.retention.check_interval, &mut |d| {
         config.retention.check_interval = d
@@ -465,6 +558,41 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             Ok(address) => config.syslog.listen = Some(address),
             Err(_) => problem("syslog.listen", format!("{listen:?} is not an address like 127.0.0.1:5514")),
         }
+    }
+    if let Some(listen) = raw.forward.listen {
+        match parse_forward_listen(&listen) {
+            Ok(address) => config.forward.listen = address,
+            Err(message) => problem("forward.listen", message),
+        }
+    }
+    match raw.forward.shared_key {
+        Some(key) if key.is_empty() => {
+            problem("forward.shared_key", "must not be empty; leave it out to turn the handshake off".into())
+        }
+        key => config.forward.shared_key = key,
+    }
+    if let Some(name) = raw.forward.self_hostname {
+        if name.trim().is_empty() {
+            problem("forward.self_hostname", "must not be empty".into());
+        } else {
+            config.forward.self_hostname = name;
+        }
+    }
+    if !raw.forward.users.is_empty() && config.forward.shared_key.is_none() {
+        problem("forward.users", "need forward.shared_key: users are checked in the handshake".into());
+    }
+    for (index, user) in raw.forward.users.into_iter().enumerate() {
+        if user.username.is_empty() {
+            problem(&format!("forward.users[{index}].username"), "must not be empty".into());
+        } else {
+            config.forward.users.push((user.username, user.password));
+        }
+    }
+    if config.forward.max_decompressed_bytes < config.forward.max_message_bytes {
+        problem(
+            "forward.max_decompressed_bytes",
+            "must not be smaller than forward.max_message_bytes".into(),
+        );
     }
     if let Some(builtin) = raw.rules.builtin {
         config.rules.builtin = builtin;
@@ -562,8 +690,8 @@ mod tests {
     fn the_example_file_parses_and_matches_the_defaults_it_documents() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("vigil.example.toml");
         let config = Config::from_file(&path).unwrap();
-        let mut expected = Config::default();
-        expected.data_dir = path.parent().unwrap().join("vigil-data");
+        let mut expected =
+            Config { data_dir: path.parent().unwrap().join("vigil-data"), ..Config::default() };
         expected.rules.field_mapping.insert("CommandLine".into(), vec!["process.command_line".into()]);
         expected
             .rules
@@ -634,6 +762,25 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
         assert_eq!(keys, ["retention.max_age", "index.partition_span"]);
+    }
+
+    #[test]
+    fn forward_keys_are_read_and_checked() {
+        let config = Config::from_toml(
+            "version = 1\n[forward]\nlisten = \"off\"\nshared_key = \"s\"\nmax_entries = 10\nmessage_timeout = \"5s\"\n[[forward.users]]\nusername = \"fluent\"\npassword = \"pw\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.forward.listen, None);
+        assert_eq!(config.forward.shared_key.as_deref(), Some("s"));
+        assert_eq!(config.forward.max_entries, 10);
+        assert_eq!(config.forward.message_timeout, Duration::from_secs(5));
+        assert_eq!(config.forward.users, vec![("fluent".to_owned(), "pw".to_owned())]);
+        let error = Config::from_toml(
+            "version = 1\n[forward]\nlisten = \"nowhere\"\nmax_connections = 0\n[[forward.users]]\nusername = \"u\"\npassword = \"p\"\n",
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["forward.max_connections", "forward.listen", "forward.users"]);
     }
 
     #[test]

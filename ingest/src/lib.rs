@@ -16,11 +16,14 @@
 //! - [`syslog`]: RFC 5424 / 3164 over UDP and TCP.
 //! - [`tail`]: following log files (CRI, docker json-file, audit logs) through rotation.
 //! - [`detect`]: which dataset a JSON line belongs to, for files of mixed events.
+//! - [`forward`]: the Fluentd forward protocol server ([`forward::ForwardServer`])
+//!   and the normalizer of forward records ([`forward::normalize_entry`]).
 
 pub mod body;
 pub mod container;
 pub mod detect;
 pub mod falco;
+pub mod forward;
 pub mod k8s_audit;
 pub mod limits;
 pub mod records;

@@ -19,6 +19,8 @@ pub struct Metrics {
     pub store_queue: Arc<std::sync::atomic::AtomicUsize>,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
+    /// Filled by the forward protocol server.
+    pub forward: Arc<vigil_ingest::forward::ForwardMetrics>,
 }
 
 /// What one ingest source received and what became of it.
@@ -77,6 +79,13 @@ pub const RULES_LOADED: &str = "vigil_rules_loaded";
 pub const NOTIFICATIONS: &str = "vigil_notifications_total";
 pub const NOTIFICATION_RETRIES: &str = "vigil_notification_retries_total";
 pub const NOTIFICATION_RATE_LIMITED: &str = "vigil_notification_rate_limited_total";
+pub const FORWARD_CONNECTIONS: &str = "vigil_forward_connections_total";
+pub const FORWARD_BYTES: &str = "vigil_forward_bytes_total";
+pub const FORWARD_MESSAGES: &str = "vigil_forward_messages_total";
+pub const FORWARD_EVENTS: &str = "vigil_forward_events_total";
+pub const FORWARD_ACKS: &str = "vigil_forward_acks_total";
+pub const FORWARD_OVERLOADED: &str = "vigil_forward_overloaded_retries_total";
+pub const FORWARD_REFUSED: &str = "vigil_forward_refused_total";
 
 impl Metrics {
     pub fn add(counter: &AtomicU64, amount: u64) {
@@ -211,6 +220,45 @@ impl Metrics {
                 );
             }
         }
+        self.render_forward(&mut out);
         out
+    }
+
+    /// The forward protocol source's counters.
+    fn render_forward(&self, out: &mut String) {
+        use vigil_ingest::forward::Reason;
+        let forward = &self.forward;
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        for (name, help, counter) in [
+            (FORWARD_CONNECTIONS, "Forward connections accepted.", &forward.connections),
+            (FORWARD_BYTES, "Forward bytes received.", &forward.bytes),
+            (FORWARD_MESSAGES, "Forward messages received (heartbeats included).", &forward.messages),
+            (FORWARD_ACKS, "Forward chunks acknowledged, each once durable.", &forward.acks),
+            (
+                FORWARD_OVERLOADED,
+                "Forward batches retried because storage was behind.",
+                &forward.overloaded_retries,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", read(counter));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {FORWARD_EVENTS} Forward entries, received and made durable.\n# TYPE {FORWARD_EVENTS} counter"
+        );
+        let _ = writeln!(out, "{FORWARD_EVENTS}{{result=\"received\"}} {}", read(&forward.received));
+        let _ = writeln!(out, "{FORWARD_EVENTS}{{result=\"accepted\"}} {}", read(&forward.accepted));
+        let _ = writeln!(
+            out,
+            "# HELP {FORWARD_REFUSED} Forward entries, messages or connections refused, by reason.\n# TYPE {FORWARD_REFUSED} counter"
+        );
+        for reason in Reason::ALL {
+            let _ = writeln!(
+                out,
+                "{FORWARD_REFUSED}{{reason=\"{}\"}} {}",
+                reason.name(),
+                forward.rejected(reason)
+            );
+        }
     }
 }
