@@ -122,9 +122,24 @@ fn fluent_bit_and_fluentd_log_records_become_container_logs() {
     let by_label = server.search_until("kubernetes.labels.app:web", 1, Duration::from_secs(2));
     assert_eq!(by_label["total"], 1);
 
-    let (status, _, _) =
-        server.post("/api/v1/ingest/logs", &[("content-type", "application/msgpack")], b"\x81\xa1a\x01");
-    assert_eq!(status, 415);
+    // Fluent Bit `http` with `format msgpack`: [[time, metadata], record] one after another.
+    let mut msgpack = Vec::new();
+    let entry = rmpv::Value::Array(vec![
+        rmpv::Value::Array(vec![rmpv::Value::from(1_763_626_503u64), rmpv::Value::Map(Vec::new())]),
+        rmpv::Value::Map(vec![
+            (rmpv::Value::from("log"), rmpv::Value::from("packed line")),
+            (
+                rmpv::Value::from("kubernetes"),
+                rmpv::Value::Map(vec![(rmpv::Value::from("pod_name"), rmpv::Value::from("web-1"))]),
+            ),
+        ]),
+    ]);
+    rmpv::encode::write_value(&mut msgpack, &entry).unwrap();
+    let (status, answer, _) =
+        server.post("/api/v1/ingest/logs", &[("content-type", "application/msgpack")], &msgpack);
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    server.search_until("kubernetes.pod.name:web-1 AND \"packed line\"", 1, Duration::from_secs(5));
     let (status, answer, _) = server.post("/api/v1/ingest/logs", &[], b"[1, 2]");
     assert_eq!(status, 400, "{answer}");
     server.stop();

@@ -73,6 +73,59 @@ pub fn decode_logs(
     })
 }
 
+/// Log records as msgpack: Fluent Bit's `http` output with `format msgpack`
+/// (its chunk: `[[time, metadata], record]` or `[time, record]` arrays one
+/// after another) and Fluentd's `msgpack` formatter (record maps one after
+/// another). The entry time is used when the record has none.
+pub fn decode_msgpack_logs(
+    body: &[u8],
+    ids: &EventIdGenerator,
+    ingested: DateTime<Utc>,
+    context: &RecordContext<'_>,
+    limits: &RecordLimits,
+) -> Decoded {
+    let mut decoded = Decoded::default();
+    let mut cursor = std::io::Cursor::new(body);
+    let mut index = 0;
+    while (cursor.position() as usize) < body.len() {
+        let at = cursor.position();
+        let value = match rmpv::decode::read_value(&mut cursor) {
+            Ok(value) => value,
+            Err(error) => {
+                decoded.rejected.push(Rejection {
+                    index,
+                    line: None,
+                    reason: format!(
+                        "invalid msgpack at byte {at}: {error}; the rest of the body cannot be read"
+                    ),
+                });
+                break;
+            }
+        };
+        let entry = match value {
+            rmpv::Value::Map(_) => Ok((None, crate::forward::frame::to_json(value))),
+            rmpv::Value::Array(_) => crate::forward::frame::entry_from_value(value, ingested)
+                .map(|entry| (Some(entry.time), entry.record)),
+            other => Err(format!(
+                "expected a record or [time, record], found {}",
+                crate::forward::frame::type_name(&other)
+            )),
+        };
+        let result = entry.and_then(|(time, record)| {
+            limits.check(&record)?;
+            let context = RecordContext { time: time.or(context.time), ..context.clone() };
+            container::normalize_record(ids.next(), ingested, record, &context)
+                .map_err(|error| error.to_string())
+        });
+        match result {
+            Ok(event) => decoded.events.push(event),
+            Err(reason) => decoded.rejected.push(Rejection { index, line: None, reason }),
+        }
+        index += 1;
+    }
+    decoded
+}
+
 /// Falco alerts: one JSON object per request (`http_output`, Falcosidekick)
 /// or one per line.
 pub fn decode_falco(
@@ -246,6 +299,49 @@ mod tests {
         assert_eq!(decoded.items[1].index, "fluent-bit");
         assert!(
             matches!(&decoded.items[2].outcome, BulkOutcome::Refused(reason) if reason.contains("delete is not supported"))
+        );
+    }
+
+    #[test]
+    fn msgpack_bodies_from_fluent_bit_and_fluentd() {
+        use rmpv::Value as Msgpack;
+        let record = |message: &str| {
+            Msgpack::Map(vec![
+                (Msgpack::from("log"), Msgpack::from(message)),
+                (
+                    Msgpack::from("kubernetes"),
+                    Msgpack::Map(vec![(Msgpack::from("pod_name"), Msgpack::from("web-0"))]),
+                ),
+            ])
+        };
+        let mut body = Vec::new();
+        // Fluent Bit 2.1+: [[time, metadata], record]
+        let fluent_bit = Msgpack::Array(vec![
+            Msgpack::Array(vec![Msgpack::from(1_763_626_501u64), Msgpack::Map(Vec::new())]),
+            record("from fluent bit"),
+        ]);
+        rmpv::encode::write_value(&mut body, &fluent_bit).unwrap();
+        // Fluentd's msgpack formatter: the record alone.
+        rmpv::encode::write_value(&mut body, &record("from fluentd")).unwrap();
+        rmpv::encode::write_value(&mut body, &Msgpack::from(7)).unwrap();
+        body.extend_from_slice(&[0x92, 0x01]);
+        let decoded = decode_msgpack_logs(
+            &body,
+            &EventIdGenerator::new(),
+            Utc::now(),
+            &RecordContext::default(),
+            &RecordLimits::default(),
+        );
+        assert_eq!(decoded.events.len(), 2);
+        assert_eq!(decoded.events[0].dataset(), "k8s.container");
+        assert_eq!(decoded.events[0].timestamp.timestamp(), 1_763_626_501);
+        assert_eq!(decoded.events[1].get_str(vigil_schema::fields::MESSAGE), Some("from fluentd"));
+        assert_eq!(decoded.rejected.len(), 2);
+        assert!(decoded.rejected[0].reason.contains("expected a record"), "{}", decoded.rejected[0].reason);
+        assert!(
+            decoded.rejected[1].reason.contains("invalid msgpack at byte"),
+            "{}",
+            decoded.rejected[1].reason
         );
     }
 

@@ -138,7 +138,8 @@ pub struct LogsParams {
 
 /// `POST /api/v1/ingest/logs[?dataset=NAME]` and `POST /api/v1/ingest/logs/{tag}`:
 /// log records as JSON lines or a JSON array (Fluentd `out_http`, Fluent Bit
-/// `http` with `json` or `json_lines`), plain or gzip.
+/// `http` with `json` or `json_lines`), or msgpack (`Content-Type:
+/// application/msgpack` or `application/x-msgpack`), plain or gzip.
 pub async fn logs(
     State(state): State<Arc<AppState>>,
     Query(params): Query<LogsParams>,
@@ -147,12 +148,7 @@ pub async fn logs(
     body: Body,
 ) -> Result<Response, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    if content_type.contains("msgpack") {
-        Metrics::add(&state.metrics.logs.requests, 1);
-        return Err(ApiError::UnsupportedMediaType(
-            "msgpack bodies are not accepted on HTTP; set format json or json_lines (Fluent Bit) or use the forward protocol".into(),
-        ));
-    }
+    let msgpack = content_type.contains("msgpack");
     let bytes = read_decoded(&state, &state.metrics.logs, &headers, body).await?;
     let dataset = params.dataset.filter(|name| !name.is_empty()).or(tag.map(|Path(tag)| tag));
     let decode_state = state.clone();
@@ -162,13 +158,12 @@ pub async fn logs(
             time: None,
             audit: Some(&decode_state.audit_context),
         };
-        records::decode_logs(
-            &bytes,
-            decode_state.sink.ids(),
-            Utc::now(),
-            &context,
-            &decode_state.audit_context.limits,
-        )
+        let limits = &decode_state.audit_context.limits;
+        if msgpack {
+            records::decode_msgpack_logs(&bytes, decode_state.sink.ids(), Utc::now(), &context, limits)
+        } else {
+            records::decode_logs(&bytes, decode_state.sink.ids(), Utc::now(), &context, limits)
+        }
     })
     .await?;
     submit(&state, &state.metrics.logs, decoded, "log records").await

@@ -409,7 +409,7 @@ fn text_of(value: &Msgpack) -> Option<String> {
 }
 
 /// An entry `[time, record]` or Fluent Bit's `[[time, metadata], record]`.
-fn entry_from_value(value: Msgpack, now: DateTime<Utc>) -> Result<Entry, String> {
+pub(crate) fn entry_from_value(value: Msgpack, now: DateTime<Utc>) -> Result<Entry, String> {
     let Msgpack::Array(parts) = value else {
         return Err(format!("expected [time, record], found {}", type_name(&value)));
     };
