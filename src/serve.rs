@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// Drop the oldest partitions while the index is larger than this many bytes [default: no limit].
     #[arg(long, value_name = "BYTES")]
     retention_max_bytes: Option<u64>,
+    /// How often retention runs, e.g. 1m [default: 1m].
+    #[arg(long, value_name = "SPAN")]
+    retention_check_interval: Option<String>,
+    /// Longest syslog message accepted, in bytes [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    syslog_max_message_bytes: Option<usize>,
+    /// How often tailed files are read, in milliseconds [default: 250].
+    #[arg(long, value_name = "MS")]
+    tail_poll_interval_ms: Option<u64>,
 }
 
 /// The configuration file, then the flags over it.
@@ -184,6 +193,18 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     }
     if let Some(bytes) = args.retention_max_bytes {
         config.retention.max_bytes = Some(bytes);
+    }
+    if let Some(span) = &args.retention_check_interval {
+        config.retention.check_interval = vigil_config::parse_duration(span)
+            .map_err(|message| anyhow::anyhow!("--retention-check-interval: {message}"))?;
+    }
+    if let Some(bytes) = args.syslog_max_message_bytes {
+        anyhow::ensure!(bytes >= 480, "--syslog-max-message-bytes must be at least 480");
+        config.syslog.max_message_bytes = bytes;
+    }
+    if let Some(millis) = args.tail_poll_interval_ms {
+        anyhow::ensure!(millis >= 10, "--tail-poll-interval-ms must be at least 10");
+        config.tail.poll_interval = Duration::from_millis(millis);
     }
     if let Some(millis) = args.commit_interval_ms {
         anyhow::ensure!(millis >= 10, "--commit-interval-ms must be at least 10");

@@ -197,6 +197,16 @@ fn serve_explains_an_unusable_data_directory_and_a_taken_port() {
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains(&format!("cannot listen on {address}")), "{}", stderr(&output));
 
+    for (flag, value, message) in [
+        ("--tail-poll-interval-ms", "1", "--tail-poll-interval-ms must be at least 10"),
+        ("--retention-check-interval", "soon", "--retention-check-interval: \"soon\" is not a duration"),
+        ("--syslog-max-message-bytes", "10", "--syslog-max-message-bytes must be at least 480"),
+    ] {
+        let output = vigil(&["serve", "--data-dir", dir.path().join("data").to_str().unwrap(), flag, value]);
+        assert_eq!(output.status.code(), Some(1), "{flag}");
+        assert!(stderr(&output).contains(message), "{flag}: {}", stderr(&output));
+    }
+
     let config = dir.path().join("vigil.toml");
     std::fs::write(&config, "version = 1\n[http]\nlisen = \"x\"\n").unwrap();
     let output = vigil(&["serve", "--config", config.to_str().unwrap()]);
