@@ -15,47 +15,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vigil_index::{Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
+use vigil_index::{Store, StoreOptions, WalPosition};
 use vigil_ingest::forward::frame::{self, FrameLimits, Scanner};
 use vigil_ingest::forward::{ForwardMetrics, ForwardOptions, ForwardServer, normalize_entry};
-use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
+use vigil_schema::{Event, EventIdGenerator};
 
 const EVENTS_PER_CHUNK: usize = 1_000;
 const CONNECTIONS: usize = 4;
 const CHUNKS_PER_CONNECTION: usize = 25;
 const EVENTS: usize = EVENTS_PER_CHUNK * CONNECTIONS * CHUNKS_PER_CONNECTION;
-
-/// The binary's `StoreSink`, restated: the bench cannot reach the binary's modules.
-struct BenchSink {
-    store: Arc<Store>,
-}
-
-impl EventSink for BenchSink {
-    fn ids(&self) -> &EventIdGenerator {
-        self.store.ids()
-    }
-
-    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
-        let count = batch.len();
-        let ticket = self.store.append(batch);
-        Box::pin(async move {
-            match ticket.map_err(sink_error)?.await {
-                Ok(Ok(_)) => Ok(Receipt { durable: count }),
-                Ok(Err(error)) => Err(sink_error(error)),
-                Err(_) => Err(SinkError::new(SinkErrorKind::ShuttingDown, "store stopped")),
-            }
-        })
-    }
-}
-
-fn sink_error(error: StoreError) -> SinkError {
-    let kind = match error.kind() {
-        StoreErrorKind::Overloaded => SinkErrorKind::Overloaded,
-        StoreErrorKind::ShuttingDown => SinkErrorKind::ShuttingDown,
-        _ => SinkErrorKind::Storage,
-    };
-    SinkError::new(kind, error.to_string())
-}
 
 /// One container-log record of about 700 bytes, as msgpack.
 fn record(n: usize) -> rmpv::Value {
@@ -144,7 +112,7 @@ fn forward_into_the_store(c: &mut Criterion) {
                     durable.into_iter().map(|batch| batch.events.len()).sum::<usize>()
                 });
                 let store = Arc::new(store);
-                let sink = Arc::new(BenchSink { store: store.clone() });
+                let sink = store.clone();
                 let server = runtime.block_on(async {
                     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
                     ForwardServer::start(

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Value, json};
+use vigil_web::percent_encode;
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
@@ -75,18 +76,6 @@ fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
     let body = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_string()?;
     anyhow::ensure!(status == 200, "GET {url}: {status} {body}");
     Ok(serde_json::from_str(&body)?)
-}
-
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Posts one body until it is accepted, waiting out 503s; returns the time
@@ -224,7 +213,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 let url = format!(
                     "{}/api/v1/search?limit=0&q={}",
                     args.url,
-                    encode(&format!("kubernetes.audit.id:{audit_id}"))
+                    percent_encode(&format!("kubernetes.audit.id:{audit_id}"))
                 );
                 if get_json(&agent, &url)?["total"].as_u64() == Some(1) {
                     found = Some(answered.elapsed());
@@ -253,17 +242,23 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             "selective",
             format!(
                 "/api/v1/search?limit=100&q={}",
-                encode("user.name:alice@corp.example AND orchestrator.resource.type:secrets")
+                percent_encode("user.name:alice@corp.example AND orchestrator.resource.type:secrets")
             ),
         ),
         (
             "range",
             format!(
                 "/api/v1/search?limit=100&q={}",
-                encode("http.response.status_code:[400 TO 499] AND orchestrator.namespace:payments")
+                percent_encode("http.response.status_code:[400 TO 499] AND orchestrator.namespace:payments")
             ),
         ),
-        ("cidr", format!("/api/v1/search?limit=100&q={}", encode("source.ip:10.11.7.0/24 AND verb:delete"))),
+        (
+            "cidr",
+            format!(
+                "/api/v1/search?limit=100&q={}",
+                percent_encode("source.ip:10.11.7.0/24 AND verb:delete")
+            ),
+        ),
         ("histogram_all", "/api/v1/histogram?q=".to_owned()),
         ("top_user_all", "/api/v1/fields/user.name/top?q=&limit=10".to_owned()),
     ];

@@ -8,9 +8,9 @@ use std::thread::JoinHandle;
 
 use crate::notify::Notifier;
 use anyhow::Context as _;
-use vigil_index::{DurableBatch, Store, StoreError, StoreErrorKind, StoreOptions, WalPosition};
+use vigil_index::{DurableBatch, Store, StoreOptions, WalPosition};
 use vigil_rules::{AlertStore, Correlator, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
-use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
+use vigil_schema::Event;
 
 /// The running store and rules consumer of one data directory.
 pub struct Pipeline {
@@ -117,42 +117,6 @@ fn consume(
             }
         }
     }
-}
-
-/// The sink the sources hand their batches to: the store's write-ahead log.
-pub struct StoreSink {
-    pub store: Arc<Store>,
-}
-
-impl EventSink for StoreSink {
-    fn ids(&self) -> &EventIdGenerator {
-        self.store.ids()
-    }
-
-    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
-        let count = batch.len();
-        let ticket = self.store.append(batch);
-        Box::pin(async move {
-            let ticket = ticket.map_err(sink_error)?;
-            match ticket.await {
-                Ok(Ok(_)) => Ok(Receipt { durable: count }),
-                Ok(Err(error)) => Err(sink_error(error)),
-                Err(_) => Err(SinkError::new(
-                    SinkErrorKind::ShuttingDown,
-                    "the store stopped before the batch was written",
-                )),
-            }
-        })
-    }
-}
-
-fn sink_error(error: StoreError) -> SinkError {
-    let kind = match error.kind() {
-        StoreErrorKind::Overloaded => SinkErrorKind::Overloaded,
-        StoreErrorKind::ShuttingDown => SinkErrorKind::ShuttingDown,
-        StoreErrorKind::BadQuery | StoreErrorKind::Storage => SinkErrorKind::Storage,
-    };
-    SinkError::new(kind, error.to_string())
 }
 
 /// Store options from the configuration.

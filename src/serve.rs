@@ -18,7 +18,7 @@ use vigil_rules::{
 use vigil_web::{AppState, Limits, Metrics, NotificationCounters};
 
 use crate::notify::Notifier;
-use crate::pipeline::{Pipeline, StoreSink, store_options};
+use crate::pipeline::{Pipeline, store_options};
 
 /// Every option can also be set in the configuration file; a flag wins.
 #[derive(Debug, Args)]
@@ -468,7 +468,7 @@ async fn serve(
     notification_counters: Arc<NotificationCounters>,
 ) -> anyhow::Result<()> {
     spawn_hangup_listener(reload_requests);
-    let sink: Arc<StoreSink> = Arc::new(StoreSink { store: pipeline.store.clone() });
+    let sink = pipeline.store.clone();
     let forward_metrics = Arc::new(ForwardMetrics::default());
     // The store is open and replayed: the forward listener may take events.
     let forward = match config.forward.listen {

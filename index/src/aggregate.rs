@@ -101,20 +101,9 @@ pub struct FieldInfo {
 
 /// Reads an interval written as `30s`, `5m`, `1h`, `1d`, `1w`.
 pub fn parse_interval(text: &str) -> Result<i64, String> {
-    let invalid = || format!("{text:?} is not an interval like 30s, 5m, 1h, 1d");
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
-    let amount: i64 = text[..split].parse().map_err(|_| invalid())?;
-    let unit = match &text[split..] {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(invalid()),
-    };
-    match amount.checked_mul(unit) {
+    match crate::time::span_seconds(text) {
         Some(seconds) if seconds > 0 => Ok(seconds),
-        _ => Err(invalid()),
+        _ => Err(format!("{text:?} is not an interval like 30s, 5m, 1h, 1d")),
     }
 }
 

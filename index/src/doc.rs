@@ -41,7 +41,7 @@ pub struct DocSchema {
     pub original: Field,
     pub extra: Field,
     /// The schema's own fields, by name, with their kind.
-    pub named: Vec<(&'static str, FieldKind, Field)>,
+    pub named: std::collections::HashMap<&'static str, (FieldKind, Field)>,
 }
 
 impl DocSchema {
@@ -70,7 +70,7 @@ impl DocSchema {
             .set_expand_dots_enabled();
         let original = builder.add_json_field("_orig", json_options.clone());
         let extra = builder.add_json_field("_extra", json_options.set_fast("raw"));
-        let mut named = Vec::new();
+        let mut named = std::collections::HashMap::new();
         for (name, kind) in fields::ALL {
             if *name == fields::TIMESTAMP || *name == fields::EVENT_ID {
                 continue;
@@ -98,7 +98,7 @@ impl DocSchema {
                     TextOptions::default().set_indexing_options(words_indexing.clone()),
                 ),
             };
-            named.push((*name, *kind, field));
+            named.insert(*name, (*kind, field));
         }
         let schema = builder.build();
         DocSchema { schema, timestamp, arrival, seq, doc, all, original, extra, named }
@@ -116,7 +116,8 @@ impl DocSchema {
     }
 
     pub fn named_field(&self, name: &str) -> Option<(FieldKind, Field)> {
-        self.named.iter().find(|(known, _, _)| *known == name).map(|(_, kind, field)| (*kind, *field))
+        // Looked up for every field of every event indexed: a hash, not a scan.
+        self.named.get(name).copied()
     }
 
     /// The tantivy document of an event.

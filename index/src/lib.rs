@@ -81,6 +81,17 @@ impl StoreError {
         }
     }
 
+    /// The error as the sources' sink interface reports it.
+    pub fn into_sink_error(self) -> vigil_schema::SinkError {
+        use vigil_schema::SinkErrorKind;
+        let kind = match self.kind() {
+            StoreErrorKind::Overloaded => SinkErrorKind::Overloaded,
+            StoreErrorKind::ShuttingDown => SinkErrorKind::ShuttingDown,
+            StoreErrorKind::BadQuery | StoreErrorKind::Storage => SinkErrorKind::Storage,
+        };
+        vigil_schema::SinkError::new(kind, self.to_string())
+    }
+
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> StoreError {
         StoreError::Io { action, path: path.to_owned(), message: source.to_string() }
     }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tantivy::IndexWriter;
 use tokio::sync::oneshot;
-use vigil_schema::{Event, EventIdGenerator};
+use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 use crate::doc::DocSchema;
 use crate::partition::{Partition, Partitions};
@@ -305,6 +305,29 @@ impl Store {
                 tracing::error!("a store thread panicked during shutdown");
             }
         }
+    }
+}
+
+/// The store is the sink sources hand their batches to: a batch is answered
+/// once it is in the write-ahead log.
+impl EventSink for Store {
+    fn ids(&self) -> &EventIdGenerator {
+        &self.ids
+    }
+
+    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
+        let count = batch.len();
+        let ticket = self.append(batch);
+        Box::pin(async move {
+            match ticket.map_err(StoreError::into_sink_error)?.await {
+                Ok(Ok(_)) => Ok(Receipt { durable: count }),
+                Ok(Err(error)) => Err(error.into_sink_error()),
+                Err(_) => Err(SinkError::new(
+                    SinkErrorKind::ShuttingDown,
+                    "the store stopped before the batch was written",
+                )),
+            }
+        })
     }
 }
 

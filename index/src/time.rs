@@ -17,19 +17,24 @@ pub fn parse_time_bound(text: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>,
             "{text:?} is not a time: use RFC 3339 (2025-02-03T08:00:00Z), now, or a span like 15m, 2h, 7d"
         )
     };
-    let split = text.find(|c: char| !c.is_ascii_digit()).ok_or_else(invalid)?;
-    let (digits, unit) = text.split_at(split);
-    let amount: i64 = digits.parse().map_err(|_| invalid())?;
-    let span = match unit {
-        "s" => Duration::try_seconds(amount),
-        "m" => Duration::try_minutes(amount),
-        "h" => Duration::try_hours(amount),
-        "d" => Duration::try_days(amount),
-        "w" => Duration::try_weeks(amount),
-        _ => None,
-    }
-    .ok_or_else(invalid)?;
+    let span = span_seconds(text).and_then(Duration::try_seconds).ok_or_else(invalid)?;
     now.checked_sub_signed(span).ok_or_else(invalid)
+}
+
+/// A span written as `90s`, `15m`, `2h`, `7d` or `1w`, in seconds (the one
+/// reader of spans for time bounds and histogram intervals).
+pub(crate) fn span_seconds(text: &str) -> Option<i64> {
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let amount: i64 = text[..split].parse().ok()?;
+    let unit = match &text[split..] {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        "w" => 7 * 86_400,
+        _ => return None,
+    };
+    amount.checked_mul(unit)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use vigil_schema::{Event, EventId, EventIdGenerator, fields};
 
 use crate::Rejection;
+use crate::records::{Item, json_items};
 
 /// The dataset name of Kubernetes audit events.
 pub const DATASET: &str = "k8s.audit";
@@ -56,60 +57,26 @@ pub fn decode_body(
     decoded
 }
 
-struct Item {
-    index: usize,
-    line: Option<usize>,
-    value: Result<Value, String>,
-}
-
-/// Splits a body into its items: the whole body when it is one JSON value
-/// (an `EventList`'s `items`, an array's elements, or one Event), else one
-/// item per non-empty line.
+/// Splits a body into its items with [`records::json_items`] (one JSON
+/// value, an array's elements, or one value per line), then opens an
+/// `EventList` into its `items`.
 fn split_items(body: &[u8]) -> Vec<Item> {
-    let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-    let body = &body[start..];
-    if body.is_empty() {
-        return Vec::new();
+    let mut items = json_items(body);
+    let is_event_list = |item: &Item| {
+        item.value.as_ref().is_ok_and(|value| value.get("kind").and_then(Value::as_str) == Some("EventList"))
+    };
+    if items.len() != 1 || !is_event_list(&items[0]) {
+        return items;
     }
-    match serde_json::from_slice::<Value>(body) {
-        Ok(Value::Object(mut object)) if object.get("kind").and_then(Value::as_str) == Some("EventList") => {
-            match object.remove("items") {
-                Some(Value::Array(items)) => items
-                    .into_iter()
-                    .enumerate()
-                    .map(|(index, value)| Item { index, line: None, value: Ok(value) })
-                    .collect(),
-                Some(Value::Null) | None => Vec::new(),
-                Some(_) => {
-                    vec![Item { index: 0, line: None, value: Err("EventList items is not an array".into()) }]
-                }
-            }
-        }
-        Ok(Value::Array(items)) => items
+    let Ok(Value::Object(mut list)) = items.remove(0).value else { return Vec::new() };
+    match list.remove("items") {
+        Some(Value::Array(events)) => events
             .into_iter()
             .enumerate()
             .map(|(index, value)| Item { index, line: None, value: Ok(value) })
             .collect(),
-        Ok(value) => vec![Item { index: 0, line: Some(1), value: Ok(value) }],
-        Err(whole_error) => {
-            let lines = split_lines(body);
-            if lines.len() <= 1 {
-                return vec![Item {
-                    index: 0,
-                    line: Some(1),
-                    value: Err(format!("invalid JSON: {whole_error}")),
-                }];
-            }
-            lines
-                .into_iter()
-                .enumerate()
-                .map(|(index, (line, text))| Item {
-                    index,
-                    line: Some(line),
-                    value: serde_json::from_slice(text).map_err(|err| format!("invalid JSON: {err}")),
-                })
-                .collect()
-        }
+        Some(Value::Null) | None => Vec::new(),
+        Some(_) => vec![Item { index: 0, line: None, value: Err("EventList items is not an array".into()) }],
     }
 }
 

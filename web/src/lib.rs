@@ -28,6 +28,7 @@ use vigil_rules::{AlertStore, LiveRules};
 use vigil_schema::EventSink;
 
 pub use metrics::{DestinationCounters, Metrics, NotificationCounters};
+pub use ui::percent_encode;
 
 /// Request size limits.
 #[derive(Debug, Clone, Copy)]

@@ -185,7 +185,7 @@ pub async fn event_page(
 }
 
 /// Percent-encodes a query-string value (everything but unreserved characters).
-fn percent_encode(text: &str) -> String {
+pub fn percent_encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len() * 3);
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
