@@ -185,18 +185,8 @@ impl Drop for Server {
     }
 }
 
-/// Percent-encodes a query-string value.
-pub fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| {
-            if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
-                (byte as char).to_string()
-            } else {
-                format!("%{byte:02X}")
-            }
-        })
-        .collect()
-}
+/// Percent-encodes a query-string value (the web crate's encoder).
+pub use vigil_web::percent_encode as encode;
 
 /// An audit Event as an API server writes it, with a few fields chosen.
 pub fn audit_event(

@@ -284,7 +284,7 @@ impl Tailer {
         for path in gone {
             if let Some(mut tracked) = self.files.remove(&path) {
                 self.read(&path, &mut tracked, &mut events, usize::MAX);
-                flush_partials(&path, &mut tracked, &self.options, &mut events);
+                flush_partials(&path, &mut tracked, &self.options, &self.stats, &mut events);
                 self.dirty = true;
             }
         }
@@ -315,7 +315,7 @@ impl Tailer {
                         reset_to_start(&mut tracked, &self.stats);
                     }
                     self.read(&path, &mut tracked, &mut events, usize::MAX);
-                    flush_partials(&path, &mut tracked, &self.options, &mut events);
+                    flush_partials(&path, &mut tracked, &self.options, &self.stats, &mut events);
                     self.stats.rotations.fetch_add(1, Ordering::Relaxed);
                     match Tracked::open(&path, 0, &[]) {
                         Ok(fresh) => {
@@ -532,11 +532,17 @@ fn line_to_events(
 }
 
 /// Emits what CRI partial lines a file ended with (rotation, deletion).
-fn flush_partials(path: &str, tracked: &mut Tracked, options: &TailOptions, events: &mut Vec<Event>) {
+fn flush_partials(
+    path: &str,
+    tracked: &mut Tracked,
+    options: &TailOptions,
+    stats: &TailStats,
+    events: &mut Vec<Event>,
+) {
     let partials: Vec<(String, Partial)> = tracked.partials.drain().collect();
     for (stream, partial) in partials {
         let record = json!({"time": partial.time, "stream": stream, "log": partial.text});
-        events.extend(to_event(path, tracked.kubernetes.as_ref(), record, options, &TailStats::default()));
+        events.extend(to_event(path, tracked.kubernetes.as_ref(), record, options, stats));
     }
 }
 
