@@ -35,7 +35,7 @@ fn append_index_and_commit(c: &mut Criterion) {
                     durable.into_iter().map(|batch| batch.events.len()).sum::<usize>()
                 });
                 for chunk in originals.chunks(BATCH) {
-                    let events = chunk
+                    let events: Vec<_> = chunk
                         .iter()
                         .map(|original| {
                             k8s_audit::normalize(

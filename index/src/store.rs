@@ -94,7 +94,7 @@ pub struct DurableBatch {
 pub type AppendTicket = oneshot::Receiver<Result<WalPosition, StoreError>>;
 
 enum WalMsg {
-    Append { events: Vec<Event>, reply: oneshot::Sender<Result<WalPosition, StoreError>> },
+    Append { events: Arc<Vec<Event>>, reply: oneshot::Sender<Result<WalPosition, StoreError>> },
 }
 
 enum IndexMsg {
@@ -251,7 +251,8 @@ impl Store {
     /// Queues a batch for the write-ahead log. Fails at once with
     /// `Overloaded` when the queue is full (the caller answers 503), never
     /// blocks; the ticket resolves once the batch is durable.
-    pub fn append(&self, events: Vec<Event>) -> Result<AppendTicket, StoreError> {
+    pub fn append(&self, events: impl Into<Arc<Vec<Event>>>) -> Result<AppendTicket, StoreError> {
+        let events = events.into();
         let (reply, ticket) = oneshot::channel();
         let guard = self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let Some(sender) = guard.as_ref() else { return Err(StoreError::ShuttingDown) };
@@ -267,7 +268,8 @@ impl Store {
 
     /// Appends a batch and waits until it is durable, waiting for room in
     /// the queue instead of failing (for offline imports).
-    pub fn append_blocking(&self, events: Vec<Event>) -> Result<WalPosition, StoreError> {
+    pub fn append_blocking(&self, events: impl Into<Arc<Vec<Event>>>) -> Result<WalPosition, StoreError> {
+        let events = events.into();
         let (reply, ticket) = oneshot::channel();
         let sender = {
             let guard = self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -315,7 +317,7 @@ impl EventSink for Store {
         &self.ids
     }
 
-    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
+    fn submit(&self, batch: Arc<Vec<Event>>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
         let count = batch.len();
         let ticket = self.append(batch);
         Box::pin(async move {
@@ -392,7 +394,6 @@ fn run_wal(
                 let end = positions.last().copied().unwrap_or_default();
                 let mut positions = positions.into_iter();
                 for (WalMsg::Append { events, reply }, batch_payloads) in group.into_iter().zip(payloads) {
-                    let events = Arc::new(events);
                     let batch_positions: Vec<WalPosition> = positions.by_ref().take(events.len()).collect();
                     let batch_end = batch_positions.last().copied().unwrap_or(end);
                     // The receiver may have given up (client gone); the

@@ -441,9 +441,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Connection<S> {
     /// events could not be kept and the connection must close unacknowledged.
     async fn submit(&mut self, events: Vec<Event>) -> bool {
         let count = events.len() as u64;
+        let events = Arc::new(events);
         let mut delay = OVERLOAD_FIRST_DELAY;
         loop {
-            let error = match self.shared.sink.submit(events.clone()).await {
+            let error = match self.shared.sink.submit(Arc::clone(&events)).await {
                 Ok(_) => {
                     ForwardMetrics::add(&self.shared.metrics.accepted, count);
                     return true;
@@ -579,7 +580,7 @@ mod tests {
             &self.ids
         }
 
-        fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
+        fn submit(&self, batch: Arc<Vec<Event>>) -> BoxFuture<'static, Result<Receipt, SinkError>> {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             let mut overloaded = self.overloaded.lock().unwrap();
             if *overloaded > 0 {
@@ -590,7 +591,7 @@ mod tests {
             Box::pin(async move {
                 release.notified().await;
                 let durable = batch.len();
-                stored.lock().unwrap().extend(batch);
+                stored.lock().unwrap().extend(batch.iter().cloned());
                 Ok(Receipt { durable })
             })
         }

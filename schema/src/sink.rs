@@ -8,6 +8,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use crate::{Event, EventIdGenerator};
 
@@ -28,7 +29,9 @@ pub trait EventSink: Send + Sync + 'static {
 
     /// Makes a batch durable. The future resolves once every event of the
     /// batch is on disk, or with an error when none of it could be kept.
-    fn submit(&self, batch: Vec<Event>) -> BoxFuture<'static, Result<Receipt, SinkError>>;
+    /// The batch is shared so that a source retrying after `Overloaded`
+    /// hands it again without copying its events.
+    fn submit(&self, batch: Arc<Vec<Event>>) -> BoxFuture<'static, Result<Receipt, SinkError>>;
 }
 
 /// Why a batch was not accepted.

@@ -70,7 +70,7 @@ async fn submit(
     let accepted = decoded.events.len();
     let rejected = decoded.rejected.len();
     if accepted > 0
-        && let Err(error) = state.sink.submit(decoded.events).await
+        && let Err(error) = state.sink.submit(Arc::new(decoded.events)).await
     {
         Metrics::add(&counters.refused_unavailable, 1);
         return Err(error.into());
@@ -198,7 +198,7 @@ pub async fn bulk(
     let accepted = decoded.events.len();
     let ids: Vec<String> = decoded.events.iter().map(|event| event.id.to_string()).collect();
     if accepted > 0
-        && let Err(error) = state.sink.submit(decoded.events).await
+        && let Err(error) = state.sink.submit(Arc::new(decoded.events)).await
     {
         Metrics::add(&counters.refused_unavailable, 1);
         return Err(error.into());

@@ -181,8 +181,9 @@ async fn submit_patiently(
 ) -> bool {
     let started = Instant::now();
     let count = batch.len() as u64;
+    let batch = Arc::new(batch);
     loop {
-        match sink.submit(batch.clone()).await {
+        match sink.submit(Arc::clone(&batch)).await {
             Ok(_) => {
                 SourceStats::add(&stats.accepted, count);
                 return true;

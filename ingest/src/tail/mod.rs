@@ -214,8 +214,9 @@ async fn submit(
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let count = batch.len() as u64;
+    let batch = Arc::new(batch);
     loop {
-        match sink.submit(batch.clone()).await {
+        match sink.submit(Arc::clone(&batch)).await {
             Ok(_) => {
                 stats.accepted.fetch_add(count, Ordering::Relaxed);
                 return true;
