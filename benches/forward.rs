@@ -120,6 +120,7 @@ fn forward_into_the_store(c: &mut Criterion) {
                         ForwardOptions {
                             limits: Default::default(),
                             auth: None,
+                            tls: None,
                             audit_context: Default::default(),
                         },
                         sink,

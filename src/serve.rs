@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use vigil_config::Config;
+use vigil_ingest::forward::tls::TlsFiles;
 use vigil_ingest::forward::{ForwardAuth, ForwardLimits, ForwardMetrics, ForwardOptions, ForwardServer};
 use vigil_ingest::k8s_audit;
 use vigil_rules::{
@@ -59,6 +60,15 @@ pub struct ServeArgs {
     /// Most forward connections open at once [default: 1024].
     #[arg(long, value_name = "N")]
     forward_max_connections: Option<usize>,
+    /// PEM certificate chain for forward TLS; with --forward-tls-key, every forward connection must be TLS.
+    #[arg(long, value_name = "FILE")]
+    forward_tls_cert: Option<PathBuf>,
+    /// PEM private key of --forward-tls-cert.
+    #[arg(long, value_name = "FILE")]
+    forward_tls_key: Option<PathBuf>,
+    /// PEM CA certificates; forward clients must present a certificate signed by one [default: no client certificates].
+    #[arg(long, value_name = "FILE")]
+    forward_tls_client_ca: Option<PathBuf>,
     /// A directory or file of Sigma rules, added to the built-in pack; repeatable.
     #[arg(long = "rules", value_name = "DIR")]
     rules: Vec<PathBuf>,
@@ -255,13 +265,36 @@ fn resolve_forward(args: &ServeArgs, forward: &mut vigil_config::ForwardConfig) 
                 vigil_config::parse_duration(text).map_err(|message| anyhow::anyhow!("{flag}: {message}"))?;
         }
     }
+    for (flag, slot) in [
+        (&args.forward_tls_cert, &mut forward.tls_cert),
+        (&args.forward_tls_key, &mut forward.tls_key),
+        (&args.forward_tls_client_ca, &mut forward.tls_client_ca),
+    ] {
+        if let Some(path) = flag {
+            *slot = Some(path.clone());
+        }
+    }
+    forward.check_tls().map_err(|message| {
+        anyhow::anyhow!(
+            "forward TLS: {message} (--forward-tls-cert, --forward-tls-key, --forward-tls-client-ca)"
+        )
+    })?;
     Ok(())
 }
 
-/// The forward server's options from the configuration.
-fn forward_options(config: &Config) -> ForwardOptions {
+/// The forward server's options from the configuration; fails when the
+/// TLS files cannot be read or do not fit together.
+fn forward_options(config: &Config) -> anyhow::Result<ForwardOptions> {
     let forward = &config.forward;
-    ForwardOptions {
+    let tls = match (&forward.tls_cert, &forward.tls_key) {
+        (Some(cert), Some(key)) => Some(vigil_ingest::forward::tls::server_config(&TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: forward.tls_client_ca.clone(),
+        })?),
+        _ => None,
+    };
+    Ok(ForwardOptions {
         limits: ForwardLimits {
             max_message_bytes: forward.max_message_bytes,
             max_decompressed_bytes: forward.max_decompressed_bytes,
@@ -275,8 +308,9 @@ fn forward_options(config: &Config) -> ForwardOptions {
             self_hostname: forward.self_hostname.clone(),
             users: forward.users.clone(),
         }),
+        tls,
         audit_context: audit_context(config),
-    }
+    })
 }
 
 /// What the audit normalizer needs from the configuration, and the limits on one record.
@@ -417,6 +451,8 @@ fn reload_loop(
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = resolve(&args)?;
+    // Read the TLS files before anything else starts, so a bad one stops here.
+    let forward = forward_options(&config)?;
     let sources = rule_sources(config.rules.builtin, &config.rules.paths);
     let options = rule_options(&config.rules);
     let rules = load_rules(&sources, &options)?;
@@ -440,7 +476,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the runtime")?;
-    let served = runtime.block_on(serve(&config, &pipeline, live, reload_requests, notification_counters));
+    let served =
+        runtime.block_on(serve(&config, forward, &pipeline, live, reload_requests, notification_counters));
     // Whatever happened to the HTTP side, commit what was accepted.
     tracing::info!("committing and stopping");
     pipeline.shutdown();
@@ -462,6 +499,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 async fn serve(
     config: &Config,
+    forward: ForwardOptions,
     pipeline: &Pipeline,
     rules: Arc<LiveRules>,
     reload_requests: std::sync::mpsc::Sender<ReloadCause>,
@@ -476,15 +514,12 @@ async fn serve(
             let listener = tokio::net::TcpListener::bind(listen)
                 .await
                 .with_context(|| format!("cannot listen for the forward protocol on {listen}"))?;
-            let server = ForwardServer::start(
-                listener,
-                forward_options(config),
-                sink.clone(),
-                forward_metrics.clone(),
-            )
-            .context("cannot start the forward server")?;
+            let server = ForwardServer::start(listener, forward, sink.clone(), forward_metrics.clone())
+                .context("cannot start the forward server")?;
             tracing::info!(
                 auth = config.forward.shared_key.is_some(),
+                tls = config.forward.tls_cert.is_some(),
+                client_certificates = config.forward.tls_client_ca.is_some(),
                 "forward protocol on {}",
                 server.local_addr()
             );

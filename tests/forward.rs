@@ -98,7 +98,7 @@ fn connect(address: &str) -> TcpStream {
 }
 
 /// Reads the ack of `chunk`, byte for byte: `{"ack": chunk}`.
-fn read_ack(stream: &mut TcpStream, chunk: &str) {
+fn read_ack(stream: &mut impl Read, chunk: &str) {
     let expected = [mp::map(1), mp::str("ack"), mp::str(chunk)].concat();
     let mut got = vec![0u8; expected.len()];
     stream.read_exact(&mut got).unwrap_or_else(|error| panic!("no ack for {chunk}: {error}"));
@@ -532,7 +532,7 @@ fn every_limit_is_enforced() {
 }
 
 /// The client side of the handshake; answers the PONG.
-fn handshake(stream: &mut TcpStream, shared_key: &str, hostname: &str) -> rmpv::Value {
+fn handshake(stream: &mut (impl Read + Write), shared_key: &str, hostname: &str) -> rmpv::Value {
     use sha2::Digest;
     let helo = rmpv::decode::read_value(stream).unwrap();
     assert_eq!(helo[0].as_str(), Some("HELO"));
@@ -610,6 +610,162 @@ fn the_shared_key_handshake_admits_the_right_key_and_disconnects_others() {
     assert!(log.contains("sent data before authenticating"), "{log}");
 }
 
+/// Forward over TLS: a CA, a server certificate for 127.0.0.1 and a client
+/// certificate, made fresh for each test with rcgen, and a rustls client.
+mod tls {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+    use super::*;
+
+    pub struct Pki {
+        pub ca: PathBuf,
+        pub cert: PathBuf,
+        pub key: PathBuf,
+        pub client_cert: PathBuf,
+        pub client_key: PathBuf,
+    }
+
+    pub fn pki(dir: &Path) -> Pki {
+        let write = |name: &str, text: String| {
+            let path = dir.join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Vigil test CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let leaf = |names: Vec<String>| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(names).unwrap().signed_by(&key, &ca).unwrap();
+            (cert.pem(), key.serialize_pem())
+        };
+        let (cert, key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+        let (client_cert, client_key) = leaf(vec!["fluent-bit.node-a".into()]);
+        Pki {
+            ca: write("ca.pem", ca.pem()),
+            cert: write("cert.pem", cert),
+            key: write("key.pem", key),
+            client_cert: write("client.pem", client_cert),
+            client_key: write("client-key.pem", client_key),
+        }
+    }
+
+    pub type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+    /// A TLS connection trusting `pki.ca`, presenting the client certificate when asked to.
+    pub fn connect(address: &str, pki: &Pki, client_certificate: bool) -> Stream {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_file(&pki.ca).unwrap()).unwrap();
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = if client_certificate {
+            let chain = vec![CertificateDer::from_pem_file(&pki.client_cert).unwrap()];
+            let key = PrivateKeyDer::from_pem_file(&pki.client_key).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        let name = ServerName::try_from("127.0.0.1").unwrap();
+        let connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        rustls::StreamOwned::new(connection, super::connect(address))
+    }
+
+    fn message(tag: &str, log: &str, chunk: &str) -> Vec<u8> {
+        let entry = mp::entry(mp::event_time(T0, 1), mp::record(&[("log", log)]));
+        [mp::array(3), mp::str(tag), mp::bin(&entry), mp::options(&[("chunk", chunk)])].concat()
+    }
+
+    #[test]
+    fn over_tls_events_are_acked_and_plain_tcp_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki(dir.path());
+        let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+        let (_data, server, address) = start(&[
+            "--forward-tls-cert",
+            cert,
+            "--forward-tls-key",
+            key,
+            "--forward-shared-key",
+            "k",
+            "--forward-self-hostname",
+            "vigil-test",
+        ]);
+        let mut stream = connect(&address, &pki, false);
+        // The shared-key handshake runs inside TLS, as with Fluentd's secure forward.
+        let pong = handshake(&mut stream, "k", "node-a");
+        assert_eq!(pong[1].as_bool(), Some(true), "{pong}");
+        stream.write_all(&message("tls.ok", "sealed", "t1")).unwrap();
+        read_ack(&mut stream, "t1");
+
+        // A client that speaks plain forward to a TLS port gets nothing in and is closed.
+        let mut plain = super::connect(&address);
+        plain.write_all(&message("tls.plain", "in the clear", "p1")).unwrap();
+        assert!(closed_within(&mut plain, Duration::from_secs(5)));
+
+        let answer = server.search_until("event.dataset:tls.*", 1, Duration::from_secs(10));
+        assert_eq!(messages(&answer), ["sealed"]);
+        let (_, metrics) = server.get("/metrics");
+        assert!(metrics.contains(r#"{reason="tls"} 1"#), "{metrics}");
+        let log = server.stop();
+        assert!(log.contains("forward TLS handshake failed"), "{log}");
+    }
+
+    #[test]
+    fn with_a_client_ca_only_clients_with_a_signed_certificate_get_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki(dir.path());
+        let paths = [&pki.cert, &pki.key, &pki.ca].map(|path| path.to_str().unwrap());
+        let (_data, server, address) = start(&[
+            "--forward-tls-cert",
+            paths[0],
+            "--forward-tls-key",
+            paths[1],
+            "--forward-tls-client-ca",
+            paths[2],
+        ]);
+        let mut signed = connect(&address, &pki, true);
+        signed.write_all(&message("mtls.ok", "with a certificate", "m1")).unwrap();
+        read_ack(&mut signed, "m1");
+
+        let mut anonymous = connect(&address, &pki, false);
+        let sent = anonymous.write_all(&message("mtls.anonymous", "without", "m2"));
+        let mut byte = [0u8; 1];
+        let answered = sent.is_ok() && matches!(anonymous.read(&mut byte), Ok(count) if count > 0);
+        assert!(!answered, "a client without a certificate must not be answered");
+
+        let answer = server.search_until("event.dataset:mtls.*", 1, Duration::from_secs(10));
+        assert_eq!(messages(&answer), ["with a certificate"]);
+        server.stop();
+    }
+
+    #[test]
+    fn bad_tls_files_stop_the_server_at_start_with_the_file_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = pki(dir.path());
+        // The key of another certificate.
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .args(["serve", "--http", "127.0.0.1:0", "--forward", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path().join("data"))
+            .arg("--forward-tls-cert")
+            .arg(&pki.cert)
+            .arg("--forward-tls-key")
+            .arg(&pki.client_key)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success());
+        assert!(stderr.contains("client-key.pem") && stderr.contains("does not fit"), "{stderr}");
+    }
+}
+
 /// The real clients, installed by `.ci/run` into `.ci/venv` and `.ci/node_modules`.
 mod clients {
     use std::path::PathBuf;
@@ -671,7 +827,7 @@ mod clients {
         server.stop();
     }
 
-    fn node_sends_in_every_mode(extra: &[&str], shared_key: Option<&str>) {
+    fn node_sends_in_every_mode(extra: &[&str], shared_key: Option<&str>, tls_ca: Option<&std::path::Path>) {
         let Some(modules) = node_modules() else {
             eprintln!("SKIPPED @fluent-org/logger tests: not installed in .ci/node_modules (run .ci/run)");
             return;
@@ -683,6 +839,9 @@ mod clients {
         for mode in modes {
             let mut command = Command::new("node");
             command.env("NODE_PATH", &modules).arg(&script).args([host, port, "node", mode, "25"]);
+            if let Some(ca) = tls_ca {
+                command.env("VIGIL_TLS_CA", ca);
+            }
             command.args(shared_key);
             run(&mut command, mode);
         }
@@ -703,11 +862,20 @@ mod clients {
 
     #[test]
     fn fluent_org_logger_sends_in_every_mode_with_acks() {
-        node_sends_in_every_mode(&[], None);
+        node_sends_in_every_mode(&[], None, None);
     }
 
     #[test]
     fn fluent_org_logger_passes_the_shared_key_handshake() {
-        node_sends_in_every_mode(&["--forward-shared-key", "s3cr3t"], Some("s3cr3t"));
+        node_sends_in_every_mode(&["--forward-shared-key", "s3cr3t"], Some("s3cr3t"), None);
+    }
+
+    #[test]
+    fn fluent_org_logger_sends_over_tls_with_the_handshake() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = super::tls::pki(dir.path());
+        let (cert, key) = (pki.cert.to_str().unwrap(), pki.key.to_str().unwrap());
+        let flags = ["--forward-tls-cert", cert, "--forward-tls-key", key, "--forward-shared-key", "s3cr3t"];
+        node_sends_in_every_mode(&flags, Some("s3cr3t"), Some(&pki.ca));
     }
 }

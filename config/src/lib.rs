@@ -108,6 +108,12 @@ pub struct ForwardConfig {
     pub idle_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// TLS: the server's PEM certificate chain; with `tls_key`, every connection must be TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// TLS: when set, clients must present a certificate signed by one of these PEM CAs.
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 impl Default for ForwardConfig {
@@ -123,6 +129,24 @@ impl Default for ForwardConfig {
             message_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
             max_connections: 1024,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+        }
+    }
+}
+
+impl ForwardConfig {
+    /// Checks that the TLS keys come together: a certificate and its key, or
+    /// neither; a client CA only with them.
+    pub fn check_tls(&self) -> Result<(), String> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err("tls_cert needs tls_key (the certificate's private key)".into()),
+            (None, Some(_)) => Err("tls_key needs tls_cert (the certificate chain it belongs to)".into()),
+            (None, None) if self.tls_client_ca.is_some() => {
+                Err("tls_client_ca needs tls_cert and tls_key: client certificates are checked in TLS".into())
+            }
+            _ => Ok(()),
         }
     }
 }
@@ -334,6 +358,9 @@ struct RawForward {
     message_timeout: Option<String>,
     idle_timeout: Option<String>,
     max_connections: Option<i64>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -404,6 +431,14 @@ impl Config {
         let base = path.parent().unwrap_or(Path::new("."));
         if config.data_dir.is_relative() && text_sets(&text, "data_dir") {
             config.data_dir = base.join(&config.data_dir);
+        }
+        let forward = &mut config.forward;
+        for path in
+            [&mut forward.tls_cert, &mut forward.tls_key, &mut forward.tls_client_ca].into_iter().flatten()
+        {
+            if path.is_relative() {
+                *path = base.join(&*path);
+            }
         }
         config.rules.paths = config
             .rules
@@ -587,6 +622,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
         } else {
             config.forward.users.push((user.username, user.password));
         }
+    }
+    config.forward.tls_cert = raw.forward.tls_cert;
+    config.forward.tls_key = raw.forward.tls_key;
+    config.forward.tls_client_ca = raw.forward.tls_client_ca;
+    if let Err(message) = config.forward.check_tls() {
+        problem("forward.tls_cert", message);
     }
     if config.forward.max_decompressed_bytes < config.forward.max_message_bytes {
         problem(
@@ -781,6 +822,25 @@ mod tests {
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
         assert_eq!(keys, ["forward.max_connections", "forward.listen", "forward.users"]);
+    }
+
+    #[test]
+    fn forward_tls_keys_come_together_and_are_relative_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vigil.toml");
+        std::fs::write(
+            &path,
+            "version = 1\n[forward]\ntls_cert = \"tls/cert.pem\"\ntls_key = \"/etc/key.pem\"\n",
+        )
+        .unwrap();
+        let config = Config::from_file(&path).unwrap();
+        assert_eq!(config.forward.tls_cert, Some(dir.path().join("tls/cert.pem")));
+        assert_eq!(config.forward.tls_key, Some(PathBuf::from("/etc/key.pem")));
+        let error = Config::from_toml("version = 1\n[forward]\ntls_cert = \"c.pem\"\n").unwrap_err();
+        assert_eq!(error.problems[0].key, "forward.tls_cert");
+        assert!(error.problems[0].message.contains("tls_key"), "{}", error.problems[0].message);
+        let error = Config::from_toml("version = 1\n[forward]\ntls_client_ca = \"ca.pem\"\n").unwrap_err();
+        assert!(error.problems[0].message.contains("tls_client_ca needs"), "{}", error.problems[0].message);
     }
 
     #[test]

@@ -10,11 +10,13 @@
 //! so the sender is slowed, never answered falsely. With a shared key, the
 //! connection starts with the HELO / PING / PONG handshake ([`handshake`]).
 //! A client that breaks the protocol is disconnected with the reason logged;
-//! what it sent in good messages before is kept. Every limit is in
-//! [`ForwardLimits`]; counters are in [`ForwardMetrics`].
+//! what it sent in good messages before is kept. With [`tls`] configured,
+//! every connection is TLS (rustls) and the protocol runs inside it. Every
+//! limit is in [`ForwardLimits`]; counters are in [`ForwardMetrics`].
 
 pub mod frame;
 pub mod handshake;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,10 +54,12 @@ pub enum Reason {
     Authentication,
     /// The connection limit was reached.
     TooManyConnections,
+    /// The TLS handshake failed (not TLS, an untrusted client certificate, ...).
+    Tls,
 }
 
 impl Reason {
-    pub const ALL: [Reason; 8] = [
+    pub const ALL: [Reason; 9] = [
         Reason::Malformed,
         Reason::TooLarge,
         Reason::TooManyEntries,
@@ -64,6 +68,7 @@ impl Reason {
         Reason::Timeout,
         Reason::Authentication,
         Reason::TooManyConnections,
+        Reason::Tls,
     ];
 
     /// The label value in metrics.
@@ -77,6 +82,7 @@ impl Reason {
             Reason::Timeout => "timeout",
             Reason::Authentication => "authentication",
             Reason::TooManyConnections => "too_many_connections",
+            Reason::Tls => "tls",
         }
     }
 }
@@ -149,6 +155,8 @@ pub struct ForwardOptions {
     pub limits: ForwardLimits,
     /// The shared-key handshake, when configured.
     pub auth: Option<ForwardAuth>,
+    /// TLS, when configured ([`tls::server_config`]): every connection must then be TLS.
+    pub tls: Option<Arc<tokio_rustls::rustls::ServerConfig>>,
     pub audit_context: k8s_audit::Context,
 }
 
@@ -230,15 +238,42 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
         };
         let _ = stream.set_nodelay(true);
         ForwardMetrics::add(&shared.metrics.connections, 1);
-        let connection = Connection::new(stream, peer, shared.clone(), stop.clone());
+        let (shared, stop) = (shared.clone(), stop.clone());
         connections.spawn(async move {
-            connection.run().await;
+            match shared.options.tls.clone() {
+                None => Connection::new(stream, peer, shared, stop).run().await,
+                Some(config) => {
+                    if let Some(stream) = tls_accept(config, stream, peer, &shared).await {
+                        Connection::new(stream, peer, shared, stop).run().await;
+                    }
+                }
+            }
             drop(slot);
         });
     }
     drop(listener);
     tracing::debug!(open = connections.len(), "forward server stops accepting");
     while connections.join_next().await.is_some() {}
+}
+
+/// Runs the server side of a TLS handshake, within the message timeout;
+/// `None` (after logging why) when it fails.
+async fn tls_accept(
+    config: Arc<tokio_rustls::rustls::ServerConfig>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let timeout = shared.options.limits.message_timeout;
+    let error = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => return Some(stream),
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("not completed within {} ms", timeout.as_millis()),
+    };
+    shared.metrics.reject(Reason::Tls, 1);
+    tracing::warn!(%peer, %error, "forward TLS handshake failed; connection closed");
+    None
 }
 
 /// What became of reading the socket.
@@ -623,6 +658,7 @@ mod tests {
             options: ForwardOptions {
                 limits: ForwardLimits::default(),
                 auth: None,
+                tls: None,
                 audit_context: k8s_audit::Context::default(),
             },
             sink: sink.clone(),

@@ -3,7 +3,9 @@
 //
 // Usage: node fluent_org_logger.js HOST PORT TAG MODE COUNT [SHARED_KEY]
 // MODE: Message | Forward | PackedForward | CompressedPackedForward.
+// With VIGIL_TLS_CA set to a PEM file, connects over TLS trusting that CA.
 // Exits 1 if an emit is rejected or not acknowledged in time.
+const fs = require("fs");
 const { FluentClient, EventTime } = require("@fluent-org/logger");
 
 const [host, port, tag, mode, count, sharedKey] = process.argv.slice(2);
@@ -12,6 +14,9 @@ const options = {
   eventMode: mode,
   ack: { ackTimeout: 10000 },
 };
+if (process.env.VIGIL_TLS_CA) {
+  options.socket.tls = { ca: fs.readFileSync(process.env.VIGIL_TLS_CA) };
+}
 if (sharedKey) {
   options.security = { clientHostname: "node-client", sharedKey };
 }
