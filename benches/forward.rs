@@ -20,19 +20,36 @@ use vigil_ingest::forward::frame::{self, FrameLimits, Scanner};
 use vigil_ingest::forward::{ForwardMetrics, ForwardOptions, ForwardServer, normalize_entry};
 use vigil_schema::{Event, EventIdGenerator};
 
+/// The allocator of the `vigil` binary, so the store runs as it does in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS_PER_CHUNK: usize = 1_000;
 const CONNECTIONS: usize = 4;
 const CHUNKS_PER_CONNECTION: usize = 25;
 const EVENTS: usize = EVENTS_PER_CHUNK * CONNECTIONS * CHUNKS_PER_CONNECTION;
 
+/// The time of the bench's events: now, as a shipper's live events are
+/// (a partition of today gets the store's full writer; past ones a small one).
+fn base_seconds() -> u32 {
+    chrono::Utc::now().timestamp() as u32
+}
+
 /// One container-log record of about 700 bytes, as msgpack.
-fn record(n: usize) -> rmpv::Value {
+fn record(n: usize, seconds: u32) -> rmpv::Value {
     let text = |s: &str| rmpv::Value::from(s);
     let map = |pairs: Vec<(&str, rmpv::Value)>| {
         rmpv::Value::Map(pairs.into_iter().map(|(key, value)| (text(key), value)).collect())
     };
     map(vec![
-        ("time", text("2026-11-20T10:00:00.000000001Z")),
+        (
+            "time",
+            rmpv::Value::from(
+                chrono::DateTime::from_timestamp(i64::from(seconds), n as u32)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            ),
+        ),
         ("stream", text("stdout")),
         ("_p", text("F")),
         (
@@ -69,10 +86,11 @@ fn record(n: usize) -> rmpv::Value {
 
 /// A PackedForward message of `EVENTS_PER_CHUNK` entries with EventTimes, bin entries and a chunk id.
 fn chunk_message(connection: usize) -> (Vec<u8>, Vec<u8>) {
+    let seconds = base_seconds();
     let mut entries = Vec::new();
     for n in 0..EVENTS_PER_CHUNK {
-        let time = [1_795_168_800u32.to_be_bytes(), (n as u32).to_be_bytes()].concat();
-        let entry = rmpv::Value::Array(vec![rmpv::Value::Ext(0, time), record(n)]);
+        let time = [seconds.to_be_bytes(), (n as u32).to_be_bytes()].concat();
+        let entry = rmpv::Value::Array(vec![rmpv::Value::Ext(0, time), record(n, seconds)]);
         rmpv::encode::write_value(&mut entries, &entry).unwrap();
     }
     let chunk = format!("bench-chunk-{connection}");

@@ -12,6 +12,10 @@ use vigil_ingest::k8s_audit::{self, Context};
 mod common;
 use common::audit_event;
 
+/// The allocator of the `vigil` binary, so the store runs as it does in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const EVENTS: usize = 20_000;
 const BATCH: usize = 1_000;
 

@@ -30,9 +30,19 @@ pub struct GenArgs {
     /// Seed of the generator; the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// What to generate: Kubernetes audit Events, or container-log records
+    /// as Fluent Bit's `kubernetes` filter ships them (for `vigil load --path /api/v1/ingest/logs`).
+    #[arg(long, value_enum, default_value_t = Kind::Audit)]
+    kind: Kind,
     /// Write here instead of standard output.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    Audit,
+    Container,
 }
 
 /// A small, fast, deterministic generator (xorshift64*).
@@ -195,6 +205,61 @@ pub fn audit_event(random: &mut Random, n: u64, time: DateTime<Utc>) -> Value {
     event
 }
 
+const APPS: &[(&str, &str)] = &[
+    ("web", "registry.example/shop/web:1.4.2"),
+    ("api", "registry.example/shop/api:2.0.1"),
+    ("worker", "registry.example/shop/worker:2.0.1"),
+    ("payments", "registry.example/pay/payments:0.9.7"),
+    ("ingress-nginx", "registry.k8s.io/ingress-nginx/controller:v1.11.2"),
+];
+const LEVELS: &[&str] = &["debug", "info", "info", "info", "warn", "error"];
+
+/// One container-log record number `n` at time `time`, as Fluent Bit's
+/// `kubernetes` filter ships it (about 500 bytes): one line in five is a JSON
+/// log line, the others access-log lines.
+pub fn container_record(random: &mut Random, n: u64, time: DateTime<Utc>) -> Value {
+    let (app, image) = *random.pick(APPS);
+    let namespace = *random.pick(NAMESPACES);
+    let replica = random.below(6);
+    let pod = format!("{app}-7d9f8c6b5-{replica:05}");
+    let node = format!("worker-{}", random.below(3) + 1);
+    let log = if random.below(5) == 0 {
+        json!({
+            "level": random.pick(LEVELS),
+            "msg": "request handled",
+            "order": n,
+            "user": random.pick(PEOPLE),
+            "duration_ms": random.below(900),
+        })
+        .to_string()
+    } else {
+        format!(
+            "10.244.{}.{} - - \"GET /api/orders/{n} HTTP/1.1\" {} {} \"-\" \"{}\"\n",
+            random.below(4),
+            random.below(250),
+            [200, 200, 200, 201, 404, 500][random.below(6) as usize],
+            random.below(20_000),
+            random.pick(AGENTS),
+        )
+    };
+    json!({
+        "date": time.timestamp_nanos_opt().unwrap_or_default() as f64 / 1e9,
+        "stream": if random.below(10) == 0 { "stderr" } else { "stdout" },
+        "_p": "F",
+        "log": log,
+        "kubernetes": {
+            "pod_name": pod,
+            "namespace_name": namespace,
+            "pod_id": format!("0b7c2f1e-6a1d-4b2e-9c3f-{:012x}", replica * 7919 + app.len() as u64),
+            "labels": {"app.kubernetes.io/name": app, "pod-template-hash": "7d9f8c6b5"},
+            "host": node,
+            "container_name": app,
+            "docker_id": format!("{:016x}{:048x}", (replica + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15), app.len()),
+            "container_image": image,
+        },
+    })
+}
+
 pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
     let now = Utc::now();
     let start =
@@ -214,7 +279,11 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         // Mostly in order, some late by up to a minute, as real senders are.
         let jitter = if random.below(100) < 5 { -(random.below(60_000_000_000) as i64) } else { 0 };
         let time = start + Duration::nanoseconds(step_nanos.saturating_mul(n as i64).saturating_add(jitter));
-        serde_json::to_writer(&mut out, &audit_event(&mut random, n, time))?;
+        let event = match args.kind {
+            Kind::Audit => audit_event(&mut random, n, time),
+            Kind::Container => container_record(&mut random, n, time),
+        };
+        serde_json::to_writer(&mut out, &event)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

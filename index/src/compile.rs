@@ -95,17 +95,24 @@ impl Compiler<'_> {
         Target::Json { field: self.schema.original, path: name }
     }
 
+    /// Free text: the words of `message` or of any other string of the
+    /// original (`_all`, which holds all but the message's own copy).
     fn free_text(&self, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
-        let all = self.schema.all;
         let error = |message: &str| CompileError { field: "free text".into(), message: message.into() };
-        match value {
-            TermValue::Word(text) | TermValue::Phrase(text) => Ok(self.words(all, text)),
-            TermValue::Wildcard(pattern) => regex(all, "", &wildcard_to_regex(pattern), "free text"),
-            TermValue::Regex(pattern) => regex(all, "", pattern, "free text"),
-            TermValue::Range { .. } => {
-                Err(error("a range needs a field, as in http.response.status_code:[400 TO 499]"))
-            }
+        let message = self.schema.named_field(fields::MESSAGE).map(|(_, field)| field);
+        let mut either = Vec::new();
+        for field in std::iter::once(self.schema.all).chain(message) {
+            let query = match value {
+                TermValue::Word(text) | TermValue::Phrase(text) => self.words(field, text),
+                TermValue::Wildcard(pattern) => regex(field, "", &wildcard_to_regex(pattern), "free text")?,
+                TermValue::Regex(pattern) => regex(field, "", pattern, "free text")?,
+                TermValue::Range { .. } => {
+                    return Err(error("a range needs a field, as in http.response.status_code:[400 TO 499]"));
+                }
+            };
+            either.push((Occur::Should, query));
         }
+        Ok(Box::new(BooleanQuery::new(either)))
     }
 
     fn field_query(&self, name: &str, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {

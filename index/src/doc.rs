@@ -154,13 +154,17 @@ impl DocSchema {
                 document.add_field_value(self.original, &event.original);
             }
         }
-        // Free text: the message and every string of the original, but for
-        // identifiers and times. The other schema fields are taken from the
-        // original, so their words are there already.
-        if let Some(message) = event.get_str(fields::MESSAGE) {
-            document.add_text(self.all, message);
-        }
-        for_each_free_text(&event.original, &mut |text| document.add_text(self.all, text));
+        // Free text is `message` (a field of its own, searched with `_all`)
+        // and every string of the original, but for identifiers and times.
+        // The other schema fields are taken from the original, so their
+        // words are there already; the original's copy of the message (a
+        // container log's `log`, with its newline) is not indexed again.
+        let message = event.get_str(fields::MESSAGE);
+        for_each_free_text(&event.original, &mut |text| {
+            if message != Some(text.trim_end_matches(['\n', '\r'])) {
+                document.add_text(self.all, text);
+            }
+        });
         document
     }
 }

@@ -203,6 +203,10 @@ mod tests {
             ("labels.team:payments", 11),
             ("carol", 1),
             ("\"carol get pods\"", 1),
+            // Words only in the message (free text reads `message` and `_all`).
+            ("\"pods in shop\"", 1),
+            ("in", 11),
+            ("i?", 11),
             ("message:carol", 1),
             ("NOT secrets", 1),
             ("-user.name:alice -user.name:bob", 1),

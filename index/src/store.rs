@@ -75,11 +75,19 @@ impl StoreOptions {
 }
 
 /// Writers kept open at once; an event for another partition closes (and
-/// commits) the least recently used. The partition of the present gets the
-/// configured heap and two indexing threads; the others (late events) one
+/// commits) the least recently used. The partition of the present, and a
+/// past one opened for a bulk of events (a backfill, a shipper catching up),
+/// get the configured heap and tantivy's indexing threads (past ones up to
+/// `MAX_FULL_WRITERS` at once); the others (a trickle of late events) one
 /// thread and the minimum heap, so that a batch spread over a few hours or
-/// days does not open and close writers all the time.
+/// days does not open and close writers all the time, nor take a full heap
+/// each.
 const MAX_OPEN_WRITERS: usize = 8;
+/// Writers with the configured heap at once for past partitions opened in
+/// bulk (memory: this many heaps, besides the present's).
+const MAX_FULL_WRITERS: usize = 2;
+/// Events for one past partition in one batch that make it a bulk.
+const BULK_EVENTS: usize = 500;
 /// tantivy's smallest heap for one indexing thread.
 const SMALL_WRITER_HEAP_BYTES: usize = 15_000_000;
 
@@ -437,6 +445,8 @@ struct OpenWriter {
     /// Every event of this partition up to this log position has been added
     /// to the writer: its commit payload.
     covered_to: WalPosition,
+    /// Opened with the configured heap and threads (else one thread, the minimum heap).
+    full: bool,
 }
 
 struct IndexThread {
@@ -565,7 +575,7 @@ impl IndexThread {
                     (event, None) => self.schema.to_document(event),
                 })
                 .collect();
-            let open = match self.writer_for(start) {
+            let open = match self.writer_for(start, indices.len()) {
                 Ok(open) => open,
                 Err(error) => {
                     tracing::error!(%error, events = indices.len(), "cannot open a partition; its events stay in the log");
@@ -590,7 +600,7 @@ impl IndexThread {
 
     /// The open writer of a partition, opening it (and closing the least
     /// recently used one) when needed.
-    fn writer_for(&mut self, start: i64) -> Result<&mut OpenWriter, StoreError> {
+    fn writer_for(&mut self, start: i64, events: usize) -> Result<&mut OpenWriter, StoreError> {
         self.use_counter += 1;
         if !self.writers.contains_key(&start) {
             if self.writers.len() >= MAX_OPEN_WRITERS
@@ -605,14 +615,18 @@ impl IndexThread {
             }
             let partition = self.partitions.get_or_create(start)?;
             let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
-            let writer = if present {
+            let full_open = self.writers.values().filter(|open| open.full).count();
+            let full = present || (events >= BULK_EVENTS && full_open < MAX_FULL_WRITERS);
+            let writer = if full {
                 partition.index.writer(self.options.writer_heap_bytes.max(2 * SMALL_WRITER_HEAP_BYTES))?
             } else {
                 partition.index.writer_with_num_threads(1, SMALL_WRITER_HEAP_BYTES)?
             };
             let covered_to = self.indexed_to;
-            self.writers
-                .insert(start, OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to });
+            self.writers.insert(
+                start,
+                OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to, full },
+            );
         }
         let open = self
             .writers

@@ -360,19 +360,27 @@ impl Tailer {
             };
             read_so_far += count;
             self.stats.bytes.fetch_add(count as u64, Ordering::Relaxed);
-            tracked.pending.extend_from_slice(&buffer[..count]);
-            while let Some(end) = tracked.pending.iter().position(|byte| *byte == b'\n') {
-                let line: Vec<u8> = tracked.pending.drain(..=end).collect();
+            // The complete lines are taken in place, and what they used up
+            // is removed once per read (not once per line: that moved the
+            // rest of the buffer for every line).
+            let mut pending = std::mem::take(&mut tracked.pending);
+            pending.extend_from_slice(&buffer[..count]);
+            let mut start = 0;
+            while let Some(found) = pending[start..].iter().position(|byte| *byte == b'\n') {
+                let end = start + found + 1;
+                let line = &pending[start..end - 1];
+                start = end;
                 let line_start = tracked.offset;
-                tracked.offset += line.len() as u64;
+                tracked.offset += (line.len() + 1) as u64;
                 if std::mem::take(&mut tracked.skipping) {
                     continue;
                 }
-                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
-                let text = text.strip_suffix('\r').unwrap_or(&text).to_owned();
+                let text = String::from_utf8_lossy(line.strip_suffix(b"\r").unwrap_or(line));
                 self.stats.lines.fetch_add(1, Ordering::Relaxed);
                 line_to_events(path, tracked, &text, line_start, &self.options, &self.stats, events);
             }
+            pending.drain(..start);
+            tracked.pending = pending;
             if tracked.pending.len() > self.options.max_line_bytes {
                 tracing::warn!(%path, limit = self.options.max_line_bytes, "skipping a line over the limit");
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
