@@ -229,8 +229,10 @@ impl Searcher {
                 }
             }
         }
-        // The audit names with a schema twin are fields too (they resolve to it).
-        for (alias, schema_name) in vigil_schema::fields::K8S_AUDIT_ALIASES {
+        // The original names with a schema twin are fields too (they resolve to it).
+        let aliases =
+            vigil_schema::fields::K8S_AUDIT_ALIASES.iter().chain(vigil_schema::fields::K8S_CONTAINER_ALIASES);
+        for (alias, schema_name) in aliases {
             if let Some(twin) = seen.get(*schema_name) {
                 let alias_info = FieldInfo { name: (*alias).to_owned(), ..twin.clone() };
                 seen.entry((*alias).to_owned()).or_insert(alias_info);

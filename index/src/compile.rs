@@ -75,11 +75,7 @@ impl Compiler<'_> {
     }
 
     pub(crate) fn resolve<'n>(&self, name: &'n str) -> Target<'n> {
-        let schema_name = fields::K8S_AUDIT_ALIASES
-            .iter()
-            .find(|(original, _)| *original == name)
-            .map(|(_, schema)| *schema)
-            .unwrap_or(name);
+        let schema_name = fields::alias(name).unwrap_or(name);
         if schema_name == fields::EVENT_ID {
             return Target::Id;
         }

@@ -148,10 +148,15 @@ impl DocSchema {
             document.add_field_value(self.extra, &Value::Object(extra));
         }
         if event.original.is_object() {
-            if event.dataset() == "k8s.audit" {
-                document.add_field_value(self.original, &prune_for_original_index(&event.original));
-            } else {
-                document.add_field_value(self.original, &event.original);
+            match event.dataset() {
+                "k8s.audit" => {
+                    document.add_field_value(self.original, &prune_audit_for_original_index(&event.original))
+                }
+                "k8s.container" => document.add_field_value(
+                    self.original,
+                    &prune_container_for_original_index(&event.original, event.timestamp),
+                ),
+                _ => document.add_field_value(self.original, &event.original),
             }
         }
         // Free text is `message` (a field of its own, searched with `_all`)
@@ -241,7 +246,7 @@ fn for_each_free_text(value: &Value, visit: &mut dyn FnMut(&str)) {
 /// The original audit event without what the index holds already: the
 /// paths that have a schema twin (queries on `objectRef.resource` are
 /// answered by `orchestrator.resource.type`) and the times (in `@timestamp`).
-fn prune_for_original_index(original: &Value) -> Value {
+fn prune_audit_for_original_index(original: &Value) -> Value {
     let mut pruned = original.clone();
     for (path, _) in fields::K8S_AUDIT_ALIASES {
         remove_path(&mut pruned, path);
@@ -251,6 +256,48 @@ fn prune_for_original_index(original: &Value) -> Value {
             object.remove(key);
         }
     }
+    pruned
+}
+
+/// The original container-log record without what the index holds
+/// already: the line (`log`, answered by `message`), the names of the
+/// `kubernetes` map that have a schema twin (`kubernetes.pod_name` is
+/// answered by `kubernetes.pod.name`), its labels (`kubernetes.labels.*` is a
+/// schema name, answered from the event's fields), and the time that became
+/// `@timestamp`.
+fn prune_container_for_original_index(original: &Value, timestamp: chrono::DateTime<chrono::Utc>) -> Value {
+    let mut pruned = original.clone();
+    if let Value::Object(object) = &mut pruned {
+        // The normalizer's time keys, in its order: the first that holds a time.
+        let time_key =
+            ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| match object.get(*key) {
+                Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                Some(Value::Number(number)) => number.as_f64().is_some_and(|seconds| seconds > 0.0),
+                _ => false,
+            });
+        let is_timestamp = |value: &Value| match value {
+            Value::String(text) => {
+                chrono::DateTime::parse_from_rfc3339(text).is_ok_and(|time| time == timestamp)
+            }
+            Value::Number(number) => number.as_f64().is_some_and(|seconds| {
+                let nanos = timestamp.timestamp_nanos_opt().unwrap_or_default() as f64;
+                (seconds * 1e9 - nanos).abs() < 1_000.0
+            }),
+            _ => false,
+        };
+        if let Some(key) = time_key
+            && object.get(key).is_some_and(is_timestamp)
+        {
+            object.remove(key);
+        }
+    }
+    for (path, _) in fields::K8S_CONTAINER_ALIASES {
+        // The normalizer takes only strings; anything else stays searchable here.
+        if original.pointer(&format!("/{}", path.replace('.', "/"))).is_some_and(Value::is_string) {
+            remove_path(&mut pruned, path);
+        }
+    }
+    remove_path(&mut pruned, "kubernetes.labels");
     pruned
 }
 

@@ -280,6 +280,47 @@ mod tests {
     }
 
     #[test]
+    fn container_records_answer_their_kubernetes_names_through_the_schema_twins() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let time = Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap();
+        let original = json!({"log": "GET /healthz 200\n", "date": 1738569600.0, "kubernetes": {
+            "pod_name": "web-0", "namespace_name": "shop", "host": "node-a", "docker_id": "3f1e",
+            "container_image": "registry.example/web:1.4", "labels": {"app": "web"},
+            "annotations": {"team": "payments"}, "pod_ip": 17}});
+        let mut event = Event::new(store.ids().next(), time, original);
+        event.set(fields::EVENT_DATASET, "k8s.container");
+        event.set(fields::MESSAGE, "GET /healthz 200");
+        event.set(fields::K8S_POD_NAME, "web-0");
+        event.set(fields::K8S_NAMESPACE, "shop");
+        event.set(fields::K8S_NODE_NAME, "node-a");
+        event.set(fields::CONTAINER_ID, "3f1e");
+        event.set(fields::CONTAINER_IMAGE_NAME, "registry.example/web:1.4");
+        event.set("kubernetes.labels.app", "web");
+        store.append_blocking(vec![event]).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 1);
+        for text in [
+            "kubernetes.pod_name:web-0",
+            "kubernetes.pod.name:WEB-0",
+            "kubernetes.namespace_name:shop",
+            "kubernetes.host:node-a",
+            "kubernetes.docker_id:3f1e",
+            "kubernetes.container_image:*web*",
+            "kubernetes.labels.app:web",
+            "kubernetes.annotations.team:payments",
+            "kubernetes.pod_ip:17",
+            "_exists_:kubernetes.pod_name",
+            "healthz",
+            "log:healthz",
+            "log:\"get /healthz\"",
+        ] {
+            assert_eq!(search(&searcher, text).total, 1, "{text}");
+        }
+        store.shutdown();
+    }
+
+    #[test]
     fn aggregations_are_exact() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();

@@ -182,13 +182,40 @@ pub const K8S_AUDIT_ALIASES: &[(&str, &str)] = &[
     ("level", K8S_AUDIT_LEVEL),
 ];
 
+/// Names in a container-log record (the line as `log`; the `kubernetes` map
+/// of Fluent Bit's `kubernetes` filter and Fluentd's `kubernetes_metadata`)
+/// that are the same thing as a schema field: `kubernetes.pod_name:web-0`
+/// and `kubernetes.pod.name:web-0` find the same events, and `log:timeout`
+/// searches the words of the message. (`kubernetes.labels.*` has the same
+/// name in both.)
+pub const K8S_CONTAINER_ALIASES: &[(&str, &str)] = &[
+    ("log", MESSAGE),
+    ("kubernetes.namespace_name", K8S_NAMESPACE),
+    ("kubernetes.pod_name", K8S_POD_NAME),
+    ("kubernetes.pod_id", K8S_POD_UID),
+    ("kubernetes.container_name", K8S_CONTAINER_NAME),
+    ("kubernetes.host", K8S_NODE_NAME),
+    ("kubernetes.docker_id", CONTAINER_ID),
+    ("kubernetes.container_image", CONTAINER_IMAGE_NAME),
+];
+
+/// The schema field a name of an original event stands for, if it is an
+/// alias (of the audit or the container-log aliases).
+pub fn alias(name: &str) -> Option<&'static str> {
+    K8S_AUDIT_ALIASES
+        .iter()
+        .chain(K8S_CONTAINER_ALIASES)
+        .find(|(original, _)| *original == name)
+        .map(|(_, schema)| *schema)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_alias_points_at_a_schema_field() {
-        for (original, schema) in K8S_AUDIT_ALIASES {
+        for (original, schema) in K8S_AUDIT_ALIASES.iter().chain(K8S_CONTAINER_ALIASES) {
             assert!(kind_of(schema).is_some(), "{original} -> {schema}");
         }
     }
