@@ -30,8 +30,9 @@ pub struct GenArgs {
     /// Seed of the generator; the same seed gives the same events.
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// What to generate: Kubernetes audit Events, or container-log records
-    /// as Fluent Bit's `kubernetes` filter ships them (for `vigil load --path /api/v1/ingest/logs`).
+    /// What to generate: Kubernetes audit Events; container-log records as
+    /// Fluent Bit's `kubernetes` filter ships them (for `vigil load --path
+    /// /api/v1/ingest/logs`); or the lines of a kubelet CRI log file (for `--tail`).
     #[arg(long, value_enum, default_value_t = Kind::Audit)]
     kind: Kind,
     /// Write here instead of standard output.
@@ -43,6 +44,7 @@ pub struct GenArgs {
 pub enum Kind {
     Audit,
     Container,
+    Cri,
 }
 
 /// A small, fast, deterministic generator (xorshift64*).
@@ -282,6 +284,15 @@ pub fn run(args: GenArgs) -> anyhow::Result<ExitCode> {
         let event = match args.kind {
             Kind::Audit => audit_event(&mut random, n, time),
             Kind::Container => container_record(&mut random, n, time),
+            Kind::Cri => {
+                // `<time> <stream> F <line>`, as the kubelet writes it.
+                let record = container_record(&mut random, n, time);
+                let line = record["log"].as_str().unwrap_or_default().trim_end();
+                let stamp = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+                write!(out, "{stamp} {} F {line}", record["stream"].as_str().unwrap_or("stdout"))?;
+                out.write_all(b"\n")?;
+                continue;
+            }
         };
         serde_json::to_writer(&mut out, &event)?;
         out.write_all(b"\n")?;

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -255,5 +256,37 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
     }
     let (_, all) = server.get_json("/api/v1/search?limit=0");
     assert_eq!(all["total"], 302, "the 300 events and the two probes");
+    server.stop();
+}
+
+#[test]
+fn gen_writes_container_records_and_cri_lines_that_vigil_reads_as_container_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let records = vigil(&["gen", "--kind", "container", "--events", "50", "--start", "10m", "--span", "10m"]);
+    assert!(records.status.success(), "{}", stderr(&records));
+    let body = stdout(&records);
+    assert_eq!(body.lines().count(), 50);
+    // The kubelet's file name gives the pod; the lines are CRI.
+    let containers = dir.path().join("containers");
+    std::fs::create_dir(&containers).unwrap();
+    let cri = vigil(&["gen", "--kind", "cri", "--events", "50", "--start", "10m", "--span", "10m"]);
+    assert!(cri.status.success(), "{}", stderr(&cri));
+    std::fs::write(containers.join(format!("web-0_shop_web-{}.log", "a".repeat(64))), &cri.stdout).unwrap();
+    let glob = format!("{}/*.log", containers.display());
+    let server = crate::support::Server::start(
+        &dir.path().join("data"),
+        &["--commit-interval-ms", "50", "--tail", &glob],
+    );
+    let (status, answer, _) = server.post("/api/v1/ingest/logs?dataset=app", &[], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let all =
+        server.search_until("event.dataset:k8s.container AND _exists_:message", 100, Duration::from_secs(10));
+    assert_eq!(all["total"], 100);
+    let (_, lines) =
+        server.get_json("/api/v1/search?limit=0&q=kubernetes.pod.name:web-0%20AND%20_exists_:log.file.path");
+    assert_eq!(lines["total"], 50, "every CRI line, with the pod from the file name");
+    let (_, records) =
+        server.get_json("/api/v1/search?limit=0&q=_exists_:kubernetes.labels.app.kubernetes.io/name");
+    assert_eq!(records["total"], 50, "every record, with its pod's labels");
     server.stop();
 }
