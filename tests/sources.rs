@@ -417,7 +417,23 @@ fn tailed_container_logs_follow_rotation_and_a_restart_repeats_nothing() {
     let (_, all) =
         server.get_json(&format!("/api/v1/search?limit=0&q={}", encode("kubernetes.pod.name:api-0")));
     assert_eq!(all["total"], 10, "a restart repeats nothing: {all}");
+
+    // Rotation by truncation (copytruncate): the file starts again, shorter.
+    std::fs::write(&file, line(20)).unwrap();
+    let found = server.search_until("kubernetes.pod.name:api-0", 11, Duration::from_secs(5));
+    assert_eq!(found["total"], 11, "{found}");
+    let (_, truncated) =
+        server.get_json(&format!("/api/v1/search?limit=0&q={}", encode("\"request 20 served\"")));
+    assert_eq!(truncated["total"], 1);
     let (_, metrics) = server.get("/metrics");
     assert!(metrics.contains("vigil_tail_lines_total"), "{metrics}");
+    server.stop();
+
+    // And nothing again after one more restart.
+    let server = Server::start(&data, &args);
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, all) =
+        server.get_json(&format!("/api/v1/search?limit=0&q={}", encode("kubernetes.pod.name:api-0")));
+    assert_eq!(all["total"], 11, "{all}");
     server.stop();
 }
