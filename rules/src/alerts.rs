@@ -373,16 +373,16 @@ impl AlertStore for SqliteAlertStore {
         for (found, event) in matches {
             let rule = &found.rule;
             let event_id = event.id.to_string();
-            let first_time = transaction.execute(
-                "INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)",
-                params![rule.id, event_id],
-            )? == 1;
+            let first_time = transaction
+                .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
+                .execute(params![rule.id, event_id])?
+                == 1;
             let first_for_request = match event.get_str(fields::K8S_AUDIT_ID) {
                 Some(audit_id) => {
-                    transaction.execute(
-                        "INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)",
-                        params![rule.id, format!("audit:{audit_id}")],
-                    )? == 1
+                    transaction
+                        .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
+                        .execute(params![rule.id, format!("audit:{audit_id}")])?
+                        == 1
                 }
                 None => true,
             };
@@ -392,19 +392,13 @@ impl AlertStore for SqliteAlertStore {
             }
             let seen_at = vigil_schema::format_timestamp(event.timestamp);
             let group = group_of(&rule.group_by, event);
-            let active: Option<(i64, String, String)> = transaction
-                .query_row(
-                    "SELECT id, first_seen, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status != 'closed'",
-                    params![rule.id, group],
+            let active: Option<(i64, String, String)> = transaction.prepare_cached("SELECT id, first_seen, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status != 'closed'")?.query_row(params![rule.id, group],
                     |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
             let suppressing: Option<(i64, String)> = match (&active, rule.suppress_seconds) {
-                (None, Some(window)) => transaction
-                    .query_row(
-                        "SELECT id, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status = 'closed'
-                         ORDER BY last_seen DESC LIMIT 1",
-                        params![rule.id, group],
+                (None, Some(window)) => transaction.prepare_cached("SELECT id, last_seen FROM alerts WHERE rule_id = ?1 AND grp = ?2 AND status = 'closed'
+                         ORDER BY last_seen DESC LIMIT 1")?.query_row(params![rule.id, group],
                         |row| Ok((row.get(0)?, row.get(1)?)),
                     )
                     .optional()?
@@ -414,25 +408,22 @@ impl AlertStore for SqliteAlertStore {
                 _ => None,
             };
             let alert_id = if let Some((id, first_seen, last_seen)) = active {
-                transaction.execute(
-                    "UPDATE alerts SET count = count + 1, first_seen = ?2, last_seen = ?3 WHERE id = ?1",
-                    params![id, earlier(&first_seen, &seen_at), later(&last_seen, &seen_at)],
-                )?;
+                transaction
+                    .prepare_cached(
+                        "UPDATE alerts SET count = count + 1, first_seen = ?2, last_seen = ?3 WHERE id = ?1",
+                    )?
+                    .execute(params![id, earlier(&first_seen, &seen_at), later(&last_seen, &seen_at)])?;
                 outcome.updated_alerts += 1;
                 id
             } else if let Some((id, last_seen)) = suppressing {
-                transaction.execute(
-                    "UPDATE alerts SET count = count + 1, suppressed = suppressed + 1, last_seen = ?2 WHERE id = ?1",
-                    params![id, later(&last_seen, &seen_at)],
+                transaction.prepare_cached("UPDATE alerts SET count = count + 1, suppressed = suppressed + 1, last_seen = ?2 WHERE id = ?1")?.execute(params![id, later(&last_seen, &seen_at)],
                 )?;
                 outcome.suppressed += 1;
                 id
             } else {
-                transaction.execute(
-                    "INSERT INTO alerts (rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count,
+                transaction.prepare_cached("INSERT INTO alerts (rule_id, rule_title, rule_level, rule_tags, grp, status, first_seen, last_seen, count,
                                          author, rules_commit, why)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?6, 1, ?7, ?8, ?9)",
-                    params![
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'open', ?6, ?6, 1, ?7, ?8, ?9)")?.execute(params![
                         rule.id,
                         rule.title,
                         rule.level,
@@ -449,14 +440,11 @@ impl AlertStore for SqliteAlertStore {
                 outcome.new_alert_ids.push(id);
                 id
             };
-            transaction.execute(
-                "INSERT OR IGNORE INTO alert_events (alert_id, event_id) VALUES (?1, ?2)",
-                params![alert_id, event_id],
-            )?;
+            transaction
+                .prepare_cached("INSERT OR IGNORE INTO alert_events (alert_id, event_id) VALUES (?1, ?2)")?
+                .execute(params![alert_id, event_id])?;
         }
-        transaction.execute(
-            "INSERT INTO meta (key, value) VALUES ('checkpoint', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1",
-            params![context.checkpoint],
+        transaction.prepare_cached("INSERT INTO meta (key, value) VALUES ('checkpoint', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1")?.execute(params![context.checkpoint],
         )?;
         transaction.commit()?;
         Ok(outcome)
