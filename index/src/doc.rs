@@ -156,7 +156,17 @@ impl DocSchema {
                     self.original,
                     &prune_container_for_original_index(&event.original, event.timestamp),
                 ),
-                _ => document.add_field_value(self.original, &event.original),
+                // `log:` queries read the message; a `log` that is the message is not indexed twice.
+                _ => match event.original.get("log").and_then(Value::as_str) {
+                    Some(log)
+                        if Some(log.trim_end_matches(['\n', '\r'])) == event.get_str(fields::MESSAGE) =>
+                    {
+                        let mut pruned = event.original.clone();
+                        remove_path(&mut pruned, "log");
+                        document.add_field_value(self.original, &pruned);
+                    }
+                    _ => document.add_field_value(self.original, &event.original),
+                },
             }
         }
         // Free text is `message` (a field of its own, searched with `_all`)

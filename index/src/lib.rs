@@ -284,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
         let time = Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap();
-        let original = json!({"log": "GET /healthz 200\n", "date": 1738569600.0, "kubernetes": {
+        let original = json!({"log": "GET /healthz 200\n", "stream": "stdout", "date": 1738569600.0, "kubernetes": {
             "pod_name": "web-0", "namespace_name": "shop", "host": "node-a", "docker_id": "3f1e",
             "container_image": "registry.example/web:1.4", "labels": {"app": "web"},
             "annotations": {"team": "payments"}, "pod_ip": 17}});
@@ -297,9 +297,17 @@ mod tests {
         event.set(fields::CONTAINER_ID, "3f1e");
         event.set(fields::CONTAINER_IMAGE_NAME, "registry.example/web:1.4");
         event.set("kubernetes.labels.app", "web");
-        store.append_blocking(vec![event]).unwrap();
+        // A record of no known kind whose message is its `log`.
+        let mut plain =
+            Event::new(store.ids().next(), time, json!({"log": "GET /healthz 200\n", "stream": "stdout"}));
+        plain.set(fields::EVENT_DATASET, "app.web");
+        plain.set(fields::MESSAGE, "GET /healthz 200");
+        store.append_blocking(vec![event, plain]).unwrap();
         let searcher = store.searcher().clone();
-        wait_for_count(&searcher, 1);
+        wait_for_count(&searcher, 2);
+        for text in ["log:healthz", "log:\"get /healthz\"", "healthz", "_exists_:log"] {
+            assert_eq!(search(&searcher, text).total, 2, "{text}");
+        }
         for text in [
             "kubernetes.pod_name:web-0",
             "kubernetes.pod.name:WEB-0",
@@ -311,9 +319,7 @@ mod tests {
             "kubernetes.annotations.team:payments",
             "kubernetes.pod_ip:17",
             "_exists_:kubernetes.pod_name",
-            "healthz",
-            "log:healthz",
-            "log:\"get /healthz\"",
+            "stream:stdout AND kubernetes.pod.name:web-0",
         ] {
             assert_eq!(search(&searcher, text).total, 1, "{text}");
         }
