@@ -274,10 +274,9 @@ fn resolve_forward(args: &ServeArgs, forward: &mut vigil_config::ForwardConfig) 
             *slot = Some(path.clone());
         }
     }
-    forward.check_tls().map_err(|message| {
-        anyhow::anyhow!(
-            "forward TLS: {message} (--forward-tls-cert, --forward-tls-key, --forward-tls-client-ca)"
-        )
+    forward.check_tls().map_err(|(key, message)| {
+        let flag = format!("--{}", key.replace(['.', '_'], "-"));
+        anyhow::anyhow!("{flag} {message}")
     })?;
     Ok(())
 }
@@ -287,6 +286,8 @@ fn resolve_forward(args: &ServeArgs, forward: &mut vigil_config::ForwardConfig) 
 fn forward_options(config: &Config) -> anyhow::Result<ForwardOptions> {
     let forward = &config.forward;
     let tls = match (&forward.tls_cert, &forward.tls_key) {
+        // With the listener off, no file is read.
+        _ if forward.listen.is_none() => None,
         (Some(cert), Some(key)) => Some(vigil_ingest::forward::tls::server_config(&TlsFiles {
             cert: cert.clone(),
             key: key.clone(),

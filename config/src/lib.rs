@@ -139,13 +139,26 @@ impl Default for ForwardConfig {
 impl ForwardConfig {
     /// Checks that the TLS keys come together: a certificate and its key, or
     /// neither; a client CA only with them.
-    pub fn check_tls(&self) -> Result<(), String> {
-        match (&self.tls_cert, &self.tls_key) {
-            (Some(_), None) => Err("tls_cert needs tls_key (the certificate's private key)".into()),
-            (None, Some(_)) => Err("tls_key needs tls_cert (the certificate chain it belongs to)".into()),
-            (None, None) if self.tls_client_ca.is_some() => {
-                Err("tls_client_ca needs tls_cert and tls_key: client certificates are checked in TLS".into())
+    /// The error names the key that is wrong, as in `forward.tls_key`.
+    pub fn check_tls(&self) -> Result<(), (&'static str, String)> {
+        let paths = [("forward.tls_cert", &self.tls_cert), ("forward.tls_key", &self.tls_key)];
+        for (key, path) in paths.into_iter().chain([("forward.tls_client_ca", &self.tls_client_ca)]) {
+            if path.as_ref().is_some_and(|path| path.as_os_str().is_empty()) {
+                return Err((key, "must not be empty; leave it out instead".into()));
             }
+        }
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => {
+                Err(("forward.tls_key", "is needed with tls_cert (the certificate's private key)".into()))
+            }
+            (None, Some(_)) => Err((
+                "forward.tls_cert",
+                "is needed with tls_key (the certificate chain it belongs to)".into(),
+            )),
+            (None, None) if self.tls_client_ca.is_some() => Err((
+                "forward.tls_client_ca",
+                "needs tls_cert and tls_key: client certificates are checked in TLS".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -626,8 +639,8 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     config.forward.tls_cert = raw.forward.tls_cert;
     config.forward.tls_key = raw.forward.tls_key;
     config.forward.tls_client_ca = raw.forward.tls_client_ca;
-    if let Err(message) = config.forward.check_tls() {
-        problem("forward.tls_cert", message);
+    if let Err((key, message)) = config.forward.check_tls() {
+        problem(key, message);
     }
     if config.forward.max_decompressed_bytes < config.forward.max_message_bytes {
         problem(
@@ -837,10 +850,14 @@ mod tests {
         assert_eq!(config.forward.tls_cert, Some(dir.path().join("tls/cert.pem")));
         assert_eq!(config.forward.tls_key, Some(PathBuf::from("/etc/key.pem")));
         let error = Config::from_toml("version = 1\n[forward]\ntls_cert = \"c.pem\"\n").unwrap_err();
-        assert_eq!(error.problems[0].key, "forward.tls_cert");
-        assert!(error.problems[0].message.contains("tls_key"), "{}", error.problems[0].message);
+        assert_eq!(error.problems[0].key, "forward.tls_key");
+        assert!(error.problems[0].message.contains("tls_cert"), "{}", error.problems[0].message);
         let error = Config::from_toml("version = 1\n[forward]\ntls_client_ca = \"ca.pem\"\n").unwrap_err();
-        assert!(error.problems[0].message.contains("tls_client_ca needs"), "{}", error.problems[0].message);
+        assert_eq!(error.problems[0].key, "forward.tls_client_ca");
+        let error =
+            Config::from_toml("version = 1\n[forward]\ntls_cert = \"\"\ntls_key = \"k.pem\"\n").unwrap_err();
+        assert_eq!(error.problems[0].key, "forward.tls_cert");
+        assert!(error.problems[0].message.contains("empty"), "{}", error.problems[0].message);
     }
 
     #[test]

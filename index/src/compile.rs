@@ -111,9 +111,56 @@ impl Compiler<'_> {
         Ok(Box::new(BooleanQuery::new(either)))
     }
 
+    /// A field's query. An alias of an original name (`objectRef.resource`,
+    /// `kubernetes.pod_name`, `log`) is its schema twin on the events of the
+    /// alias's dataset, or the original path on any event that kept it.
     fn field_query(&self, name: &str, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
+        let Some((_, dataset)) = fields::alias_in_dataset(name) else {
+            return self.target_query(self.resolve(name), name, value);
+        };
+        let twin = self.target_query(self.resolve(name), name, value);
+        let original =
+            self.target_query(Target::Json { field: self.schema.original, path: name }, name, value);
+        Ok(match (twin, original) {
+            (Ok(twin), Ok(original)) => self.scoped_or(twin, dataset, original),
+            (Ok(twin), Err(_)) => self.in_dataset(twin, dataset),
+            (Err(_), Ok(original)) => original,
+            (Err(error), Err(_)) => return Err(error),
+        })
+    }
+
+    /// `query` on the events of `dataset` only.
+    fn in_dataset(&self, query: Box<dyn TantivyQuery>, dataset: &str) -> Box<dyn TantivyQuery> {
+        match self.schema.named_field(fields::EVENT_DATASET) {
+            Some((_, field)) => Box::new(BooleanQuery::new(vec![
+                (Occur::Must, query),
+                (Occur::Must, term(Term::from_field_text(field, dataset))),
+            ])),
+            None => query,
+        }
+    }
+
+    /// `twin` on the events of `dataset`, or `original` on any event.
+    fn scoped_or(
+        &self,
+        twin: Box<dyn TantivyQuery>,
+        dataset: &str,
+        original: Box<dyn TantivyQuery>,
+    ) -> Box<dyn TantivyQuery> {
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Should, self.in_dataset(twin, dataset)),
+            (Occur::Should, original),
+        ]))
+    }
+
+    fn target_query(
+        &self,
+        target: Target<'_>,
+        name: &str,
+        value: &TermValue,
+    ) -> Result<Box<dyn TantivyQuery>, CompileError> {
         let error = |message: String| CompileError { field: name.to_owned(), message };
-        match self.resolve(name) {
+        match target {
             Target::Id => match value {
                 TermValue::Word(text) | TermValue::Phrase(text) => {
                     match text.parse::<vigil_schema::EventId>() {
@@ -253,8 +300,38 @@ impl Compiler<'_> {
         }
     }
 
+    /// `_exists_:name`. An alias exists as its twin on the events of its
+    /// dataset or as the original path; a prefix of aliases (`kubernetes`,
+    /// `objectRef`) exists when the original holds it or one of their twins is set.
     fn exists(&self, name: &str) -> Result<Box<dyn TantivyQuery>, CompileError> {
-        Ok(match self.resolve(name) {
+        let mut either = Vec::new();
+        match fields::alias_in_dataset(name) {
+            Some((_, dataset)) => {
+                either.push(self.in_dataset(self.target_exists(self.resolve(name)), dataset));
+                either.push(self.target_exists(Target::Json { field: self.schema.original, path: name }));
+            }
+            None => either.push(self.target_exists(self.resolve(name))),
+        }
+        for (schema_name, dataset) in fields::aliases_under(name) {
+            either.push(self.in_dataset(self.target_exists(self.resolve(schema_name)), dataset));
+        }
+        if "kubernetes.labels".strip_prefix(name).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        {
+            // A container record's labels are schema fields (`kubernetes.labels.*`).
+            either.push(
+                self.target_exists(Target::Json { field: self.schema.extra, path: "kubernetes.labels" }),
+            );
+        }
+        Ok(match either.len() {
+            1 => either.swap_remove(0),
+            _ => {
+                Box::new(BooleanQuery::new(either.into_iter().map(|query| (Occur::Should, query)).collect()))
+            }
+        })
+    }
+
+    fn target_exists(&self, target: Target<'_>) -> Box<dyn TantivyQuery> {
+        match target {
             Target::Id | Target::Timestamp => Box::new(AllQuery),
             Target::Named { kind: FieldKind::Text, field, .. } => Box::new(InvertedIndexRangeQuery::new(
                 TantivyBound::Included(Term::from_field_text(field, "")),
@@ -278,7 +355,7 @@ impl Compiler<'_> {
                     TantivyBound::Excluded(bound(2)),
                 ))
             }
-        })
+        }
     }
 
     /// Words of a free-text value: one word is a term, several a phrase.
@@ -351,8 +428,9 @@ pub fn wildcard_to_regex(pattern: &str) -> String {
     let mut out = String::new();
     for c in pattern.chars() {
         match c {
-            '*' => out.push_str(".*"),
-            '?' => out.push('.'),
+            // Any character, a line break too (a log line keeps its newline).
+            '*' => out.push_str("(?s:.)*"),
+            '?' => out.push_str("(?s:.)"),
             c if c.is_ascii_punctuation() => {
                 out.push('\\');
                 out.push(c);
@@ -466,8 +544,8 @@ mod tests {
 
     #[test]
     fn wildcards_become_anchored_literal_regexes() {
-        assert_eq!(wildcard_to_regex("kube-*"), "kube\\-.*");
-        assert_eq!(wildcard_to_regex("*Admin?"), ".*admin.");
+        assert_eq!(wildcard_to_regex("kube-*"), "kube\\-(?s:.)*");
+        assert_eq!(wildcard_to_regex("*Admin?"), "(?s:.)*admin(?s:.)");
         assert_eq!(wildcard_to_regex("a.b"), "a\\.b");
     }
 

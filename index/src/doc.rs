@@ -154,19 +154,13 @@ impl DocSchema {
                 }
                 "k8s.container" => document.add_field_value(
                     self.original,
-                    &prune_container_for_original_index(&event.original, event.timestamp),
+                    &prune_container_for_original_index(
+                        &event.original,
+                        event.get_str(fields::MESSAGE),
+                        event.timestamp,
+                    ),
                 ),
-                // `log:` queries read the message; a `log` that is the message is not indexed twice.
-                _ => match event.original.get("log").and_then(Value::as_str) {
-                    Some(log)
-                        if Some(log.trim_end_matches(['\n', '\r'])) == event.get_str(fields::MESSAGE) =>
-                    {
-                        let mut pruned = event.original.clone();
-                        remove_path(&mut pruned, "log");
-                        document.add_field_value(self.original, &pruned);
-                    }
-                    _ => document.add_field_value(self.original, &event.original),
-                },
+                _ => document.add_field_value(self.original, &event.original),
             }
         }
         // Free text is `message` (a field of its own, searched with `_all`)
@@ -235,6 +229,8 @@ const NOT_FREE_TEXT: &[&str] = &[
     "stageTimestamp",
     "timestamp",
     "creationTimestamp",
+    "time",
+    "@timestamp",
 ];
 
 /// Calls `visit` with the strings of a JSON value that are worth free-text search.
@@ -270,12 +266,16 @@ fn prune_audit_for_original_index(original: &Value) -> Value {
 }
 
 /// The original container-log record without what the index holds
-/// already: the line (`log`, answered by `message`), the names of the
+/// already: the line (`log`, answered by `message`) when it is the message, the names of the
 /// `kubernetes` map that have a schema twin (`kubernetes.pod_name` is
 /// answered by `kubernetes.pod.name`), its labels (`kubernetes.labels.*` is a
 /// schema name, answered from the event's fields), and the time that became
 /// `@timestamp`.
-fn prune_container_for_original_index(original: &Value, timestamp: chrono::DateTime<chrono::Utc>) -> Value {
+fn prune_container_for_original_index(
+    original: &Value,
+    message: Option<&str>,
+    timestamp: chrono::DateTime<chrono::Utc>,
+) -> Value {
     let mut pruned = original.clone();
     if let Value::Object(object) = &mut pruned {
         // The normalizer's time keys, in its order: the first that holds a time.
@@ -301,9 +301,15 @@ fn prune_container_for_original_index(original: &Value, timestamp: chrono::DateT
             object.remove(key);
         }
     }
-    for (path, _) in fields::K8S_CONTAINER_ALIASES {
-        // The normalizer takes only strings; anything else stays searchable here.
-        if original.pointer(&format!("/{}", path.replace('.', "/"))).is_some_and(Value::is_string) {
+    for (path, schema_name) in fields::K8S_CONTAINER_ALIASES {
+        // The normalizer takes only strings (and the line is the message
+        // only when it is not a JSON line); anything else stays searchable here.
+        let value = original.pointer(&format!("/{}", path.replace('.', "/"))).and_then(Value::as_str);
+        let twin = match *schema_name {
+            fields::MESSAGE => value.map(|line| line.trim_end_matches(['\n', '\r'])) == message,
+            _ => value.is_some(),
+        };
+        if twin {
             remove_path(&mut pruned, path);
         }
     }

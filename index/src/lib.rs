@@ -146,6 +146,7 @@ mod tests {
             json!({"verb": "get", "objectRef": {"resource": resource, "namespace": "shop"}, "responseStatus": {"code": 200},
                    "annotations": {"authorization.k8s.io/decision": "allow"}}),
         );
+        event.set(fields::EVENT_DATASET, "k8s.audit");
         event.set(fields::USER_NAME, user);
         event.set(fields::ORCHESTRATOR_RESOURCE_TYPE, resource);
         event.set(fields::HTTP_RESPONSE_STATUS_CODE, 200);
@@ -297,31 +298,59 @@ mod tests {
         event.set(fields::CONTAINER_ID, "3f1e");
         event.set(fields::CONTAINER_IMAGE_NAME, "registry.example/web:1.4");
         event.set("kubernetes.labels.app", "web");
-        // A record of no known kind whose message is its `log`.
+        // A JSON log line: the message is its msg, the line stays in the original.
+        let mut json_line = Event::new(
+            store.ids().next(),
+            time,
+            json!({"log": "{\"msg\":\"request failed\",\"err\":\"upstream timeout\"}", "kubernetes": {"pod_name": "api-0"}}),
+        );
+        json_line.set(fields::EVENT_DATASET, "k8s.container");
+        json_line.set(fields::MESSAGE, "request failed");
+        json_line.set(fields::K8S_POD_NAME, "api-0");
+        // A record of no known kind with a `log`, and a Falco alert and an
+        // audit event that have a pod and a message but no such names.
         let mut plain =
             Event::new(store.ids().next(), time, json!({"log": "GET /healthz 200\n", "stream": "stdout"}));
         plain.set(fields::EVENT_DATASET, "app.web");
         plain.set(fields::MESSAGE, "GET /healthz 200");
-        store.append_blocking(vec![event, plain]).unwrap();
+        let mut falco = Event::new(store.ids().next(), time, json!({"rule": "Terminal shell in container"}));
+        falco.set(fields::EVENT_DATASET, "falco");
+        falco.set(fields::MESSAGE, "shell in web-0 healthz");
+        falco.set(fields::K8S_POD_NAME, "web-0");
+        let mut audit = audit_event(&store, "alice", "pods", 1);
+        audit.set(fields::EVENT_DATASET, "k8s.audit");
+        store.append_blocking(vec![event, json_line, plain, falco, audit]).unwrap();
         let searcher = store.searcher().clone();
-        wait_for_count(&searcher, 2);
-        for text in ["log:healthz", "log:\"get /healthz\"", "healthz", "_exists_:log"] {
-            assert_eq!(search(&searcher, text).total, 2, "{text}");
-        }
-        for text in [
-            "kubernetes.pod_name:web-0",
-            "kubernetes.pod.name:WEB-0",
-            "kubernetes.namespace_name:shop",
-            "kubernetes.host:node-a",
-            "kubernetes.docker_id:3f1e",
-            "kubernetes.container_image:*web*",
-            "kubernetes.labels.app:web",
-            "kubernetes.annotations.team:payments",
-            "kubernetes.pod_ip:17",
-            "_exists_:kubernetes.pod_name",
-            "stream:stdout AND kubernetes.pod.name:web-0",
-        ] {
-            assert_eq!(search(&searcher, text).total, 1, "{text}");
+        wait_for_count(&searcher, 5);
+        let cases = [
+            // `log` is the message on container logs, the original's value elsewhere.
+            ("log:healthz", 1),
+            ("log:\"get /healthz\"", 1),
+            ("log:*healthz*", 2),
+            ("log:*timeout*", 1),
+            ("_exists_:log", 3),
+            ("healthz", 3),
+            // The kubernetes names: the twins on container logs only.
+            ("kubernetes.pod_name:web-0", 1),
+            ("kubernetes.pod.name:WEB-0", 2),
+            ("kubernetes.pod_name:api-0", 1),
+            ("kubernetes.namespace_name:shop", 1),
+            ("kubernetes.host:node-a", 1),
+            ("kubernetes.docker_id:3f1e", 1),
+            ("kubernetes.container_image:*web*", 1),
+            ("kubernetes.labels.app:web", 1),
+            ("kubernetes.annotations.team:payments", 1),
+            ("kubernetes.pod_ip:17", 1),
+            ("_exists_:kubernetes.pod_name", 2),
+            ("_exists_:kubernetes", 2),
+            ("_exists_:kubernetes.labels", 1),
+            ("stream:stdout AND kubernetes.pod.name:web-0", 1),
+            // The audit aliases hold on audit events only.
+            ("_exists_:objectRef", 1),
+            ("objectRef.resource:pods", 1),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(search(&searcher, text).total, expected, "{text}");
         }
         store.shutdown();
     }
@@ -404,7 +433,8 @@ mod tests {
         let user = catalog.iter().find(|field| field.name == "user.name").unwrap();
         assert_eq!((user.kind, user.aggregatable), ("keyword", true));
         assert_eq!(user.examples, vec!["Alice", "bob", "carol"]);
-        assert!(catalog.iter().any(|field| field.name == "objectRef.resource" && !field.aggregatable));
+        // An audit name with a twin is listed as its twin (and aggregated from it).
+        assert!(catalog.iter().any(|field| field.name == "objectRef.resource" && field.aggregatable));
         assert!(catalog.iter().any(|field| field.name == "labels.team" && field.aggregatable));
         assert!(
             catalog.iter().any(|field| field.name == "http.response.status_code" && field.kind == "number")

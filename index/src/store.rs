@@ -447,6 +447,8 @@ struct OpenWriter {
     covered_to: WalPosition,
     /// Opened with the configured heap and threads (else one thread, the minimum heap).
     full: bool,
+    /// The partition covered the present when its writer was opened.
+    present: bool,
 }
 
 struct IndexThread {
@@ -615,8 +617,8 @@ impl IndexThread {
             }
             let partition = self.partitions.get_or_create(start)?;
             let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
-            let full_open = self.writers.values().filter(|open| open.full).count();
-            let full = present || (events >= BULK_EVENTS && full_open < MAX_FULL_WRITERS);
+            let bulk_open = self.writers.values().filter(|open| open.full && !open.present).count();
+            let full = present || (events >= BULK_EVENTS && bulk_open < MAX_FULL_WRITERS);
             let writer = if full {
                 partition.index.writer(self.options.writer_heap_bytes.max(2 * SMALL_WRITER_HEAP_BYTES))?
             } else {
@@ -625,7 +627,7 @@ impl IndexThread {
             let covered_to = self.indexed_to;
             self.writers.insert(
                 start,
-                OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to, full },
+                OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to, full, present },
             );
         }
         let open = self

@@ -243,7 +243,12 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             match shared.options.tls.clone() {
                 None => Connection::new(stream, peer, shared, stop).run().await,
                 Some(config) => {
-                    if let Some(stream) = tls_accept(config, stream, peer, &shared).await {
+                    let mut stopping = stop.clone();
+                    let accepted = tokio::select! {
+                        accepted = tls_accept(config, stream, peer, &shared) => accepted,
+                        _ = stopping.wait_for(|stopping| *stopping) => None,
+                    };
+                    if let Some(stream) = accepted {
                         Connection::new(stream, peer, shared, stop).run().await;
                     }
                 }
@@ -268,6 +273,11 @@ async fn tls_accept(
     let timeout = shared.options.limits.message_timeout;
     let error = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => return Some(stream),
+        // Connected and closed without a word: a TCP health check, not a client.
+        Ok(Err(error)) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            tracing::debug!(%peer, "forward connection closed before a TLS handshake");
+            return None;
+        }
         Ok(Err(error)) => error.to_string(),
         Err(_) => format!("not completed within {} ms", timeout.as_millis()),
     };

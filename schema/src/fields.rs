@@ -202,11 +202,31 @@ pub const K8S_CONTAINER_ALIASES: &[(&str, &str)] = &[
 /// The schema field a name of an original event stands for, if it is an
 /// alias (of the audit or the container-log aliases).
 pub fn alias(name: &str) -> Option<&'static str> {
-    K8S_AUDIT_ALIASES
-        .iter()
-        .chain(K8S_CONTAINER_ALIASES)
-        .find(|(original, _)| *original == name)
-        .map(|(_, schema)| *schema)
+    alias_in_dataset(name).map(|(schema, _)| schema)
+}
+
+/// An alias's schema field and the dataset whose events it holds for: the
+/// name is the twin only on those events (`level` is `kubernetes.audit.level`
+/// on an audit event, and just `level` on anything else).
+pub fn alias_in_dataset(name: &str) -> Option<(&'static str, &'static str)> {
+    let find = |aliases: &[(&'static str, &'static str)]| {
+        aliases.iter().find(|(original, _)| *original == name).map(|(_, schema)| *schema)
+    };
+    find(K8S_AUDIT_ALIASES)
+        .map(|schema| (schema, "k8s.audit"))
+        .or_else(|| find(K8S_CONTAINER_ALIASES).map(|schema| (schema, "k8s.container")))
+}
+
+/// The aliases whose original name lies under `prefix` (`kubernetes` holds
+/// `kubernetes.pod_name`), with their schema field and dataset.
+pub fn aliases_under(prefix: &str) -> impl Iterator<Item = (&'static str, &'static str)> + '_ {
+    let audit = K8S_AUDIT_ALIASES.iter().map(|(original, schema)| (*original, *schema, "k8s.audit"));
+    let container =
+        K8S_CONTAINER_ALIASES.iter().map(|(original, schema)| (*original, *schema, "k8s.container"));
+    audit.chain(container).filter_map(move |(original, schema, dataset)| {
+        let below = original.strip_prefix(prefix).is_some_and(|rest| rest.starts_with('.'));
+        below.then_some((schema, dataset))
+    })
 }
 
 #[cfg(test)]
