@@ -229,10 +229,15 @@ impl Searcher {
                 }
             }
         }
-        // The original names with a schema twin are fields too (they resolve to it).
-        let aliases =
-            vigil_schema::fields::K8S_AUDIT_ALIASES.iter().chain(vigil_schema::fields::K8S_CONTAINER_ALIASES);
-        for (alias, schema_name) in aliases {
+        // The original names with a schema twin are fields too (they resolve
+        // to it), where events of the alias's dataset are indexed.
+        let datasets = self.datasets_present(&snapshot)?;
+        let aliases = [
+            (vigil_schema::fields::K8S_AUDIT_ALIASES, "k8s.audit"),
+            (vigil_schema::fields::K8S_CONTAINER_ALIASES, "k8s.container"),
+        ];
+        let present = aliases.iter().filter(|(_, dataset)| datasets.contains(dataset));
+        for (alias, schema_name) in present.flat_map(|(aliases, _)| aliases.iter()) {
             if let Some(twin) = seen.get(*schema_name) {
                 let alias_info = FieldInfo { name: (*alias).to_owned(), ..twin.clone() };
                 seen.entry((*alias).to_owned()).or_insert(alias_info);
@@ -241,6 +246,25 @@ impl Searcher {
         let mut fields: Vec<FieldInfo> = seen.into_values().collect();
         fields.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(fields)
+    }
+
+    /// The audit and container datasets that have events in the snapshot.
+    fn datasets_present(&self, snapshot: &crate::search::Snapshot) -> Result<Vec<&'static str>, StoreError> {
+        let Some((_, field)) = self.schema.named_field(vigil_schema::fields::EVENT_DATASET) else {
+            return Ok(Vec::new());
+        };
+        let mut present = Vec::new();
+        for dataset in ["k8s.audit", "k8s.container"] {
+            let term = tantivy::Term::from_field_text(field, dataset);
+            for segment in snapshot.segment_readers() {
+                let frequency = segment.inverted_index(field)?.doc_freq(&term);
+                if frequency.map_err(|error| StoreError::Index { message: error.to_string() })? > 0 {
+                    present.push(dataset);
+                    break;
+                }
+            }
+        }
+        Ok(present)
     }
 
     /// Where the values of a field are read from, for top values and distinct counts.

@@ -352,6 +352,35 @@ mod tests {
         for (text, expected) in cases {
             assert_eq!(search(&searcher, text).total, expected, "{text}");
         }
+        let catalog = searcher.field_catalog().unwrap();
+        for name in ["kubernetes.pod_name", "log", "objectRef.resource"] {
+            assert!(catalog.iter().any(|field| field.name == name), "{name} in the catalog");
+        }
+        store.shutdown();
+    }
+
+    #[test]
+    fn a_past_partition_that_starts_with_a_trickle_then_gets_a_bulk_keeps_every_event_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        // 2025: a past partition. A few events open a small writer; a bulk reopens it full.
+        store
+            .append_blocking(
+                (0..10).map(|n| audit_event(&store, "alice", "pods", n % 60)).collect::<Vec<_>>(),
+            )
+            .unwrap();
+        store
+            .append_blocking((0..600).map(|n| audit_event(&store, "bob", "pods", n % 60)).collect::<Vec<_>>())
+            .unwrap();
+        store
+            .append_blocking((0..5).map(|n| audit_event(&store, "carol", "pods", n % 60)).collect::<Vec<_>>())
+            .unwrap();
+        wait_for_count(store.searcher(), 615);
+        store.shutdown();
+        drop(store);
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        assert_eq!(search(store.searcher(), "").total, 615);
+        assert_eq!(search(store.searcher(), "user.name:alice").total, 10);
         store.shutdown();
     }
 
@@ -435,6 +464,8 @@ mod tests {
         assert_eq!(user.examples, vec!["Alice", "bob", "carol"]);
         // An audit name with a twin is listed as its twin (and aggregated from it).
         assert!(catalog.iter().any(|field| field.name == "objectRef.resource" && field.aggregatable));
+        // No container logs here: their names (`log` for `message`) are not listed.
+        assert!(!catalog.iter().any(|field| field.name == "log" || field.name == "kubernetes.pod_name"));
         assert!(catalog.iter().any(|field| field.name == "labels.team" && field.aggregatable));
         assert!(
             catalog.iter().any(|field| field.name == "http.response.status_code" && field.kind == "number")

@@ -78,7 +78,8 @@ impl StoreOptions {
 /// commits) the least recently used. The partition of the present, and a
 /// past one opened for a bulk of events (a backfill, a shipper catching up),
 /// get the configured heap and tantivy's indexing threads (past ones up to
-/// `MAX_FULL_WRITERS` at once); the others (a trickle of late events) one
+/// `MAX_FULL_WRITERS` at once; a small writer that later gets a bulk is
+/// reopened full); the others (a trickle of late events) one
 /// thread and the minimum heap, so that a batch spread over a few hours or
 /// days does not open and close writers all the time, nor take a full heap
 /// each.
@@ -604,6 +605,17 @@ impl IndexThread {
     /// recently used one) when needed.
     fn writer_for(&mut self, start: i64, events: usize) -> Result<&mut OpenWriter, StoreError> {
         self.use_counter += 1;
+        let bulk_open = self.writers.values().filter(|open| open.full && !open.present).count();
+        // A small writer that now gets a bulk (a backfill that started with a
+        // trickle) is committed and reopened full.
+        if events >= BULK_EVENTS
+            && bulk_open < MAX_FULL_WRITERS
+            && self.writers.get(&start).is_some_and(|open| !open.full)
+            && let Some(mut small) = self.writers.remove(&start)
+        {
+            self.commit_one(&mut small);
+            drop(small);
+        }
         if !self.writers.contains_key(&start) {
             if self.writers.len() >= MAX_OPEN_WRITERS
                 && let Some(&oldest) =
@@ -617,7 +629,6 @@ impl IndexThread {
             }
             let partition = self.partitions.get_or_create(start)?;
             let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
-            let bulk_open = self.writers.values().filter(|open| open.full && !open.present).count();
             let full = present || (events >= BULK_EVENTS && bulk_open < MAX_FULL_WRITERS);
             let writer = if full {
                 partition.index.writer(self.options.writer_heap_bytes.max(2 * SMALL_WRITER_HEAP_BYTES))?
