@@ -61,9 +61,12 @@ impl Pipeline {
     }
 }
 
+/// Durable batches matched and recorded in one transaction at most.
+const MAX_BATCHES_PER_RECORD: usize = 16;
+
 /// Matches every durable batch against the rules and records the alerts,
 /// together with the log position, so that a restart resumes exactly there.
-/// Each batch is matched with the rule set running when it arrives.
+/// Each group of batches is matched with the rule set running when it arrives.
 fn consume(
     durable: Receiver<DurableBatch>,
     live: &LiveRules,
@@ -73,19 +76,30 @@ fn consume(
 ) {
     // Correlation state lives as long as the rule set: a reload starts afresh.
     let mut correlation: Option<(u64, Correlator)> = None;
-    for batch in durable {
+    while let Ok(first) = durable.recv() {
+        // The batches already waiting are matched together and recorded in
+        // one transaction: one commit (and fsync) per group, not per batch,
+        // when the rules fall behind.
+        let mut batches = vec![first];
+        while batches.len() < MAX_BATCHES_PER_RECORD {
+            match durable.try_recv() {
+                Ok(batch) => batches.push(batch),
+                Err(_) => break,
+            }
+        }
+        let end = batches.last().map(|batch| batch.end).unwrap_or_default();
         let status = live.status();
         let correlator = match &mut correlation {
             Some((generation, correlator)) if *generation == status.generation => correlator,
             slot => &mut slot.insert((status.generation, status.rules.correlator())).1,
         };
         let mut matches: Vec<(RuleMatch, &Event)> = Vec::new();
-        for event in batch.events.iter() {
+        for event in batches.iter().flat_map(|batch| batch.events.iter()) {
             for found in status.rules.evaluate_correlated(correlator, event) {
                 matches.push((found, event));
             }
         }
-        let checkpoint = serde_json::to_string(&batch.end).unwrap_or_default();
+        let checkpoint = serde_json::to_string(&end).unwrap_or_default();
         let rules_commit = status.origin.commit();
         match alerts.record(
             &matches,
@@ -99,7 +113,7 @@ fn consume(
                         "alerts raised"
                     );
                 }
-                store.mark_consumed(batch.end);
+                store.mark_consumed(end);
                 if let Some(notifier) = notifier {
                     for id in &outcome.new_alert_ids {
                         match alerts.get(*id) {
