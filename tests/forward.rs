@@ -705,6 +705,8 @@ mod tls {
         stream.write_all(&message("tls.ok", "sealed", "t1")).unwrap();
         read_ack(&mut stream, "t1");
 
+        // A TCP health check (connect, close) is not a refusal.
+        drop(TcpStream::connect(&address).unwrap());
         // A client that speaks plain forward to a TLS port gets nothing in and is closed.
         let mut plain = super::connect(&address);
         plain.write_all(&message("tls.plain", "in the clear", "p1")).unwrap();
