@@ -272,6 +272,9 @@ impl Searcher {
         let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers };
         let not_aggregatable = |why: &str| StoreError::BadQuery { message: format!("{field}: {why}") };
         match compiler.resolve(field) {
+            Target::Named { name, .. } if vigil_schema::fields::is_identifier(name) => Err(not_aggregatable(
+                "identifies one request, so every value counts once; search it by value instead",
+            )),
             Target::Named { kind, name, .. } => match kind {
                 FieldKind::Keyword => Ok(ValueSource::Str(name.to_owned())),
                 FieldKind::Long => Ok(ValueSource::Long(name.to_owned())),
@@ -314,6 +317,7 @@ fn catalog_name(tantivy_name: &str, typ: Type) -> Option<(String, bool, &'static
         return if tantivy_name == "_ts" { Some(("@timestamp".into(), false, "date")) } else { None };
     }
     let (aggregatable, kind) = match vigil_schema::fields::kind_of(tantivy_name) {
+        _ if vigil_schema::fields::is_identifier(tantivy_name) => (false, kind),
         Some(FieldKind::Text) => (false, "text"),
         Some(FieldKind::Date) => (false, "date"),
         _ => (true, kind),

@@ -333,10 +333,17 @@ impl Compiler<'_> {
     fn target_exists(&self, target: Target<'_>) -> Box<dyn TantivyQuery> {
         match target {
             Target::Id | Target::Timestamp => Box::new(AllQuery),
+            // Text and identifiers have no column: any term of theirs.
             Target::Named { kind: FieldKind::Text, field, .. } => Box::new(InvertedIndexRangeQuery::new(
                 TantivyBound::Included(Term::from_field_text(field, "")),
                 TantivyBound::Unbounded,
             )),
+            Target::Named { field, name, .. } if fields::is_identifier(name) => {
+                Box::new(InvertedIndexRangeQuery::new(
+                    TantivyBound::Included(Term::from_field_text(field, "")),
+                    TantivyBound::Unbounded,
+                ))
+            }
             Target::Named { name: schema_name, .. } => {
                 Box::new(ExistsQuery::new(schema_name.to_owned(), false))
             }

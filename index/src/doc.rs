@@ -76,6 +76,10 @@ impl DocSchema {
                 continue;
             }
             let field = match kind {
+                FieldKind::Keyword if fields::is_identifier(name) => builder.add_text_field(
+                    name,
+                    TextOptions::default().set_indexing_options(keyword_indexing.clone()),
+                ),
                 FieldKind::Keyword => builder.add_text_field(
                     name,
                     TextOptions::default().set_indexing_options(keyword_indexing.clone()).set_fast("raw"),

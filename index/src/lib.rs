@@ -147,6 +147,7 @@ mod tests {
                    "annotations": {"authorization.k8s.io/decision": "allow"}}),
         );
         event.set(fields::EVENT_DATASET, "k8s.audit");
+        event.set(fields::K8S_AUDIT_ID, format!("audit-{user}-{minute}"));
         event.set(fields::USER_NAME, user);
         event.set(fields::ORCHESTRATOR_RESOURCE_TYPE, resource);
         event.set(fields::HTTP_RESPONSE_STATUS_CODE, 200);
@@ -249,6 +250,10 @@ mod tests {
             ("_exists_:objectRef.nothing", 0),
             ("_exists_:labels.team", 11),
             ("_exists_:user.effective.name", 0),
+            // An identifier: found by value, no column.
+            ("kubernetes.audit.id:audit-carol-30", 1),
+            ("auditID:AUDIT-CAROL-30", 1),
+            ("_exists_:kubernetes.audit.id", 11),
         ];
         for (text, expected) in cases {
             assert_eq!(search(&searcher, text).total, expected, "{text}");
@@ -455,6 +460,10 @@ mod tests {
         );
         assert_eq!(
             searcher.top_values(&all(""), "message", 10).unwrap_err().kind(),
+            StoreErrorKind::BadQuery
+        );
+        assert_eq!(
+            searcher.top_values(&all(""), "kubernetes.audit.id", 10).unwrap_err().kind(),
             StoreErrorKind::BadQuery
         );
 

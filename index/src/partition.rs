@@ -58,8 +58,20 @@ impl Partition {
             docstore_blocksize: 256 * 1024,
             ..IndexSettings::default()
         };
-        let index =
-            Index::builder().schema(DocSchema::new().schema).settings(settings).open_or_create(directory)?;
+        let expected = DocSchema::new().schema;
+        let exists =
+            Index::exists(&directory).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
+        let index = if exists {
+            // A partition written by an earlier version may differ in a
+            // field's options (a column kept or not); the fields themselves
+            // must be the same, in the same order.
+            let index = Index::open(directory)?;
+            compatible(&index.schema(), &expected)
+                .map_err(|why| StoreError::Corrupt { message: format!("{}: {why}", path.display()) })?;
+            index
+        } else {
+            Index::builder().schema(expected).settings(settings).open_or_create(directory)?
+        };
         DocSchema::register_tokenizers(index.tokenizers());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         Ok(Partition { start, end: start + span, path: path.to_owned(), index, reader })
@@ -175,5 +187,57 @@ impl Partitions {
                 .map_err(|source| StoreError::io("delete partition", &partition.path, source))?;
         }
         Ok(())
+    }
+}
+
+/// Whether a partition's schema has the fields of this version's, by name,
+/// order and type (their options may differ).
+fn compatible(found: &tantivy::schema::Schema, expected: &tantivy::schema::Schema) -> Result<(), String> {
+    let found_fields: Vec<_> = found.fields().collect();
+    let expected_fields: Vec<_> = expected.fields().collect();
+    if found_fields.len() != expected_fields.len() {
+        return Err(format!(
+            "written by an incompatible version of Vigil ({} fields, this version has {})",
+            found_fields.len(),
+            expected_fields.len()
+        ));
+    }
+    for ((_, found), (_, expected)) in found_fields.iter().zip(&expected_fields) {
+        if found.name() != expected.name()
+            || found.field_type().value_type() != expected.field_type().value_type()
+        {
+            return Err(format!(
+                "written by an incompatible version of Vigil (field {} where this version has {})",
+                found.name(),
+                expected.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use tantivy::schema::{STORED, STRING, Schema, TEXT};
+
+    use super::compatible;
+
+    #[test]
+    fn a_partition_schema_may_differ_in_options_but_not_in_fields() {
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING | STORED);
+        builder.add_text_field("b", TEXT);
+        let expected = builder.build();
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        builder.add_text_field("b", TEXT | STORED);
+        assert_eq!(compatible(&builder.build(), &expected), Ok(()));
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        builder.add_u64_field("b", STORED);
+        assert!(compatible(&builder.build(), &expected).unwrap_err().contains("field b"));
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        assert!(compatible(&builder.build(), &expected).unwrap_err().contains("1 fields"));
     }
 }

@@ -147,6 +147,16 @@ pub const ALL: &[(&str, FieldKind)] = &[
     (RULE_NAME, FieldKind::Keyword),
 ];
 
+/// Keyword fields that identify one event or request: searched by exact
+/// value, never counted or ranked, so the index keeps no per-event column
+/// of them (top values refuse them).
+pub const IDENTIFIERS: &[&str] = &[K8S_AUDIT_ID];
+
+/// Whether a field is one of [`IDENTIFIERS`].
+pub fn is_identifier(name: &str) -> bool {
+    IDENTIFIERS.contains(&name)
+}
+
 /// The kind of a schema field, or `None` for a name outside the schema
 /// (which is then looked up in the original event).
 pub fn kind_of(name: &str) -> Option<FieldKind> {
