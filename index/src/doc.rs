@@ -154,7 +154,7 @@ impl DocSchema {
         if event.original.is_object() {
             match event.dataset() {
                 "k8s.audit" => {
-                    document.add_field_value(self.original, &prune_audit_for_original_index(&event.original))
+                    document.add_field_value(self.original, &prune_audit_for_original_index(event))
                 }
                 "k8s.container" => document.add_field_value(
                     self.original,
@@ -256,10 +256,14 @@ fn for_each_free_text(value: &Value, visit: &mut dyn FnMut(&str)) {
 /// The original audit event without what the index holds already: the
 /// paths that have a schema twin (queries on `objectRef.resource` are
 /// answered by `orchestrator.resource.type`) and the times (in `@timestamp`).
-fn prune_audit_for_original_index(original: &Value) -> Value {
-    let mut pruned = original.clone();
-    for (path, _) in fields::K8S_AUDIT_ALIASES {
-        remove_path(&mut pruned, path);
+fn prune_audit_for_original_index(event: &Event) -> Value {
+    let mut pruned = event.original.clone();
+    // Only where the twin holds the value: an event whose normalizer did
+    // not set it keeps the path searchable here.
+    for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
+        if event.fields.contains_key(*schema_name) {
+            remove_path(&mut pruned, path);
+        }
     }
     if let Value::Object(object) = &mut pruned {
         for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
@@ -321,19 +325,22 @@ fn prune_container_for_original_index(
     pruned
 }
 
+/// Removes a dotted path from a JSON value, where keys may hold dots
+/// themselves (`annotations.authorization.k8s.io/decision`), and the objects
+/// it leaves empty.
 fn remove_path(value: &mut Value, path: &str) {
     let Value::Object(object) = value else { return };
-    match path.split_once('.') {
-        None => {
-            object.remove(path);
-        }
-        Some((head, rest)) => {
-            if let Some(child) = object.get_mut(head) {
-                remove_path(child, rest);
-                if child.as_object().is_some_and(serde_json::Map::is_empty) {
-                    object.remove(head);
-                }
+    if object.remove(path).is_some() {
+        return;
+    }
+    for (dot, _) in path.match_indices('.') {
+        let (head, rest) = (&path[..dot], &path[dot + 1..]);
+        if let Some(child) = object.get_mut(head) {
+            remove_path(child, rest);
+            if child.as_object().is_some_and(serde_json::Map::is_empty) {
+                object.remove(head);
             }
+            return;
         }
     }
 }
@@ -379,4 +386,22 @@ pub fn id_query(schema: &DocSchema, id: vigil_schema::EventId) -> Box<dyn tantiv
         (Occur::Must, exactly(schema.arrival, (bits >> 64) as u64)),
         (Occur::Must, exactly(schema.seq, bits as u64)),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::remove_path;
+
+    #[test]
+    fn paths_are_removed_through_keys_that_hold_dots_and_leave_no_empty_object() {
+        let mut value = json!({"annotations": {"authorization.k8s.io/decision": "allow", "team": "a"},
+                               "objectRef": {"resource": "pods"}, "a.b": 1});
+        remove_path(&mut value, "annotations.authorization.k8s.io/decision");
+        remove_path(&mut value, "objectRef.resource");
+        remove_path(&mut value, "a.b");
+        remove_path(&mut value, "nothing.here");
+        assert_eq!(value, json!({"annotations": {"team": "a"}}));
+    }
 }

@@ -190,6 +190,8 @@ pub const K8S_AUDIT_ALIASES: &[(&str, &str)] = &[
     ("auditID", K8S_AUDIT_ID),
     ("stage", K8S_AUDIT_STAGE),
     ("level", K8S_AUDIT_LEVEL),
+    ("annotations.authorization.k8s.io/decision", K8S_AUTHZ_DECISION),
+    ("annotations.authorization.k8s.io/reason", K8S_AUTHZ_REASON),
 ];
 
 /// Names in a container-log record (the line as `log`; the `kubernetes` map
