@@ -87,7 +87,7 @@ pub struct ServeArgs {
     /// How often accepted events are committed to the index, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     commit_interval_ms: Option<u64>,
-    /// Capacity of each pipeline queue, in batches [default: 64]; when full, ingest answers 503.
+    /// Capacity of each pipeline queue, in batches [default: 32]; when full, ingest answers 503.
     #[arg(long, value_name = "BATCHES")]
     queue_batches: Option<usize>,
     /// Memory for the index writer, in bytes [default: 134217728].

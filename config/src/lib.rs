@@ -248,7 +248,7 @@ impl Default for Config {
             forward: ForwardConfig::default(),
             index: IndexConfig {
                 commit_interval: Duration::from_millis(1000),
-                queue_batches: 64,
+                queue_batches: 32,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
                 partition_span: Duration::from_secs(86_400),

@@ -63,7 +63,7 @@ impl StoreOptions {
         StoreOptions {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_secs(1),
-            queue_batches: 64,
+            queue_batches: 32,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
             partition_span_seconds: 86_400,
