@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -133,6 +133,26 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let refusals = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
+    // The log's backlog (how far indexing and rules are behind what was
+    // acknowledged), sampled from /metrics until everything is searchable.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let backlog_sampler = std::thread::spawn({
+        let (sampling, url) = (sampling.clone(), format!("{}/metrics", args.url));
+        move || {
+            let agent = new_agent();
+            let mut peak = 0u64;
+            while sampling.load(Ordering::Relaxed) {
+                let bytes = agent.get(&url).call().ok().and_then(|mut response| {
+                    let text = response.body_mut().read_to_string().ok()?;
+                    text.lines()
+                        .find_map(|line| line.strip_prefix("vigil_wal_backlog_bytes ")?.trim().parse().ok())
+                });
+                peak = peak.max(bytes.unwrap_or(0));
+                std::thread::sleep(Duration::from_millis(250));
+            }
+            peak
+        }
+    });
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
             let (lines, sent, refusals, latencies) =
@@ -184,6 +204,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let searchable_after = started.elapsed();
+    sampling.store(false, Ordering::Relaxed);
+    let peak_backlog = backlog_sampler.join().unwrap_or(0);
 
     // Freshness: the time from an ingest answer to the event being found,
     // and to its alert being listed.
@@ -282,6 +304,8 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         "ingest_events_per_second": sent as f64 / ingest_elapsed.as_secs_f64(),
         "all_searchable_seconds": searchable_after.as_secs_f64(),
         "sustained_events_per_second_until_searchable": sent as f64 / searchable_after.as_secs_f64(),
+        "catch_up_seconds_after_last_ack": (searchable_after - ingest_elapsed).as_secs_f64(),
+        "peak_wal_backlog_mib": peak_backlog as f64 / (1024.0 * 1024.0),
         "ack_latency_ms": {"p50": millis(percentile(&mut ack, 0.5)), "p99": millis(percentile(&mut ack, 0.99))},
         "refusals_503": refusals.load(Ordering::Relaxed),
         "search_freshness_ms": {"p50": millis(percentile(&mut search_freshness, 0.5)), "p99": millis(percentile(&mut search_freshness, 0.99))},

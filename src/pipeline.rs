@@ -3,12 +3,11 @@
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 
 use crate::notify::Notifier;
 use anyhow::Context as _;
-use vigil_index::{DurableBatch, Store, StoreOptions, WalPosition};
+use vigil_index::{DurableFeed, Store, StoreOptions, WalPosition};
 use vigil_rules::{AlertStore, Correlator, LiveRules, RecordContext, RuleMatch, SqliteAlertStore};
 use vigil_schema::Event;
 
@@ -68,7 +67,7 @@ const MAX_BATCHES_PER_RECORD: usize = 16;
 /// together with the log position, so that a restart resumes exactly there.
 /// Each group of batches is matched with the rule set running when it arrives.
 fn consume(
-    durable: Receiver<DurableBatch>,
+    mut durable: DurableFeed,
     live: &LiveRules,
     alerts: &dyn AlertStore,
     store: &Store,
@@ -76,15 +75,15 @@ fn consume(
 ) {
     // Correlation state lives as long as the rule set: a reload starts afresh.
     let mut correlation: Option<(u64, Correlator)> = None;
-    while let Ok(first) = durable.recv() {
+    while let Some(first) = durable.recv() {
         // The batches already waiting are matched together and recorded in
         // one transaction: one commit (and fsync) per group, not per batch,
         // when the rules fall behind.
         let mut batches = vec![first];
         while batches.len() < MAX_BATCHES_PER_RECORD {
             match durable.try_recv() {
-                Ok(batch) => batches.push(batch),
-                Err(_) => break,
+                Some(batch) => batches.push(batch),
+                None => break,
             }
         }
         let end = batches.last().map(|batch| batch.end).unwrap_or_default();
@@ -140,6 +139,7 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         commit_interval: config.index.commit_interval,
         queue_batches: config.index.queue_batches,
         wal_segment_bytes: config.index.wal_segment_bytes,
+        wal_max_backlog_bytes: config.index.wal_max_backlog_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,
         partition_span_seconds: config.index.partition_span.as_secs() as i64,
         retention_max_age: config.retention.max_age,

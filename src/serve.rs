@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
+    /// How far the write-ahead log may run ahead of the index or the rules, in bytes, before ingest answers 503 [default: 4294967296].
+    #[arg(long, value_name = "BYTES")]
+    wal_max_backlog_bytes: Option<u64>,
     /// Largest single record (event) in a request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_record_bytes: Option<usize>,
@@ -173,6 +176,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.wal_segment_bytes {
         anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");
         config.index.wal_segment_bytes = bytes;
+    }
+    if let Some(bytes) = args.wal_max_backlog_bytes {
+        anyhow::ensure!(bytes >= 1024 * 1024, "--wal-max-backlog-bytes must be at least 1048576");
+        config.index.wal_max_backlog_bytes = bytes;
     }
     if let Some(bytes) = args.max_record_bytes {
         config.http.max_record_bytes = bytes;
@@ -568,6 +575,7 @@ async fn serve(
             syslog: syslog_stats,
             tail: tail_stats,
             store_queue: pipeline.store.queue_depth(),
+            wal_backlog: Some(pipeline.store.backlog()),
             forward: forward_metrics,
             ..Metrics::default()
         },

@@ -97,6 +97,8 @@ fn an_event_list_with_an_exec_is_searchable_within_two_seconds_and_raises_the_ex
         "{metrics}"
     );
     assert!(metrics.contains("vigil_store_queue_batches 0"), "{metrics}");
+    assert!(metrics.contains("vigil_wal_backlog_bytes "), "{metrics}");
+    assert!(metrics.contains("vigil_wal_read_back_batches_total{consumer=\"rules\"} "), "{metrics}");
     server.stop();
 }
 

@@ -182,6 +182,9 @@ pub struct IndexConfig {
     pub writer_heap_bytes: usize,
     /// Size at which the write-ahead log starts a new segment file.
     pub wal_segment_bytes: u64,
+    /// How far the write-ahead log may run ahead of the index or the rules
+    /// (a burst waiting on disk) before ingest answers 503.
+    pub wal_max_backlog_bytes: u64,
     /// The span of event time one index partition holds.
     pub partition_span: Duration,
 }
@@ -251,6 +254,7 @@ impl Default for Config {
                 queue_batches: 32,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
+                wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
                 partition_span: Duration::from_secs(86_400),
             },
             rules: RulesConfig {
@@ -390,6 +394,7 @@ struct RawIndex {
     queue_batches: Option<i64>,
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
+    wal_max_backlog_bytes: Option<i64>,
     partition_span: Option<String>,
 }
 
@@ -557,6 +562,9 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     });
     positive("index.wal_segment_bytes", raw.index.wal_segment_bytes, 4096, &mut |v| {
         config.index.wal_segment_bytes = v
+    });
+    positive("index.wal_max_backlog_bytes", raw.index.wal_max_backlog_bytes, 1024 * 1024, &mut |v| {
+        config.index.wal_max_backlog_bytes = v
     });
     positive("http.max_record_bytes", raw.http.max_record_bytes, 1024, &mut |v| {
         config.http.max_record_bytes = v as usize

@@ -21,6 +21,7 @@
 pub mod aggregate;
 pub mod compile;
 pub mod doc;
+mod feed;
 mod partition;
 pub mod query;
 mod search;
@@ -31,8 +32,9 @@ pub mod wal;
 use std::path::{Path, PathBuf};
 
 pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
+pub use feed::{Backlog, DurableBatch, DurableFeed};
 pub use search::{Cursor, MAX_LIMIT, PartitionInfo, SearchRequest, SearchResult, Searcher, SortOrder};
-pub use store::{AppendTicket, DurableBatch, Store, StoreOptions};
+pub use store::{AppendTicket, Store, StoreOptions};
 pub use time::parse_time_bound;
 pub use wal::WalPosition;
 
@@ -181,7 +183,7 @@ mod tests {
     #[test]
     fn appended_events_are_searchable_by_every_kind_of_term_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let (store, mut durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
         let batch: Vec<Event> = (0..10)
             .map(|n| audit_event(&store, if n % 2 == 0 { "Alice" } else { "bob" }, "secrets", n))
             .collect();
@@ -713,6 +715,54 @@ mod tests {
         assert_eq!(error.kind(), StoreErrorKind::BadQuery);
         assert_eq!(error.to_string(), "source.ip: \"nowhere\" is not an IP address");
         store.shutdown();
+    }
+
+    #[test]
+    fn a_consumer_that_falls_behind_leaves_the_burst_in_the_log_and_the_backlog_limit_refuses_appends() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            queue_batches: 2,
+            wal_segment_bytes: 16 * 1024,
+            wal_max_backlog_bytes: 64 * 1024,
+            ..options(dir.path())
+        };
+        let (store, mut durable) = Store::open(&options, WalPosition::default()).unwrap();
+        // Nobody reads the durable feed: the index goes on regardless, and
+        // appends go on until the log holds the backlog limit.
+        let mut appended = 0;
+        let refused = loop {
+            let batch: Vec<Event> =
+                (0..20).map(|n| audit_event(&store, "alice", "secrets", n % 60)).collect();
+            if appended > 10_000 {
+                panic!("the backlog limit never refused an append");
+            }
+            match store.append(batch) {
+                Ok(ticket) => {
+                    ticket.blocking_recv().unwrap().unwrap();
+                    appended += 20;
+                }
+                Err(error) => break error,
+            }
+        };
+        assert!(matches!(refused, StoreError::Overloaded), "{refused}");
+        assert!(store.backlog().bytes() >= 64 * 1024);
+        assert!(appended > 2 * 20, "more than the queues hold was accepted: {appended}");
+        wait_for_count(store.searcher(), appended);
+
+        // The consumer reads the burst back from the log, once and in order.
+        let mut taken = Vec::new();
+        while let Some(batch) = durable.try_recv() {
+            taken.extend(batch.events.iter().map(|event| event.id));
+        }
+        assert_eq!(taken.len() as u64, appended);
+        assert!(taken.windows(2).all(|pair| pair[0] < pair[1]));
+        assert!(durable.spilled_batches() > 0);
+        assert_eq!(store.backlog().bytes(), 0);
+        let ticket = store.append(vec![audit_event(&store, "bob", "pods", 1)]).unwrap();
+        ticket.blocking_recv().unwrap().unwrap();
+        assert_eq!(durable.recv().unwrap().events.len(), 1);
+        store.shutdown();
+        assert!(durable.recv().is_none(), "the feed ends with the store");
     }
 
     use crate::query::Query;

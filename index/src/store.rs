@@ -4,17 +4,21 @@
 //! ```text
 //! append() ──[wal queue: queue_batches]──► WAL thread: write group, fsync, ack
 //!                                             │
-//!                       ┌─[index queue: queue_batches]─┴─[durable queue: queue_batches]─┐
-//!                       ▼                                                               ▼
-//!            index thread: add to the event's time partition,             consumer (rules, in the binary)
-//!            commit every commit_interval with the WAL position           reports its position back
+//!                       ┌─[index feed: queue_batches]─┴─[durable feed: queue_batches]─┐
+//!                       ▼                                                             ▼
+//!            index thread: add to the event's time partition,           consumer (rules, in the binary)
+//!            commit every commit_interval with the WAL position         reports its position back
 //!            as each partition's commit payload; retention
 //! ```
 //!
+//! A feed whose queue is full spills to the log (see [`crate::feed`]): the
+//! WAL thread never waits for the index or the rules, and a burst piles up
+//! on disk, up to `wal_max_backlog_bytes`, past which appends are refused.
+//!
 //! On open, the index thread replays the log past each partition's last
-//! commit, and the durable queue gets the log past the consumer's last
-//! position, so after a crash every acknowledged event is indexed and
-//! matched exactly once.
+//! commit, and the durable feed starts by reading the log past the
+//! consumer's last position, so after a crash every acknowledged event is
+//! indexed and matched exactly once.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -30,6 +34,7 @@ use tokio::sync::oneshot;
 use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkError, SinkErrorKind};
 
 use crate::doc::DocSchema;
+use crate::feed::{self, Backlog, DurableBatch, DurableFeed, FeedSender};
 use crate::partition::{Partition, Partitions};
 use crate::search::Searcher;
 use crate::wal::{self, Wal, WalPosition};
@@ -43,6 +48,9 @@ pub struct StoreOptions {
     pub commit_interval: Duration,
     /// Capacity, in batches, of each queue between the stages.
     pub queue_batches: usize,
+    /// How far the log may run ahead of its slowest consumer (the index or
+    /// the rules) before appends are refused.
+    pub wal_max_backlog_bytes: u64,
     /// Size at which the write-ahead log starts a new segment.
     pub wal_segment_bytes: u64,
     /// Memory each open index writer may use before it flushes a segment.
@@ -64,6 +72,7 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_secs(1),
             queue_batches: 32,
+            wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
             partition_span_seconds: 86_400,
@@ -92,24 +101,11 @@ const BULK_EVENTS: usize = 500;
 /// tantivy's smallest heap for one indexing thread.
 const SMALL_WRITER_HEAP_BYTES: usize = 15_000_000;
 
-/// A batch that is durable, for the consumer, with the log position past it.
-#[derive(Debug, Clone)]
-pub struct DurableBatch {
-    pub events: Arc<Vec<Event>>,
-    pub end: WalPosition,
-}
-
 /// What the store answers an append with, once the batch is durable.
 pub type AppendTicket = oneshot::Receiver<Result<WalPosition, StoreError>>;
 
 enum WalMsg {
     Append { events: Arc<Vec<Event>>, reply: oneshot::Sender<Result<WalPosition, StoreError>> },
-}
-
-enum IndexMsg {
-    /// Events, each with its JSON (as written to the log) and the log
-    /// position just past its record.
-    Batch(Arc<Vec<Event>>, Vec<Vec<u8>>, Vec<WalPosition>),
 }
 
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -129,6 +125,8 @@ pub struct Store {
     replayed: Arc<Signal>,
     /// Batches waiting for the write-ahead log.
     queued: Arc<AtomicUsize>,
+    /// How far the log is ahead of its slowest consumer.
+    backlog: Arc<Backlog>,
     /// Held for the store's life: one process per data directory.
     _lock: std::fs::File,
 }
@@ -157,11 +155,11 @@ impl Signal {
 impl Store {
     /// Opens (or creates) the store under `options.data_dir`. `consumer_from`
     /// is where the consumer of durable batches stopped last time; the
-    /// returned receiver replays the log from there before new batches.
+    /// returned feed reads the log from there before new batches.
     pub fn open(
         options: &StoreOptions,
         consumer_from: WalPosition,
-    ) -> Result<(Store, Receiver<DurableBatch>), StoreError> {
+    ) -> Result<(Store, DurableFeed), StoreError> {
         let data_dir = &options.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::io("create", data_dir, source))?;
         let lock = lock_data_dir(data_dir)?;
@@ -181,8 +179,15 @@ impl Store {
             ids.advance_past(max);
         }
         let (wal_sender, wal_receiver) = mpsc::sync_channel(options.queue_batches);
-        let (index_sender, index_receiver) = mpsc::sync_channel(options.queue_batches);
-        let (durable_sender, durable_receiver) = mpsc::sync_channel(options.queue_batches);
+        let (index_sender, index_feed) =
+            feed::feed(&wal_dir, options.queue_batches, replay_until, replay_until, true);
+        let (durable_sender, durable_feed) =
+            feed::feed(&wal_dir, options.queue_batches, consumer_from, replay_until, false);
+        let backlog = Arc::new(Backlog::new(
+            &[("index", &index_sender), ("rules", &durable_sender)],
+            options.wal_max_backlog_bytes,
+            options.wal_segment_bytes,
+        ));
         let consumer_position = Arc::new(Mutex::new(consumer_from));
         let index_position = Arc::new(Mutex::new(index_checkpoint));
         let replayed = Arc::new(Signal::default());
@@ -192,7 +197,6 @@ impl Store {
             wal_dir: wal_dir.clone(),
             index_from: index_checkpoint,
             checkpoints,
-            consumer_from,
             until: replay_until,
         };
         let index_thread = IndexThread {
@@ -202,23 +206,27 @@ impl Store {
             options: options.clone(),
             indexed_to: index_checkpoint,
             use_counter: 0,
-            receiver: index_receiver,
+            feed: index_feed,
             wal_dir: wal_dir.clone(),
             consumer_position: consumer_position.clone(),
             index_position: index_position.clone(),
             ids: ids.clone(),
             replayed: replayed.clone(),
         };
-        let replay_sender = durable_sender.clone();
         let index_handle = std::thread::Builder::new()
             .name("vigil-index".into())
-            .spawn(move || index_thread.run(replay, replay_sender))
+            .spawn(move || index_thread.run(replay))
             .map_err(|source| StoreError::io("start the index thread for", &wal_dir, source))?;
         let wal_handle = std::thread::Builder::new()
             .name("vigil-wal".into())
             .spawn({
-                let queued = queued.clone();
-                move || run_wal(wal, wal_receiver, index_sender, durable_sender, queued)
+                let wal_thread = WalThread {
+                    receiver: wal_receiver,
+                    index: index_sender,
+                    durable: durable_sender,
+                    queued: queued.clone(),
+                };
+                move || wal_thread.run(wal)
             })
             .map_err(|source| StoreError::io("start the write-ahead log thread for", &wal_dir, source))?;
 
@@ -231,14 +239,14 @@ impl Store {
             index_position,
             replayed,
             queued,
+            backlog,
             _lock: lock,
         };
-        Ok((store, durable_receiver))
+        Ok((store, durable_feed))
     }
 
     /// Waits until the write-ahead log written before this open is indexed
-    /// and committed (searchable). The consumer of the durable batches must
-    /// be running, since the replay feeds it too.
+    /// and committed (searchable).
     pub fn wait_until_replayed(&self) {
         self.replayed.wait();
     }
@@ -246,6 +254,12 @@ impl Store {
     /// Batches waiting for the write-ahead log (a gauge for `/metrics`).
     pub fn queue_depth(&self) -> Arc<AtomicUsize> {
         self.queued.clone()
+    }
+
+    /// The log's backlog: bytes not yet taken by its slowest consumer (a
+    /// gauge for `/metrics`); appends are refused past `wal_max_backlog_bytes`.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        self.backlog.clone()
     }
 
     /// The id generator events for this store must take their ids from.
@@ -258,9 +272,13 @@ impl Store {
     }
 
     /// Queues a batch for the write-ahead log. Fails at once with
-    /// `Overloaded` when the queue is full (the caller answers 503), never
-    /// blocks; the ticket resolves once the batch is durable.
+    /// `Overloaded` when the queue is full or the log's backlog is at its
+    /// limit (the caller answers 503), never blocks; the ticket resolves
+    /// once the batch is durable.
     pub fn append(&self, events: impl Into<Arc<Vec<Event>>>) -> Result<AppendTicket, StoreError> {
+        if self.backlog.is_full() {
+            return Err(StoreError::Overloaded);
+        }
         let events = events.into();
         let (reply, ticket) = oneshot::channel();
         let guard = self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -276,8 +294,14 @@ impl Store {
     }
 
     /// Appends a batch and waits until it is durable, waiting for room in
-    /// the queue instead of failing (for offline imports).
+    /// the queue and the backlog instead of failing (for offline imports).
     pub fn append_blocking(&self, events: impl Into<Arc<Vec<Event>>>) -> Result<WalPosition, StoreError> {
+        while self.backlog.is_full() {
+            if self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_none() {
+                return Err(StoreError::ShuttingDown);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let events = events.into();
         let (reply, ticket) = oneshot::channel();
         let sender = {
@@ -305,8 +329,8 @@ impl Store {
     }
 
     /// Stops accepting, writes out what was accepted, commits the index and
-    /// waits for the threads. The durable-batch receiver sees its end once
-    /// the last batch is delivered.
+    /// waits for the threads. The durable feed ends once the last batch is
+    /// delivered.
     pub fn shutdown(&self) {
         self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take();
         let threads =
@@ -367,61 +391,62 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File, StoreError> {
 
 /// The write-ahead log thread: takes every append waiting in the queue,
 /// writes them as one group with one fsync, then answers each and hands the
-/// batches on.
-fn run_wal(
-    mut wal: Wal,
+/// batches on to the feeds (which never wait).
+struct WalThread {
     receiver: Receiver<WalMsg>,
-    index_sender: SyncSender<IndexMsg>,
-    durable_sender: SyncSender<DurableBatch>,
+    index: FeedSender,
+    durable: FeedSender,
     queued: Arc<AtomicUsize>,
-) {
-    const MAX_GROUP: usize = 256;
-    while let Ok(first) = receiver.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match receiver.try_recv() {
-                Ok(next) => group.push(next),
-                Err(_) => break,
-            }
-        }
-        queued.fetch_sub(group.len(), Ordering::Relaxed);
-        // Each event is serialized once: for the log, and as the index's stored copy.
-        let mut payloads: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
-        let mut unserializable = None;
-        for WalMsg::Append { events, .. } in &group {
-            match events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>() {
-                Ok(batch) => payloads.push(batch),
-                Err(error) => unserializable = Some(error.to_string()),
-            }
-        }
-        let written = match unserializable {
-            Some(message) => Err(std::io::Error::other(message)),
-            None => wal.append_payloads(payloads.iter().flatten().map(Vec::as_slice)),
-        };
-        match written {
-            Ok(positions) => {
-                let end = positions.last().copied().unwrap_or_default();
-                let mut positions = positions.into_iter();
-                for (WalMsg::Append { events, reply }, batch_payloads) in group.into_iter().zip(payloads) {
-                    let batch_positions: Vec<WalPosition> = positions.by_ref().take(events.len()).collect();
-                    let batch_end = batch_positions.last().copied().unwrap_or(end);
-                    // The receiver may have given up (client gone); the
-                    // batch is durable and indexed regardless.
-                    let _ = reply.send(Ok(batch_end));
-                    if index_sender
-                        .send(IndexMsg::Batch(events.clone(), batch_payloads, batch_positions))
-                        .is_err()
-                    {
-                        tracing::error!("index thread is gone; durable events will be indexed on restart");
-                    }
-                    let _ = durable_sender.send(DurableBatch { events, end: batch_end });
+}
+
+impl WalThread {
+    fn run(self, mut wal: Wal) {
+        const MAX_GROUP: usize = 256;
+        while let Ok(first) = self.receiver.recv() {
+            let mut group = vec![first];
+            while group.len() < MAX_GROUP {
+                match self.receiver.try_recv() {
+                    Ok(next) => group.push(next),
+                    Err(_) => break,
                 }
             }
-            Err(error) => {
-                tracing::error!(%error, "cannot write to the write-ahead log; refusing the batches");
-                let message = format!("cannot write to the write-ahead log: {error}");
-                for WalMsg::Append { reply, .. } in group {
-                    let _ = reply.send(Err(StoreError::Storage { message: message.clone() }));
+            self.queued.fetch_sub(group.len(), Ordering::Relaxed);
+            // Each event is serialized once: for the log, and as the index's stored copy.
+            let mut payloads: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
+            let mut unserializable = None;
+            for WalMsg::Append { events, .. } in &group {
+                match events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>() {
+                    Ok(batch) => payloads.push(batch),
+                    Err(error) => unserializable = Some(error.to_string()),
+                }
+            }
+            let written = match unserializable {
+                Some(message) => Err(std::io::Error::other(message)),
+                None => wal.append_payloads(payloads.iter().flatten().map(Vec::as_slice)),
+            };
+            match written {
+                Ok(positions) => {
+                    let end = positions.last().copied().unwrap_or_default();
+                    let mut positions = positions.into_iter();
+                    for (WalMsg::Append { events, reply }, stored) in group.into_iter().zip(payloads) {
+                        let batch_end = positions.by_ref().take(events.len()).last().unwrap_or(end);
+                        // The receiver may have given up (client gone); the
+                        // batch is durable and indexed regardless.
+                        let _ = reply.send(Ok(batch_end));
+                        self.index.offer(DurableBatch {
+                            events: events.clone(),
+                            end: batch_end,
+                            stored: Some(stored),
+                        });
+                        self.durable.offer(DurableBatch::new(events, batch_end));
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot write to the write-ahead log; refusing the batches");
+                    let message = format!("cannot write to the write-ahead log: {error}");
+                    for WalMsg::Append { reply, .. } in group {
+                        let _ = reply.send(Err(StoreError::Storage { message: message.clone() }));
+                    }
                 }
             }
         }
@@ -434,7 +459,6 @@ struct Replay {
     index_from: WalPosition,
     /// Each partition's checkpoint, by partition start.
     checkpoints: HashMap<i64, WalPosition>,
-    consumer_from: WalPosition,
     until: WalPosition,
 }
 
@@ -460,7 +484,7 @@ struct IndexThread {
     /// The log position of the last event added to a writer.
     indexed_to: WalPosition,
     use_counter: u64,
-    receiver: Receiver<IndexMsg>,
+    feed: DurableFeed,
     wal_dir: PathBuf,
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
@@ -469,24 +493,26 @@ struct IndexThread {
 }
 
 impl IndexThread {
-    fn run(mut self, replay: Replay, durable_sender: SyncSender<DurableBatch>) {
-        self.replay(&replay, &durable_sender);
-        drop(durable_sender);
+    fn run(mut self, replay: Replay) {
+        self.replay(&replay);
         self.apply_retention();
         self.replayed.set();
         let mut last_commit = Instant::now();
         let mut last_retention = Instant::now();
         loop {
             let wait = self.options.commit_interval.saturating_sub(last_commit.elapsed());
-            match self.receiver.recv_timeout(wait) {
-                Ok(IndexMsg::Batch(events, payloads, positions)) => {
-                    let end = positions.last().copied().unwrap_or(self.indexed_to);
-                    let items: Vec<(&Event, Option<&[u8]>)> = events
-                        .iter()
-                        .zip(&payloads)
-                        .map(|(event, payload)| (event, Some(payload.as_slice())))
-                        .collect();
-                    self.add_batch(&items, end);
+            match self.feed.recv_timeout(wait) {
+                Ok(batch) => {
+                    let items: Vec<(&Event, Option<&[u8]>)> = match &batch.stored {
+                        Some(stored) => batch
+                            .events
+                            .iter()
+                            .zip(stored)
+                            .map(|(event, stored)| (event, Some(stored.as_slice())))
+                            .collect(),
+                        None => batch.events.iter().map(|event| (event, None)).collect(),
+                    };
+                    self.add_batch(&items, batch.end);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -508,14 +534,13 @@ impl IndexThread {
         }
     }
 
-    fn replay(&mut self, replay: &Replay, durable_sender: &SyncSender<DurableBatch>) {
-        let from = replay.index_from.min(replay.consumer_from);
+    fn replay(&mut self, replay: &Replay) {
+        let from = replay.index_from;
         if from >= replay.until {
             return;
         }
         const CHUNK: usize = 5_000;
         let started = Instant::now();
-        let mut pending: Vec<Event> = Vec::new();
         let mut to_index: Vec<Event> = Vec::new();
         let mut reindexed = 0u64;
         let mut last_position = from;
@@ -524,13 +549,6 @@ impl IndexThread {
             last_position = position;
             let start = self.partitions.start_for(event.timestamp);
             let checkpoint = replay.checkpoints.get(&start).copied().unwrap_or_default();
-            if position > replay.consumer_from {
-                pending.push(event.clone());
-                if pending.len() >= 1000 {
-                    let events = Arc::new(std::mem::take(&mut pending));
-                    let _ = durable_sender.send(DurableBatch { events, end: position });
-                }
-            }
             if position > checkpoint {
                 to_index.push(event);
                 reindexed += 1;
@@ -544,9 +562,6 @@ impl IndexThread {
         let chunk = std::mem::take(&mut to_index);
         let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
         self.add_batch(&items, last_position.max(self.indexed_to));
-        if !pending.is_empty() {
-            let _ = durable_sender.send(DurableBatch { events: Arc::new(pending), end: replay.until });
-        }
         match result {
             Ok(read) => {
                 tracing::info!(

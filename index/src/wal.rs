@@ -271,6 +271,72 @@ pub fn replay(
     Ok(replayed)
 }
 
+/// Reads at most `max_events` events after `from`, none past `until`,
+/// calling `visit` with each event, its record's bytes and the position past
+/// it; returns the position reached. Unlike [`replay`], it reads while the
+/// log is being appended to: `until` must be a durable position, and a
+/// damaged record is an error rather than the end of its segment.
+pub fn read_range(
+    dir: &Path,
+    from: WalPosition,
+    until: WalPosition,
+    max_events: usize,
+    visit: &mut dyn FnMut(Event, Vec<u8>, WalPosition),
+) -> io::Result<WalPosition> {
+    let mut position = from;
+    let mut read = 0;
+    while position < until && read < max_events {
+        let path = segment_path(dir, position.segment);
+        let mut reader = match File::open(&path) {
+            Ok(mut file) => {
+                io::Seek::seek(&mut file, io::SeekFrom::Start(position.offset))?;
+                Some(SegmentReader {
+                    reader: BufReader::with_capacity(256 * 1024, file),
+                    offset: position.offset,
+                })
+            }
+            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
+            Err(error) => return Err(error),
+        };
+        while let Some(reader) = reader.as_mut()
+            && read < max_events
+        {
+            match reader.next_record() {
+                None => break,
+                Some(Ok((offset, payload))) => {
+                    let next = WalPosition { segment: position.segment, offset };
+                    if next > until {
+                        return Ok(position);
+                    }
+                    let event = serde_json::from_slice::<Event>(&payload).map_err(|error| {
+                        io::Error::other(format!("{} at offset {}: {error}", path.display(), position.offset))
+                    })?;
+                    visit(event, payload, next);
+                    position = next;
+                    read += 1;
+                }
+                Some(Err(error)) => {
+                    return Err(io::Error::other(format!(
+                        "{} at offset {}: {error}",
+                        path.display(),
+                        position.offset
+                    )));
+                }
+            }
+        }
+        if read >= max_events || position.segment >= until.segment {
+            break;
+        }
+        // This segment is over (the log moved on to a later one): go on to the next.
+        let next = list_segments(dir)?.into_iter().find(|segment| *segment > position.segment);
+        match next {
+            Some(segment) if segment <= until.segment => position = WalPosition { segment, offset: 0 },
+            _ => return Err(io::Error::other(format!("segment {} is missing", position.segment + 1))),
+        }
+    }
+    Ok(position)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::Utc;

@@ -17,6 +17,8 @@ pub struct Metrics {
     pub tail: Arc<vigil_ingest::tail::TailStats>,
     /// Batches waiting for the write-ahead log.
     pub store_queue: Arc<std::sync::atomic::AtomicUsize>,
+    /// Bytes of the write-ahead log its slowest consumer has yet to take.
+    pub wal_backlog: Option<Arc<vigil_index::Backlog>>,
     /// Filled by the notifier, one entry per destination.
     pub notifications: Arc<NotificationCounters>,
     /// Filled by the forward protocol server.
@@ -73,6 +75,8 @@ pub const INGEST_REFUSED: &str = "vigil_ingest_refused_requests_total";
 pub const SYSLOG_MESSAGES: &str = "vigil_syslog_messages_total";
 pub const TAIL_LINES: &str = "vigil_tail_lines_total";
 pub const STORE_QUEUE: &str = "vigil_store_queue_batches";
+pub const WAL_BACKLOG: &str = "vigil_wal_backlog_bytes";
+pub const WAL_READ_BACK: &str = "vigil_wal_read_back_batches_total";
 pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
@@ -148,6 +152,21 @@ impl Metrics {
             "# HELP {STORE_QUEUE} Batches waiting for the write-ahead log (index.queue_batches at most).\n# TYPE {STORE_QUEUE} gauge"
         );
         let _ = writeln!(out, "{STORE_QUEUE} {}", self.store_queue.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "# HELP {WAL_BACKLOG} Bytes of the write-ahead log not yet taken by the index or the rules (index.wal_max_backlog_bytes at most).\n# TYPE {WAL_BACKLOG} gauge"
+        );
+        let _ =
+            writeln!(out, "{WAL_BACKLOG} {}", self.wal_backlog.as_ref().map_or(0, |backlog| backlog.bytes()));
+        if let Some(backlog) = &self.wal_backlog {
+            let _ = writeln!(
+                out,
+                "# HELP {WAL_READ_BACK} Batches a consumer read back from the write-ahead log because it had fallen behind.\n# TYPE {WAL_READ_BACK} counter"
+            );
+            for (consumer, batches) in backlog.read_back_batches() {
+                let _ = writeln!(out, "{WAL_READ_BACK}{{consumer=\"{consumer}\"}} {batches}");
+            }
+        }
         let tail = &self.tail;
         let _ =
             writeln!(out, "# HELP {TAIL_LINES} Lines read from tailed files.\n# TYPE {TAIL_LINES} counter");
