@@ -87,9 +87,12 @@ pub struct ServeArgs {
     /// How often accepted events are committed to the index, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     commit_interval_ms: Option<u64>,
-    /// Capacity of each pipeline queue, in batches [default: 32]; when full, ingest answers 503.
+    /// Capacity of the queue in front of the write-ahead log, in batches [default: 32]; when full, ingest answers 503.
     #[arg(long, value_name = "BATCHES")]
     queue_batches: Option<usize>,
+    /// Batches held in memory for the index and for the rules each [default: 8]; more wait in the write-ahead log.
+    #[arg(long, value_name = "BATCHES")]
+    feed_batches: Option<usize>,
     /// Memory for the index writer, in bytes [default: 134217728].
     #[arg(long, value_name = "BYTES")]
     writer_heap_bytes: Option<usize>,
@@ -168,6 +171,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(batches) = args.queue_batches {
         anyhow::ensure!(batches >= 1, "--queue-batches must be at least 1");
         config.index.queue_batches = batches;
+    }
+    if let Some(batches) = args.feed_batches {
+        anyhow::ensure!(batches >= 1, "--feed-batches must be at least 1");
+        config.index.feed_batches = batches;
     }
     if let Some(bytes) = args.writer_heap_bytes {
         anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");

@@ -176,8 +176,11 @@ pub fn parse_forward_listen(text: &str) -> Result<Option<SocketAddr>, String> {
 pub struct IndexConfig {
     /// How often new events are committed to the index (made searchable).
     pub commit_interval: Duration,
-    /// Capacity, in batches, of each queue between the pipeline's stages.
+    /// Capacity, in batches, of the queue in front of the write-ahead log.
     pub queue_batches: usize,
+    /// Batches held in memory for the index and for the rules each; more
+    /// wait in the write-ahead log, to be read back.
+    pub feed_batches: usize,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
     /// Size at which the write-ahead log starts a new segment file.
@@ -252,6 +255,7 @@ impl Default for Config {
             index: IndexConfig {
                 commit_interval: Duration::from_millis(1000),
                 queue_batches: 32,
+                feed_batches: 8,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
                 wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
@@ -392,6 +396,7 @@ struct RawForwardUser {
 struct RawIndex {
     commit_interval_ms: Option<i64>,
     queue_batches: Option<i64>,
+    feed_batches: Option<i64>,
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
     wal_max_backlog_bytes: Option<i64>,
@@ -556,6 +561,9 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     });
     positive("index.queue_batches", raw.index.queue_batches, 1, &mut |v| {
         config.index.queue_batches = v as usize
+    });
+    positive("index.feed_batches", raw.index.feed_batches, 1, &mut |v| {
+        config.index.feed_batches = v as usize
     });
     positive("index.writer_heap_bytes", raw.index.writer_heap_bytes, 15_000_000, &mut |v| {
         config.index.writer_heap_bytes = v as usize
@@ -772,6 +780,19 @@ mod tests {
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
         assert_eq!(keys, ["version", "http.listen", "http.max_body_bytes", "index.commit_interval_ms"]);
         assert!(error.to_string().contains("http.listen: \"nowhere\" is not an address like 127.0.0.1:8080"));
+    }
+
+    #[test]
+    fn the_write_ahead_log_backlog_and_feeds_are_read_and_checked() {
+        let config =
+            Config::from_toml("version = 1\n[index]\nfeed_batches = 4\nwal_max_backlog_bytes = 1073741824\n")
+                .unwrap();
+        assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
+        let error =
+            Config::from_toml("version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\n")
+                .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
+        assert_eq!(keys, ["index.feed_batches", "index.wal_max_backlog_bytes"]);
     }
 
     #[test]

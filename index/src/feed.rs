@@ -1,24 +1,20 @@
 //! Feeds: how durable batches reach a consumer of the log (the index
 //! thread, the rules).
 //!
-//! While a consumer keeps up, the write-ahead log thread hands it each
-//! batch through a bounded queue in memory. When that queue is full the
-//! feed *spills*: the log thread stops queueing for it (it never waits for a
-//! slow consumer), and the consumer, once it has taken what was queued,
-//! reads the batches back from the log's segments until it has caught up
-//! with the durable end; then the queue takes over again. So a burst is
-//! absorbed by the log on disk, bounded only by [`Backlog`], and memory
-//! stays bounded by the queues.
-//!
-//! The hand-over is decided under one lock: the log thread queues a batch
-//! only while the feed is not spilling, and the consumer leaves spilling
-//! only when its position equals the durable end and its queue is empty, so
-//! every batch reaches the consumer once and in log order.
+//! The write-ahead log thread hands each durable batch to a consumer
+//! through a bounded queue in memory, and never waits for it: when the
+//! queue is full, the batch is left in the log. The consumer notices the
+//! gap (the next queued batch starts past where it stands, or the queue is
+//! empty while the log's durable end is ahead) and reads the missing
+//! batches back from the log's segments, in order, before going on with
+//! the queue. So a burst is absorbed by the log on disk, bounded by
+//! [`Backlog`], memory stays bounded by the queues, and only what did not
+//! fit in memory is read (and parsed) again.
 
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,46 +22,33 @@ use vigil_schema::Event;
 
 use crate::wal::{self, WalPosition};
 
-/// Events read back from the log per batch while a feed spills.
-const SPILL_BATCH_EVENTS: usize = 1_000;
+/// Events read back from the log per batch.
+const READ_BACK_EVENTS: usize = 1_000;
 
 /// A batch that is durable, with the log position just past its last event.
 #[derive(Debug, Clone)]
 pub struct DurableBatch {
     pub events: Arc<Vec<Event>>,
     pub end: WalPosition,
+    /// Where its first record starts in the log.
+    pub(crate) start: WalPosition,
     /// Each event's JSON as the log holds it, for the index's stored copy
     /// (only on the index's feed).
     pub(crate) stored: Option<Vec<Vec<u8>>>,
 }
 
-impl DurableBatch {
-    pub fn new(events: Arc<Vec<Event>>, end: WalPosition) -> DurableBatch {
-        DurableBatch { events, end, stored: None }
-    }
-}
-
-#[derive(Debug)]
-struct State {
-    /// The queue was full: batches from `position` on are read from the log.
-    spilling: bool,
-    /// The end of the last durable batch offered to this feed.
-    durable_end: WalPosition,
-    /// The end of the last batch the consumer took.
-    position: WalPosition,
-}
-
 #[derive(Debug)]
 struct Shared {
-    state: Mutex<State>,
+    /// The end of the last durable batch offered to this feed.
+    durable_end: Mutex<WalPosition>,
+    /// The end of the last batch the consumer took.
+    position: Mutex<WalPosition>,
     /// Batches read back from the log since the store opened (for metrics).
-    spilled_batches: AtomicU64,
+    read_back: AtomicU64,
 }
 
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The log thread's end of a feed.
@@ -75,21 +58,16 @@ pub(crate) struct FeedSender {
 }
 
 impl FeedSender {
-    /// Hands on a batch that is now durable: queued in memory, or left in
-    /// the log for the consumer to read back. Never waits.
+    /// Hands on a batch that is now durable: queued in memory if there is
+    /// room, else left in the log for the consumer to read back. Never waits.
     pub(crate) fn offer(&self, batch: DurableBatch) {
-        let mut state = self.shared.lock();
-        state.durable_end = state.durable_end.max(batch.end);
-        if state.spilling {
-            return;
+        {
+            let mut durable_end = lock(&self.shared.durable_end);
+            *durable_end = (*durable_end).max(batch.end);
         }
-        match self.sender.try_send(batch) {
-            Ok(()) | Err(TrySendError::Disconnected(_)) => {}
-            Err(TrySendError::Full(_)) => {
-                tracing::debug!("a consumer fell behind; it reads the write-ahead log until it catches up");
-                state.spilling = true;
-            }
-        }
+        // A full queue leaves the batch in the log; a gone consumer has
+        // nothing to be told.
+        let _ = self.sender.try_send(batch);
     }
 }
 
@@ -100,35 +78,42 @@ pub struct DurableFeed {
     receiver: Receiver<DurableBatch>,
     shared: Arc<Shared>,
     wal_dir: PathBuf,
+    /// The end of the last batch delivered.
+    position: WalPosition,
+    /// A queued batch waiting behind a gap that is being read back.
+    pending: Option<DurableBatch>,
     /// Whether batches read back from the log keep their stored JSON.
     keep_stored: bool,
     /// The sender is gone: nothing more will be queued.
     closed: bool,
 }
 
-/// Opens a feed whose consumer stands at `position`. When `behind_until` is
+/// Opens a feed whose consumer stands at `position`. When `durable_end` is
 /// past it, the feed starts by reading the log up to there (a restart's
 /// replay).
 pub(crate) fn feed(
     wal_dir: &Path,
     capacity: usize,
     position: WalPosition,
-    behind_until: WalPosition,
+    durable_end: WalPosition,
     keep_stored: bool,
 ) -> (FeedSender, DurableFeed) {
     let (sender, receiver) = mpsc::sync_channel(capacity);
     let shared = Arc::new(Shared {
-        state: Mutex::new(State {
-            spilling: behind_until > position,
-            durable_end: behind_until.max(position),
-            position,
-        }),
-        spilled_batches: AtomicU64::new(0),
+        durable_end: Mutex::new(durable_end.max(position)),
+        position: Mutex::new(position),
+        read_back: AtomicU64::new(0),
     });
-    (
-        FeedSender { sender, shared: shared.clone() },
-        DurableFeed { receiver, shared, wal_dir: wal_dir.to_owned(), keep_stored, closed: false },
-    )
+    let feed = DurableFeed {
+        receiver,
+        shared: shared.clone(),
+        wal_dir: wal_dir.to_owned(),
+        position,
+        pending: None,
+        keep_stored,
+        closed: false,
+    };
+    (FeedSender { sender, shared }, feed)
 }
 
 impl DurableFeed {
@@ -144,8 +129,7 @@ impl DurableFeed {
         }
     }
 
-    /// The next batch if one is ready now (queued, or in the log while the
-    /// feed spills).
+    /// The next batch if one is ready now (queued, or left in the log).
     pub fn try_recv(&mut self) -> Option<DurableBatch> {
         self.recv_timeout(Duration::ZERO).ok()
     }
@@ -154,31 +138,49 @@ impl DurableFeed {
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<DurableBatch, RecvTimeoutError> {
         let deadline = Instant::now() + timeout;
         loop {
-            if !self.closed {
-                match self.receiver.try_recv() {
-                    Ok(batch) => return Ok(self.took(batch)),
-                    Err(TryRecvError::Empty) => {}
-                    Err(TryRecvError::Disconnected) => self.closed = true,
-                }
-            }
-            // The queue is empty. Nothing is queued while the feed spills,
-            // so what the log holds past our position is ours to read.
-            let (spilling, position, until) = {
-                let mut state = self.shared.lock();
-                if state.spilling && state.position >= state.durable_end {
-                    state.spilling = false;
-                    tracing::debug!("a consumer caught up with the write-ahead log");
-                }
-                (state.spilling, state.position, state.durable_end)
-            };
-            if spilling {
-                match self.read_back(position, until) {
-                    Some(batch) => {
-                        self.shared.spilled_batches.fetch_add(1, Ordering::Relaxed);
-                        return Ok(self.took(batch));
+            let next = match self.pending.take() {
+                Some(batch) => Some(batch),
+                None if self.closed => None,
+                None => match self.receiver.try_recv() {
+                    Ok(batch) => Some(batch),
+                    Err(TryRecvError::Empty) => None,
+                    Err(TryRecvError::Disconnected) => {
+                        self.closed = true;
+                        None
                     }
-                    None => continue,
+                },
+            };
+            if let Some(batch) = next {
+                if batch.end <= self.position {
+                    // Already read back from the log.
+                    continue;
                 }
+                if batch.start == self.position {
+                    return Ok(self.took(batch));
+                }
+                if batch.start > self.position {
+                    // Batches before this one were left in the log: read
+                    // them first.
+                    let until = batch.start;
+                    self.pending = Some(batch);
+                    if let Some(read) = self.read_back(until) {
+                        return Ok(read);
+                    }
+                } else if let Some(read) = self.read_back(batch.end) {
+                    // Partly read back already (the queue was empty when
+                    // the rest was read): the log has the rest of it too.
+                    return Ok(read);
+                }
+                continue;
+            }
+            // The queue is empty: batches at the end may have been left in
+            // the log.
+            let durable_end = *lock(&self.shared.durable_end);
+            if durable_end > self.position {
+                if let Some(read) = self.read_back(durable_end) {
+                    return Ok(read);
+                }
+                continue;
             }
             if self.closed {
                 return Err(RecvTimeoutError::Disconnected);
@@ -187,10 +189,10 @@ impl DurableFeed {
             if left.is_zero() {
                 return Err(RecvTimeoutError::Timeout);
             }
-            // Only an empty queue waits here, and a feed spills only when
-            // its queue is full, so a spill always wakes this wait.
+            // Only an empty queue waits here, and a batch is left in the log
+            // only when the queue is full, so no batch is missed meanwhile.
             match self.receiver.recv_timeout(left) {
-                Ok(batch) => return Ok(self.took(batch)),
+                Ok(batch) => self.pending = Some(batch),
                 Err(RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
                 Err(RecvTimeoutError::Disconnected) => self.closed = true,
             }
@@ -198,50 +200,55 @@ impl DurableFeed {
     }
 
     /// Batches this feed has read back from the log since it opened.
-    pub fn spilled_batches(&self) -> u64 {
-        self.shared.spilled_batches.load(Ordering::Relaxed)
+    pub fn read_back_batches(&self) -> u64 {
+        self.shared.read_back.load(Ordering::Relaxed)
     }
 
-    fn took(&self, batch: DurableBatch) -> DurableBatch {
-        let mut state = self.shared.lock();
-        state.position = state.position.max(batch.end);
+    fn took(&mut self, batch: DurableBatch) -> DurableBatch {
+        self.advance(batch.end);
         batch
     }
 
-    /// Reads up to a batch of events after `from` (not past `until`) from
-    /// the log. `None` when nothing could be read: the position then moves
-    /// on past what cannot be read, with an error logged.
-    fn read_back(&self, from: WalPosition, until: WalPosition) -> Option<DurableBatch> {
-        let mut events = Vec::with_capacity(SPILL_BATCH_EVENTS);
+    fn advance(&mut self, to: WalPosition) {
+        self.position = self.position.max(to);
+        *lock(&self.shared.position) = self.position;
+    }
+
+    /// Reads up to a batch of events after the position (not past `until`)
+    /// from the log. `None` when nothing was read: the position then moves
+    /// to `until` (past only empty segment ends, or past damage, which is
+    /// logged).
+    fn read_back(&mut self, until: WalPosition) -> Option<DurableBatch> {
+        let from = self.position;
+        let mut events = Vec::with_capacity(READ_BACK_EVENTS);
         let mut stored = Vec::new();
         let mut end = from;
-        let read = wal::read_range(
-            &self.wal_dir,
-            from,
-            until,
-            SPILL_BATCH_EVENTS,
-            &mut |event, payload, position| {
+        let keep_stored = self.keep_stored;
+        let read =
+            wal::read_range(&self.wal_dir, from, until, READ_BACK_EVENTS, &mut |event, payload, position| {
                 events.push(event);
-                if self.keep_stored {
+                if keep_stored {
                     stored.push(payload);
                 }
                 end = position;
-            },
-        );
+            });
         if !events.is_empty() {
             if let Err(error) = read {
                 // The events before the damage are delivered; the next read
                 // meets the damage again and skips it.
                 tracing::debug!(%error, "write-ahead log read back stopped early");
             }
-            return Some(DurableBatch {
+            self.shared.read_back.fetch_add(1, Ordering::Relaxed);
+            let batch = DurableBatch {
                 events: Arc::new(events),
                 end,
-                stored: self.keep_stored.then_some(stored),
-            });
+                start: from,
+                stored: keep_stored.then_some(stored),
+            };
+            return Some(self.took(batch));
         }
         match read {
-            // Only empty segments lay between: nothing was missed.
+            // Only the ends of segments lay between: nothing was missed.
             Ok(reached) if reached >= until => {}
             outcome => {
                 let error = match outcome {
@@ -257,10 +264,14 @@ impl DurableFeed {
                 );
             }
         }
-        let mut state = self.shared.lock();
-        state.position = state.position.max(until);
+        self.advance(until);
         None
     }
+}
+
+/// Where a record starts, from the position just past it and its bytes.
+pub(crate) fn record_start(end: WalPosition, payload: &[u8]) -> WalPosition {
+    WalPosition { segment: end.segment, offset: end.offset - wal::HEADER_BYTES - payload.len() as u64 }
 }
 
 impl Iterator for DurableFeed {
@@ -290,7 +301,7 @@ impl Backlog {
     /// Per consumer, the batches it has read back from the log because it
     /// fell behind (since the store opened).
     pub fn read_back_batches(&self) -> Vec<(&'static str, u64)> {
-        self.feeds.iter().map(|(name, feed)| (*name, feed.spilled_batches.load(Ordering::Relaxed))).collect()
+        self.feeds.iter().map(|(name, feed)| (*name, feed.read_back.load(Ordering::Relaxed))).collect()
     }
 
     /// Bytes of the log that the slowest consumer has yet to take. Closed
@@ -300,9 +311,9 @@ impl Backlog {
         let mut slowest: Option<WalPosition> = None;
         let mut end = WalPosition::default();
         for (_, feed) in &self.feeds {
-            let state = feed.lock();
-            slowest = Some(slowest.map_or(state.position, |slowest| slowest.min(state.position)));
-            end = end.max(state.durable_end);
+            let position = *lock(&feed.position);
+            slowest = Some(slowest.map_or(position, |slowest| slowest.min(position)));
+            end = end.max(*lock(&feed.durable_end));
         }
         let Some(slowest) = slowest else { return 0 };
         if end <= slowest {
@@ -337,13 +348,18 @@ mod tests {
 
     /// Writes a batch and offers it, as the log thread does.
     fn write(wal: &mut Wal, senders: &[&FeedSender], events: Vec<Event>) -> WalPosition {
-        let stored: Vec<Vec<u8>> = events.iter().map(|event| serde_json::to_vec(event).unwrap()).collect();
-        let end = *wal.append_payloads(stored.iter().map(Vec::as_slice)).unwrap().last().unwrap();
-        let events = Arc::new(events);
+        let batch = append(wal, events);
         for sender in senders {
-            sender.offer(DurableBatch { events: events.clone(), end, stored: Some(stored.clone()) });
+            sender.offer(batch.clone());
         }
-        end
+        batch.end
+    }
+
+    fn append(wal: &mut Wal, events: Vec<Event>) -> DurableBatch {
+        let stored: Vec<Vec<u8>> = events.iter().map(|event| serde_json::to_vec(event).unwrap()).collect();
+        let positions = wal.append_payloads(stored.iter().map(Vec::as_slice)).unwrap();
+        let (start, end) = (record_start(positions[0], &stored[0]), *positions.last().unwrap());
+        DurableBatch { events: Arc::new(events), end, start, stored: Some(stored) }
     }
 
     fn numbers(batches: &[DurableBatch]) -> Vec<u64> {
@@ -374,7 +390,7 @@ mod tests {
         assert!(crate::wal::list_segments(dir.path()).unwrap().len() > 2, "the read back crosses segments");
         let batches = drain(&mut feed);
         assert_eq!(numbers(&batches), (0..70).collect::<Vec<_>>());
-        assert!(feed.spilled_batches() > 0);
+        assert!(feed.read_back_batches() > 0);
         for batch in &batches {
             let stored = batch.stored.as_ref().expect("the index's feed keeps the stored JSON");
             let again: Vec<Vec<u8>> =
@@ -384,10 +400,46 @@ mod tests {
         assert!(batches.windows(2).all(|pair| pair[0].end < pair[1].end));
 
         // Caught up: the queue carries the next batches again.
-        let spilled = feed.spilled_batches();
+        let spilled = feed.read_back_batches();
         write(&mut wal, &[&sender], batch(&ids, 70, 3));
         assert_eq!(numbers(&drain(&mut feed)), vec![70, 71, 72]);
-        assert_eq!(feed.spilled_batches(), spilled);
+        assert_eq!(feed.read_back_batches(), spilled);
+    }
+
+    #[test]
+    fn a_batch_left_in_the_log_between_queued_ones_is_read_back_in_its_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = EventIdGenerator::new();
+        let mut wal = Wal::open(dir.path(), 1 << 20).unwrap().0;
+        let (sender, mut feed) = feed(dir.path(), 2, WalPosition::default(), WalPosition::default(), false);
+        write(&mut wal, &[&sender], batch(&ids, 0, 3));
+        write(&mut wal, &[&sender], batch(&ids, 3, 3));
+        write(&mut wal, &[&sender], batch(&ids, 6, 3)); // the queue is full: left in the log
+        assert_eq!(numbers(&[feed.try_recv().unwrap()]), vec![0, 1, 2]);
+        write(&mut wal, &[&sender], batch(&ids, 9, 3)); // queued behind the gap
+        let rest = drain(&mut feed);
+        assert_eq!(rest.len(), 3);
+        assert_eq!(numbers(&rest), (3..12).collect::<Vec<_>>());
+        assert_eq!(feed.read_back_batches(), 1, "only the batch that did not fit is read again");
+    }
+
+    #[test]
+    fn a_batch_queued_while_it_was_being_read_back_is_delivered_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = EventIdGenerator::new();
+        let mut wal = Wal::open(dir.path(), 1 << 20).unwrap().0;
+        let (sender, mut feed) = feed(dir.path(), 1, WalPosition::default(), WalPosition::default(), false);
+        write(&mut wal, &[&sender], batch(&ids, 0, 3));
+        let large = append(&mut wal, batch(&ids, 3, READ_BACK_EVENTS as u64 + 500));
+        sender.offer(large.clone()); // the queue is full: left in the log
+        assert_eq!(numbers(&[feed.try_recv().unwrap()]), vec![0, 1, 2]);
+        let first = feed.try_recv().unwrap();
+        assert_eq!(first.events.len(), READ_BACK_EVENTS, "read back in part");
+        // The log thread's queueing of the same batch, late.
+        sender.sender.try_send(large).unwrap();
+        let rest = drain(&mut feed);
+        let all: Vec<u64> = numbers(&[first]).into_iter().chain(numbers(&rest)).collect();
+        assert_eq!(all, (3..3 + READ_BACK_EVENTS as u64 + 500).collect::<Vec<_>>());
     }
 
     #[test]
@@ -428,7 +480,7 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(numbers(&seen), (0..1500).collect::<Vec<_>>());
-        assert!(feed.spilled_batches() > 0, "the consumer was slow enough to spill");
+        assert!(feed.read_back_batches() > 0, "the consumer was slow enough to read back");
     }
 
     #[test]

@@ -721,7 +721,7 @@ mod tests {
     fn a_consumer_that_falls_behind_leaves_the_burst_in_the_log_and_the_backlog_limit_refuses_appends() {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {
-            queue_batches: 2,
+            feed_batches: 2,
             wal_segment_bytes: 16 * 1024,
             wal_max_backlog_bytes: 64 * 1024,
             ..options(dir.path())
@@ -756,7 +756,7 @@ mod tests {
         }
         assert_eq!(taken.len() as u64, appended);
         assert!(taken.windows(2).all(|pair| pair[0] < pair[1]));
-        assert!(durable.spilled_batches() > 0);
+        assert!(durable.read_back_batches() > 0);
         assert_eq!(store.backlog().bytes(), 0);
         let ticket = store.append(vec![audit_event(&store, "bob", "pods", 1)]).unwrap();
         ticket.blocking_recv().unwrap().unwrap();

@@ -4,16 +4,17 @@
 //! ```text
 //! append() ──[wal queue: queue_batches]──► WAL thread: write group, fsync, ack
 //!                                             │
-//!                       ┌─[index feed: queue_batches]─┴─[durable feed: queue_batches]─┐
+//!                       ┌─[index feed: feed_batches]──┴──[durable feed: feed_batches]─┐
 //!                       ▼                                                             ▼
 //!            index thread: add to the event's time partition,           consumer (rules, in the binary)
 //!            commit every commit_interval with the WAL position         reports its position back
 //!            as each partition's commit payload; retention
 //! ```
 //!
-//! A feed whose queue is full spills to the log (see [`crate::feed`]): the
-//! WAL thread never waits for the index or the rules, and a burst piles up
-//! on disk, up to `wal_max_backlog_bytes`, past which appends are refused.
+//! The WAL thread never waits for the index or the rules: a batch that
+//! finds a feed's queue full is left in the log, for the consumer to read
+//! back (see [`crate::feed`]); a burst piles up on disk, up to
+//! `wal_max_backlog_bytes`, past which appends are refused.
 //!
 //! On open, the index thread replays the log past each partition's last
 //! commit, and the durable feed starts by reading the log past the
@@ -46,8 +47,11 @@ pub struct StoreOptions {
     pub data_dir: PathBuf,
     /// How often the index commits, so that events become searchable.
     pub commit_interval: Duration,
-    /// Capacity, in batches, of each queue between the stages.
+    /// Capacity, in batches, of the queue in front of the write-ahead log.
     pub queue_batches: usize,
+    /// Batches each consumer's feed holds in memory; past that, batches
+    /// wait in the log and the consumer reads them back.
+    pub feed_batches: usize,
     /// How far the log may run ahead of its slowest consumer (the index or
     /// the rules) before appends are refused.
     pub wal_max_backlog_bytes: u64,
@@ -72,6 +76,7 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_secs(1),
             queue_batches: 32,
+            feed_batches: 8,
             wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
@@ -180,9 +185,9 @@ impl Store {
         }
         let (wal_sender, wal_receiver) = mpsc::sync_channel(options.queue_batches);
         let (index_sender, index_feed) =
-            feed::feed(&wal_dir, options.queue_batches, replay_until, replay_until, true);
+            feed::feed(&wal_dir, options.feed_batches, replay_until, replay_until, true);
         let (durable_sender, durable_feed) =
-            feed::feed(&wal_dir, options.queue_batches, consumer_from, replay_until, false);
+            feed::feed(&wal_dir, options.feed_batches, consumer_from, replay_until, false);
         let backlog = Arc::new(Backlog::new(
             &[("index", &index_sender), ("rules", &durable_sender)],
             options.wal_max_backlog_bytes,
@@ -429,16 +434,26 @@ impl WalThread {
                     let end = positions.last().copied().unwrap_or_default();
                     let mut positions = positions.into_iter();
                     for (WalMsg::Append { events, reply }, stored) in group.into_iter().zip(payloads) {
-                        let batch_end = positions.by_ref().take(events.len()).last().unwrap_or(end);
+                        let batch_positions: Vec<WalPosition> =
+                            positions.by_ref().take(events.len()).collect();
+                        let (Some(&first), Some(&batch_end)) =
+                            (batch_positions.first(), batch_positions.last())
+                        else {
+                            // An empty batch: nothing to hand on.
+                            let _ = reply.send(Ok(end));
+                            continue;
+                        };
                         // The receiver may have given up (client gone); the
                         // batch is durable and indexed regardless.
                         let _ = reply.send(Ok(batch_end));
+                        let start = feed::record_start(first, &stored[0]);
                         self.index.offer(DurableBatch {
                             events: events.clone(),
                             end: batch_end,
+                            start,
                             stored: Some(stored),
                         });
-                        self.durable.offer(DurableBatch::new(events, batch_end));
+                        self.durable.offer(DurableBatch { events, end: batch_end, start, stored: None });
                     }
                 }
                 Err(error) => {

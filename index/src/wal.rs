@@ -22,7 +22,7 @@ use vigil_schema::Event;
 /// Largest record accepted when reading; a longer length prefix means the
 /// file is corrupt.
 const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
-const HEADER_BYTES: u64 = 8;
+pub(crate) const HEADER_BYTES: u64 = 8;
 
 /// A place in the log: just past a record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
