@@ -93,13 +93,16 @@ pub struct ServeArgs {
     /// Batches held in memory for the index and for the rules each [default: 8]; more wait in the write-ahead log.
     #[arg(long, value_name = "BATCHES")]
     feed_batches: Option<usize>,
+    /// Niceness of indexing, 0-19 [default: 10]; above 0, acknowledging ingest goes first when the CPU is short.
+    #[arg(long, value_name = "NICE")]
+    indexing_nice: Option<i32>,
     /// Memory for the index writer, in bytes [default: 134217728].
     #[arg(long, value_name = "BYTES")]
     writer_heap_bytes: Option<usize>,
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
-    /// How far the write-ahead log may run ahead of the index or the rules, in bytes, before ingest answers 503 [default: 4294967296].
+    /// How far the write-ahead log may run ahead of the index or the rules, in bytes, before ingest answers 503 [default: 8589934592].
     #[arg(long, value_name = "BYTES")]
     wal_max_backlog_bytes: Option<u64>,
     /// Largest single record (event) in a request body, in bytes [default: 1048576].
@@ -175,6 +178,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(batches) = args.feed_batches {
         anyhow::ensure!(batches >= 1, "--feed-batches must be at least 1");
         config.index.feed_batches = batches;
+    }
+    if let Some(nice) = args.indexing_nice {
+        anyhow::ensure!((0..=19).contains(&nice), "--indexing-nice must be from 0 to 19");
+        config.index.indexing_nice = nice;
     }
     if let Some(bytes) = args.writer_heap_bytes {
         anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");

@@ -181,6 +181,9 @@ pub struct IndexConfig {
     /// Batches held in memory for the index and for the rules each; more
     /// wait in the write-ahead log, to be read back.
     pub feed_batches: usize,
+    /// Niceness (0-19) of indexing: above 0, acknowledging ingest goes first
+    /// when the CPU is short.
+    pub indexing_nice: i32,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
     /// Size at which the write-ahead log starts a new segment file.
@@ -256,9 +259,10 @@ impl Default for Config {
                 commit_interval: Duration::from_millis(1000),
                 queue_batches: 32,
                 feed_batches: 8,
+                indexing_nice: 10,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 wal_segment_bytes: 64 * 1024 * 1024,
-                wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
+                wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
                 partition_span: Duration::from_secs(86_400),
             },
             rules: RulesConfig {
@@ -397,6 +401,7 @@ struct RawIndex {
     commit_interval_ms: Option<i64>,
     queue_batches: Option<i64>,
     feed_batches: Option<i64>,
+    indexing_nice: Option<i64>,
     writer_heap_bytes: Option<i64>,
     wal_segment_bytes: Option<i64>,
     wal_max_backlog_bytes: Option<i64>,
@@ -614,6 +619,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             "must be at least 1m and divide a week evenly (1m, 5m, 1h, 6h, 1d, 7d...)".into(),
         );
     }
+    if let Some(nice) = raw.index.indexing_nice {
+        match i32::try_from(nice) {
+            Ok(nice @ 0..=19) => config.index.indexing_nice = nice,
+            _ => problem("index.indexing_nice", format!("must be from 0 to 19, found {nice}")),
+        }
+    }
     if config.http.max_decoded_bytes < config.http.max_body_bytes {
         problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
     }
@@ -788,11 +799,12 @@ mod tests {
             Config::from_toml("version = 1\n[index]\nfeed_batches = 4\nwal_max_backlog_bytes = 1073741824\n")
                 .unwrap();
         assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
-        let error =
-            Config::from_toml("version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\n")
-                .unwrap_err();
+        let error = Config::from_toml(
+            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nindexing_nice = 20\n",
+        )
+        .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
-        assert_eq!(keys, ["index.feed_batches", "index.wal_max_backlog_bytes"]);
+        assert_eq!(keys, ["index.feed_batches", "index.wal_max_backlog_bytes", "index.indexing_nice"]);
     }
 
     #[test]

@@ -765,6 +765,37 @@ mod tests {
         assert!(durable.recv().is_none(), "the feed ends with the store");
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_index_thread_runs_at_the_configured_niceness() {
+        let dir = tempfile::tempdir().unwrap();
+        // Other tests in this process run stores with the default too.
+        let options = options(dir.path());
+        assert_eq!(options.indexing_nice, 10);
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        store.wait_until_replayed();
+        // /proc/self/task/TID/stat: "TID (comm) state ..."; niceness is the 19th field.
+        let nices_of = |name: &str| -> Vec<i32> {
+            std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|task| {
+                    let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+                    let (head, rest) = stat.rsplit_once(") ")?;
+                    head.ends_with(&format!("({name}"))
+                        .then(|| rest.split(' ').nth(16)?.parse::<i32>().ok())?
+                })
+                .collect()
+        };
+        let index = nices_of("vigil-index");
+        assert!(!index.is_empty() && index.iter().all(|nice| *nice == 10), "{index:?}");
+        let wal = nices_of("vigil-wal");
+        assert!(
+            !wal.is_empty() && wal.iter().all(|nice| *nice == 0),
+            "acknowledging keeps its priority: {wal:?}"
+        );
+        store.shutdown();
+    }
+
     use crate::query::Query;
     use crate::{Cursor, SortOrder};
 }

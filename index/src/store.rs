@@ -49,6 +49,11 @@ pub struct StoreOptions {
     pub commit_interval: Duration,
     /// Capacity, in batches, of the queue in front of the write-ahead log.
     pub queue_batches: usize,
+    /// The niceness (0-19) of the index thread and of tantivy's indexing
+    /// and merging threads, which it starts: above 0, acknowledging
+    /// ingest goes first when the CPU is short, and indexing catches up
+    /// from the log.
+    pub indexing_nice: i32,
     /// Batches each consumer's feed holds in memory; past that, batches
     /// wait in the log and the consumer reads them back.
     pub feed_batches: usize,
@@ -76,8 +81,9 @@ impl StoreOptions {
             data_dir: data_dir.into(),
             commit_interval: Duration::from_secs(1),
             queue_batches: 32,
+            indexing_nice: 10,
             feed_batches: 8,
-            wal_max_backlog_bytes: 4 * 1024 * 1024 * 1024,
+            wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
             partition_span_seconds: 86_400,
@@ -468,6 +474,20 @@ impl WalThread {
     }
 }
 
+/// Lowers the calling thread's scheduling priority; threads it starts
+/// afterwards (tantivy's) inherit it.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
+        tracing::warn!(%error, nice, "cannot lower the index thread's priority");
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(nice, "thread priorities are only set on Linux");
+}
+
 struct Replay {
     wal_dir: PathBuf,
     /// The oldest partition checkpoint: replay for the index starts there.
@@ -509,6 +529,7 @@ struct IndexThread {
 
 impl IndexThread {
     fn run(mut self, replay: Replay) {
+        lower_priority(self.options.indexing_nice);
         self.replay(&replay);
         self.apply_retention();
         self.replayed.set();
