@@ -598,14 +598,15 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.http.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
+    let (stopping, mut stop) = tokio::sync::watch::channel(false);
+    let signalled = shutdown_signal();
+    tokio::spawn(async move {
+        signalled.await;
+        let _ = stopping.send(true);
+    });
     tracing::info!(data_dir = %config.data_dir.display(), "vigil is ready on http://{address}");
     // The one line on stdout: scripts and tests wait for it.
     println!("vigil listening on http://{address}");
-    let (stopping, mut stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stopping.send(true);
-    });
     let http_stop = stop.clone();
     let mut http = tokio::spawn(async move {
         let mut stop = http_stop;
@@ -680,29 +681,34 @@ fn spawn_hangup_listener(reload_requests: std::sync::mpsc::Sender<ReloadCause>) 
     drop(reload_requests);
 }
 
-async fn shutdown_signal() {
-    let interrupt = async {
+/// Registers for SIGINT and SIGTERM at once (the caller does so before the
+/// ready line, so a signal sent right after it is never missed) and resolves
+/// when one arrives.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = signal(SignalKind::interrupt())
+            .and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)));
+        async move {
+            match signals {
+                Ok((mut interrupt, mut terminate)) => tokio::select! {
+                    _ = interrupt.recv() => tracing::info!("interrupted; shutting down"),
+                    _ = terminate.recv() => tracing::info!("terminated; shutting down"),
+                },
+                Err(error) => {
+                    tracing::error!(%error, "cannot listen for SIGINT and SIGTERM");
+                    std::future::pending::<()>().await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    async {
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => tracing::info!("interrupted; shutting down"),
-        () = terminate => tracing::info!("terminated; shutting down"),
+        tracing::info!("interrupted; shutting down");
     }
 }
