@@ -22,6 +22,7 @@ use vigil_schema::fields::{self, FieldKind};
 
 use crate::doc::{DocSchema, to_ipv6, to_tantivy_time};
 use crate::query::{Bound, Query, TermValue};
+use crate::range::NumericRangeQuery;
 
 /// A query that is well formed but cannot be run: a value of the wrong type
 /// for its field, a construct the field does not support, a bad pattern.
@@ -189,7 +190,7 @@ impl Compiler<'_> {
                         let bound = |bound: &Bound| {
                             map_bound(bound, |text| Ok(Term::from_field_i64(field, parse_long(name, text)?)))
                         };
-                        Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+                        Ok(Box::new(NumericRangeQuery::new(field, bound(lower)?, bound(upper)?)))
                     }
                     _ => {
                         Err(error("is a number; use a value or a range such as >=400 or [400 TO 499]".into()))
@@ -204,7 +205,7 @@ impl Compiler<'_> {
                                 Ok(Term::from_field_ip_addr(field, to_ipv6(parse_ip(name, text)?)))
                             })
                         };
-                        Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+                        Ok(Box::new(NumericRangeQuery::new(field, bound(lower)?, bound(upper)?)))
                     }
                     _ => Err(error(
                         "is an IP address; use an address, a CIDR block (10.0.0.0/8) or a range".into(),
@@ -488,7 +489,8 @@ fn ip_query(field: Field, name: &str, text: &str) -> Result<Box<dyn TantivyQuery
     let address: IpAddr = address.parse().map_err(|_| invalid())?;
     let prefix: u32 = prefix.parse().map_err(|_| invalid())?;
     let (first, last) = cidr_range(address, prefix).ok_or_else(invalid)?;
-    Ok(Box::new(RangeQuery::new(
+    Ok(Box::new(NumericRangeQuery::new(
+        field,
         TantivyBound::Included(Term::from_field_ip_addr(field, first)),
         TantivyBound::Included(Term::from_field_ip_addr(field, last)),
     )))
