@@ -47,6 +47,13 @@ pub enum Kind {
     Cri,
 }
 
+/// FNV-1a, 64 bits: a stable stand-in for an identifier derived from a name.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
+}
+
 /// A small, fast, deterministic generator (xorshift64*).
 pub struct Random(u64);
 
@@ -188,7 +195,8 @@ pub fn audit_event(random: &mut Random, n: u64, time: DateTime<Utc>) -> Value {
         "stage": if exec { "ResponseStarted" } else { "ResponseComplete" },
         "requestURI": request_uri,
         "verb": if exec { "create" } else { verb },
-        "user": {"username": username, "uid": format!("{:016x}", random.next()), "groups": groups},
+        // A user's uid is the same on each of its requests, as in a cluster.
+        "user": {"username": username, "uid": format!("{:016x}", fnv1a(username.as_bytes())), "groups": groups},
         "sourceIPs": [format!("10.{}.{}.{}", 10 + random.below(4), random.below(256), 1 + random.below(254))],
         "userAgent": *random.pick(AGENTS),
         "objectRef": object_ref,
