@@ -78,9 +78,9 @@ impl Random {
     }
 }
 
-const NAMESPACES: &[&str] =
+pub(crate) const NAMESPACES: &[&str] =
     &["default", "kube-system", "shop", "payments", "monitoring", "ingress", "ci", "data", "auth", "search"];
-const PEOPLE: &[&str] = &[
+pub(crate) const PEOPLE: &[&str] = &[
     "alice@corp.example",
     "bob@corp.example",
     "carol@corp.example",
@@ -103,7 +103,7 @@ const SERVICE_ACCOUNTS: &[&str] = &[
     "cert-manager",
     "external-dns",
 ];
-const READ_RESOURCES: &[&str] = &[
+pub(crate) const READ_RESOURCES: &[&str] = &[
     "pods",
     "configmaps",
     "services",

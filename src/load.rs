@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::generate::{NAMESPACES, PEOPLE, READ_RESOURCES};
 use anyhow::Context as _;
 use clap::Args;
 use serde_json::{Value, json};
@@ -284,7 +285,57 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         ("histogram_all", "/api/v1/histogram?q=".to_owned()),
         ("top_user_all", "/api/v1/fields/user.name/top?q=&limit=10".to_owned()),
     ];
+    // The same three kinds of search, each run asking something else (another
+    // user and resource, status class and namespace, address block), as an
+    // analyst's searches do: their hits are not in the doc store's cache.
+    let search = |text: String| format!("/api/v1/search?limit=100&q={}", percent_encode(&text));
+    let varied: Vec<(&str, Vec<String>)> = vec![
+        (
+            "selective_varied",
+            (0..args.query_runs)
+                .map(|run| {
+                    let user = PEOPLE[run % PEOPLE.len()];
+                    let resource = READ_RESOURCES[(run / PEOPLE.len()) % READ_RESOURCES.len()];
+                    search(format!("user.name:{user} AND orchestrator.resource.type:{resource}"))
+                })
+                .collect(),
+        ),
+        (
+            "range_varied",
+            (0..args.query_runs)
+                .map(|run| {
+                    let class = [200, 400][run % 2];
+                    let namespace = NAMESPACES[(run / 2) % NAMESPACES.len()];
+                    search(format!(
+                        "http.response.status_code:[{class} TO {}] AND orchestrator.namespace:{namespace}",
+                        class + 99
+                    ))
+                })
+                .collect(),
+        ),
+        (
+            "cidr_varied",
+            (0..args.query_runs)
+                .map(|run| {
+                    let (second, third) = (10 + run % 4, (run * 37) % 256);
+                    let verb = ["delete", "get"][(run / 4) % 2];
+                    search(format!("source.ip:10.{second}.{third}.0/24 AND verb:{verb}"))
+                })
+                .collect(),
+        ),
+    ];
     let mut query_figures = serde_json::Map::new();
+    for (name, paths) in &varied {
+        let mut samples = Vec::with_capacity(paths.len());
+        for path in paths {
+            let started = Instant::now();
+            get_json(&agent, &format!("{}{path}", args.url))?;
+            samples.push(started.elapsed());
+        }
+        let p50 = percentile(&mut samples, 0.5);
+        let p99 = percentile(&mut samples, 0.99);
+        query_figures.insert((*name).to_owned(), json!({"p50_ms": millis(p50), "p99_ms": millis(p99)}));
+    }
     for (name, path) in &queries {
         let mut samples = Vec::with_capacity(args.query_runs);
         for _ in 0..args.query_runs {
