@@ -79,6 +79,16 @@ fn get_json(agent: &ureq::Agent, url: &str) -> anyhow::Result<Value> {
     Ok(serde_json::from_str(&body)?)
 }
 
+/// GETs a URL and reads the whole answer, without parsing it: query
+/// latency is the server's, not the JSON parser's of this tool.
+fn fetch(agent: &ureq::Agent, url: &str) -> anyhow::Result<()> {
+    let mut response = agent.get(url).call().with_context(|| format!("GET {url}"))?;
+    let status = response.status().as_u16();
+    let body = response.body_mut().with_config().limit(256 * 1024 * 1024).read_to_vec()?;
+    anyhow::ensure!(status == 200, "GET {url}: {status} {}", String::from_utf8_lossy(&body));
+    Ok(())
+}
+
 /// Posts one body until it is accepted, waiting out 503s; returns the time
 /// of the accepted request and how many 503s it met.
 fn post_until_accepted(agent: &ureq::Agent, url: &str, body: &[u8]) -> anyhow::Result<(Duration, u64)> {
@@ -329,7 +339,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let mut samples = Vec::with_capacity(paths.len());
         for path in paths {
             let started = Instant::now();
-            get_json(&agent, &format!("{}{path}", args.url))?;
+            fetch(&agent, &format!("{}{path}", args.url))?;
             samples.push(started.elapsed());
         }
         let p50 = percentile(&mut samples, 0.5);
@@ -340,7 +350,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         let mut samples = Vec::with_capacity(args.query_runs);
         for _ in 0..args.query_runs {
             let started = Instant::now();
-            get_json(&agent, &format!("{}{path}", args.url))?;
+            fetch(&agent, &format!("{}{path}", args.url))?;
             samples.push(started.elapsed());
         }
         let p50 = percentile(&mut samples, 0.5);
