@@ -11,19 +11,20 @@
 //! [`Backlog`], memory stays bounded by the queues, and only what did not
 //! fit in memory is read (and parsed) again.
 
-use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use vigil_schema::Event;
 
-use crate::wal::{self, WalPosition};
+use crate::wal::{self, ReadError, WalPosition};
 
 /// Events read back from the log per batch.
 const READ_BACK_EVENTS: usize = 1_000;
+/// How long a consumer waits before reading the log again after an I/O error.
+const READ_BACK_RETRY: Duration = Duration::from_secs(1);
 
 /// A batch that is durable, with the log position just past its last event.
 #[derive(Debug, Clone)]
@@ -45,6 +46,8 @@ struct Shared {
     position: Mutex<WalPosition>,
     /// Batches read back from the log since the store opened (for metrics).
     read_back: AtomicU64,
+    /// The consumer dropped its end: the log need not wait for it.
+    detached: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,11 +101,14 @@ pub(crate) fn feed(
     durable_end: WalPosition,
     keep_stored: bool,
 ) -> (FeedSender, DurableFeed) {
-    let (sender, receiver) = mpsc::sync_channel(capacity);
+    // A queue of at least one batch: a full queue is what tells a waiting
+    // consumer to look at the log.
+    let (sender, receiver) = mpsc::sync_channel(capacity.max(1));
     let shared = Arc::new(Shared {
         durable_end: Mutex::new(durable_end.max(position)),
         position: Mutex::new(position),
         read_back: AtomicU64::new(0),
+        detached: AtomicBool::new(false),
     });
     let feed = DurableFeed {
         receiver,
@@ -158,18 +164,23 @@ impl DurableFeed {
                 if batch.start == self.position {
                     return Ok(self.took(batch));
                 }
-                if batch.start > self.position {
-                    // Batches before this one were left in the log: read
-                    // them first.
-                    let until = batch.start;
+                // Batches before this one were left in the log: read them
+                // first. Or it was partly read back already (the queue was
+                // empty when the rest was read): the log has the rest of it.
+                let until = if batch.start > self.position {
+                    let start = batch.start;
                     self.pending = Some(batch);
-                    if let Some(read) = self.read_back(until) {
-                        return Ok(read);
+                    start
+                } else {
+                    batch.end
+                };
+                match self.read_back(until) {
+                    ReadBack::Batch(read) => return Ok(read),
+                    ReadBack::Moved => {}
+                    ReadBack::Failed if self.wait_to_retry(deadline) => {
+                        return Err(RecvTimeoutError::Timeout);
                     }
-                } else if let Some(read) = self.read_back(batch.end) {
-                    // Partly read back already (the queue was empty when
-                    // the rest was read): the log has the rest of it too.
-                    return Ok(read);
+                    ReadBack::Failed => {}
                 }
                 continue;
             }
@@ -177,8 +188,13 @@ impl DurableFeed {
             // the log.
             let durable_end = *lock(&self.shared.durable_end);
             if durable_end > self.position {
-                if let Some(read) = self.read_back(durable_end) {
-                    return Ok(read);
+                match self.read_back(durable_end) {
+                    ReadBack::Batch(read) => return Ok(read),
+                    ReadBack::Moved => {}
+                    ReadBack::Failed if self.wait_to_retry(deadline) => {
+                        return Err(RecvTimeoutError::Timeout);
+                    }
+                    ReadBack::Failed => {}
                 }
                 continue;
             }
@@ -215,10 +231,8 @@ impl DurableFeed {
     }
 
     /// Reads up to a batch of events after the position (not past `until`)
-    /// from the log. `None` when nothing was read: the position then moves
-    /// to `until` (past only empty segment ends, or past damage, which is
-    /// logged).
-    fn read_back(&mut self, until: WalPosition) -> Option<DurableBatch> {
+    /// from the log.
+    fn read_back(&mut self, until: WalPosition) -> ReadBack {
         let from = self.position;
         let mut events = Vec::with_capacity(READ_BACK_EVENTS);
         let mut stored = Vec::new();
@@ -233,11 +247,8 @@ impl DurableFeed {
                 end = position;
             });
         if !events.is_empty() {
-            if let Err(error) = read {
-                // The events before the damage are delivered; the next read
-                // meets the damage again and skips it.
-                tracing::debug!(%error, "write-ahead log read back stopped early");
-            }
+            // Events before a failure are delivered; the next read meets
+            // the failure again.
             self.shared.read_back.fetch_add(1, Ordering::Relaxed);
             let batch = DurableBatch {
                 events: Arc::new(events),
@@ -245,33 +256,67 @@ impl DurableFeed {
                 start: from,
                 stored: keep_stored.then_some(stored),
             };
-            return Some(self.took(batch));
+            return ReadBack::Batch(self.took(batch));
         }
         match read {
             // Only the ends of segments lay between: nothing was missed.
-            Ok(reached) if reached >= until => {}
-            outcome => {
-                let error = match outcome {
-                    Err(error) => error,
-                    Ok(reached) => io::Error::other(format!("the log ends at {reached:?}")),
-                };
-                // Events before `until` are durable and were whole when
-                // written; failing to read them is damage, and waiting would
-                // only hang the consumer.
+            Ok(reached) if reached >= until => self.advance(until),
+            Ok(reached) => {
                 tracing::error!(
-                    %error, from = ?from, until = ?until,
-                    "cannot read the write-ahead log back; the events in between are skipped"
+                    from = ?from, until = ?until, reached = ?reached,
+                    "the write-ahead log ends before what was acknowledged; the events in between are skipped"
                 );
+                self.advance(until);
+            }
+            // Damage in durable records (a failing disk): what follows it in
+            // its segment cannot be read, and waiting would hang the consumer.
+            Err(ReadError::Damaged { segment, offset, problem }) => {
+                let next = WalPosition { segment: segment + 1, offset: 0 }.min(until);
+                tracing::error!(
+                    segment, offset, %problem, skipped_to = ?next,
+                    "damaged write-ahead log record; the rest of its segment is skipped"
+                );
+                self.advance(next);
+            }
+            // The files are there but could not be read now (too many open
+            // files, an I/O error): try again rather than skip.
+            Err(ReadError::Io(error)) => {
+                tracing::warn!(%error, from = ?from, "cannot read the write-ahead log back; trying again");
+                return ReadBack::Failed;
             }
         }
-        self.advance(until);
-        None
+        ReadBack::Moved
     }
+
+    /// Waits before reading the log again after a failure; true when the
+    /// deadline has passed.
+    fn wait_to_retry(&self, deadline: Instant) -> bool {
+        let left = deadline.saturating_duration_since(Instant::now());
+        std::thread::sleep(left.min(READ_BACK_RETRY));
+        Instant::now() >= deadline
+    }
+}
+
+/// What reading the log back gave.
+enum ReadBack {
+    Batch(DurableBatch),
+    /// Nothing to deliver; the position moved past what cannot be read.
+    Moved,
+    /// Reading failed; the position is unchanged.
+    Failed,
 }
 
 /// Where a record starts, from the position just past it and its bytes.
 pub(crate) fn record_start(end: WalPosition, payload: &[u8]) -> WalPosition {
     WalPosition { segment: end.segment, offset: end.offset - wal::HEADER_BYTES - payload.len() as u64 }
+}
+
+/// A consumer that is gone (dropped its feed, or its thread panicked) no
+/// longer holds the log back: ingest is not refused for its sake.
+impl Drop for DurableFeed {
+    fn drop(&mut self) {
+        self.shared.detached.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Iterator for DurableFeed {
@@ -310,7 +355,7 @@ impl Backlog {
     pub fn bytes(&self) -> u64 {
         let mut slowest: Option<WalPosition> = None;
         let mut end = WalPosition::default();
-        for (_, feed) in &self.feeds {
+        for (_, feed) in self.feeds.iter().filter(|(_, feed)| !feed.detached.load(Ordering::Relaxed)) {
             let position = *lock(&feed.position);
             slowest = Some(slowest.map_or(position, |slowest| slowest.min(position)));
             end = end.max(*lock(&feed.durable_end));
@@ -322,7 +367,7 @@ impl Backlog {
         // A consumer that has taken nothing yet stands before segment 1.
         let (segment, offset) = if slowest.segment == 0 { (1, 0) } else { (slowest.segment, slowest.offset) };
         let segments = end.segment.saturating_sub(segment);
-        (segments.saturating_mul(self.segment_bytes) + end.offset).saturating_sub(offset)
+        segments.saturating_mul(self.segment_bytes).saturating_add(end.offset).saturating_sub(offset)
     }
 
     /// Whether appends must wait: the backlog is at its limit.
@@ -503,5 +548,43 @@ mod tests {
         drain(&mut rules_feed);
         assert_eq!(backlog.bytes(), 0);
         assert!(!backlog.is_full());
+
+        // A consumer that is gone holds nothing back.
+        let end = write(&mut wal, &[&index, &rules], batch(&ids, 20, 20));
+        drain(&mut index_feed);
+        assert!(backlog.bytes() > 0);
+        drop(rules_feed);
+        assert_eq!(backlog.bytes(), 0, "up to {end:?}, the index has it all");
+    }
+
+    #[test]
+    fn a_damaged_record_skips_only_the_rest_of_its_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let ids = EventIdGenerator::new();
+        let mut wal = Wal::open(dir.path(), 1_000).unwrap().0;
+        // A queue of 0 is taken as 1; everything after the first batch is read back.
+        let (sender, mut feed) = feed(dir.path(), 0, WalPosition::default(), WalPosition::default(), false);
+        let mut ends = Vec::new();
+        for n in 0..9 {
+            ends.push(write(&mut wal, &[&sender], batch(&ids, n * 4, 4)));
+        }
+        let segments = crate::wal::list_segments(dir.path()).unwrap();
+        assert!(segments.len() >= 3, "{segments:?}");
+        // Flip a byte in the first record of the second segment.
+        let damaged = segments[1];
+        let path = dir.path().join(format!("{damaged:020}.wal"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[20] ^= 0x40;
+        std::fs::write(&path, bytes).unwrap();
+        let delivered = numbers(&drain(&mut feed));
+        let lost: Vec<u64> = ends
+            .iter()
+            .enumerate()
+            .filter(|(_, end)| end.segment == damaged)
+            .flat_map(|(n, _)| (n as u64 * 4)..(n as u64 * 4 + 4))
+            .collect();
+        assert!(!lost.is_empty());
+        let expected: Vec<u64> = (0..36).filter(|n| !lost.contains(n)).collect();
+        assert_eq!(delivered, expected, "every segment but the damaged one is read whole");
     }
 }

@@ -184,6 +184,7 @@ impl Store {
         let wal_dir = data_dir.join("wal");
         let (wal, replay_until) = Wal::open(&wal_dir, options.wal_segment_bytes)
             .map_err(|source| StoreError::io("open the write-ahead log in", &wal_dir, source))?;
+        let consumer_from = consumer_start(&wal_dir, consumer_from, replay_until);
 
         let ids = Arc::new(EventIdGenerator::new());
         if let Some(max) = searcher.max_id()? {
@@ -471,6 +472,27 @@ impl WalThread {
                 }
             }
         }
+    }
+}
+
+/// Where the consumer resumes, within the log as it is. A position before
+/// the oldest segment is that segment's start; one past the log's end (the
+/// log was reset while the alerts were kept) is the end, with a warning, so
+/// that new batches still reach the consumer.
+fn consumer_start(wal_dir: &Path, from: WalPosition, until: WalPosition) -> WalPosition {
+    if from > until {
+        tracing::warn!(
+            checkpoint = ?from, log_end = ?until,
+            "the rules' checkpoint is past the end of the write-ahead log (was the log reset?); matching resumes at the log's end"
+        );
+        return until;
+    }
+    match wal::list_segments(wal_dir) {
+        Ok(segments) => match segments.first() {
+            Some(&first) if from.segment < first => WalPosition { segment: first, offset: 0 },
+            _ => from,
+        },
+        Err(_) => from,
     }
 }
 
@@ -786,5 +808,26 @@ impl IndexThread {
                 Err(error) => tracing::error!(%error, "retention cannot drop a partition"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_consumer_resumes_within_the_log_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        for segment in [57, 58] {
+            std::fs::write(dir.path().join(format!("{segment:020}.wal")), b"").unwrap();
+        }
+        let at = |segment, offset| WalPosition { segment, offset };
+        let end = at(58, 4_000);
+        // Never consumed, or consumed up to a segment deleted since: the oldest segment's start.
+        assert_eq!(consumer_start(dir.path(), at(0, 0), end), at(57, 0));
+        assert_eq!(consumer_start(dir.path(), at(12, 900), end), at(57, 0));
+        assert_eq!(consumer_start(dir.path(), at(57, 300), end), at(57, 300));
+        // Past the end (the log was reset, the alerts kept): the end.
+        assert_eq!(consumer_start(dir.path(), at(90, 10), end), end);
     }
 }

@@ -38,6 +38,9 @@ pub struct Wal {
     segment: u64,
     len: u64,
     segment_bytes: u64,
+    /// A failed write could not be cut back off the segment: the next
+    /// append starts a new one, so positions always match the file.
+    roll: bool,
 }
 
 fn segment_path(dir: &Path, segment: u64) -> PathBuf {
@@ -83,7 +86,7 @@ impl Wal {
         }
         let segment = segments.last().map_or(1, |last| last + 1);
         let file = create_segment(dir, segment)?;
-        Ok((Wal { dir: dir.to_owned(), file, segment, len: 0, segment_bytes }, end))
+        Ok((Wal { dir: dir.to_owned(), file, segment, len: 0, segment_bytes, roll: false }, end))
     }
 
     /// Appends events and makes them durable; returns the position past the last.
@@ -101,10 +104,11 @@ impl Wal {
         &mut self,
         payloads: impl IntoIterator<Item = &'p [u8]>,
     ) -> io::Result<Vec<WalPosition>> {
-        if self.len >= self.segment_bytes {
+        if self.len >= self.segment_bytes || self.roll {
             self.file = create_segment(&self.dir, self.segment + 1)?;
             self.segment += 1;
             self.len = 0;
+            self.roll = false;
         }
         let mut buffer = Vec::new();
         let mut positions = Vec::new();
@@ -121,8 +125,13 @@ impl Wal {
         let written = self.file.write_all(&buffer).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
             // Cut back whatever part of the group reached the file, so the
-            // next append starts on a record boundary.
-            let _ = self.file.set_len(self.len);
+            // next append starts on a record boundary; if even that fails,
+            // the next append starts a new segment (readers stop at the last
+            // acknowledged record, and replay skips the unreadable tail).
+            if let Err(cut) = self.file.set_len(self.len).and_then(|()| self.file.sync_data()) {
+                tracing::error!(%cut, segment = self.segment, "cannot cut a failed write off the write-ahead log; starting a new segment");
+                self.roll = true;
+            }
             return Err(error);
         }
         self.len += buffer.len() as u64;
@@ -271,6 +280,17 @@ pub fn replay(
     Ok(replayed)
 }
 
+/// Why the log could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// Opening or reading a segment failed: worth trying again.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+    /// A record is damaged: the rest of its segment cannot be read.
+    #[error("segment {segment} at offset {offset}: {problem}")]
+    Damaged { segment: u64, offset: u64, problem: String },
+}
+
 /// Reads at most `max_events` events after `from`, none past `until`,
 /// calling `visit` with each event, its record's bytes and the position past
 /// it; returns the position reached. Unlike [`replay`], it reads while the
@@ -282,7 +302,7 @@ pub fn read_range(
     until: WalPosition,
     max_events: usize,
     visit: &mut dyn FnMut(Event, Vec<u8>, WalPosition),
-) -> io::Result<WalPosition> {
+) -> Result<WalPosition, ReadError> {
     let mut position = from;
     let mut read = 0;
     while position < until && read < max_events {
@@ -295,12 +315,23 @@ pub fn read_range(
                     offset: position.offset,
                 })
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => None,
-            Err(error) => return Err(error),
+            // Segment 0 never exists: it is where a consumer that has read
+            // nothing stands.
+            Err(error) if error.kind() == io::ErrorKind::NotFound && position.segment == 0 => None,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                tracing::error!(segment = %path.display(), "a write-ahead log segment is missing; its events are skipped");
+                None
+            }
+            Err(error) => return Err(error.into()),
         };
         while let Some(reader) = reader.as_mut()
             && read < max_events
         {
+            let damaged = |problem: String| ReadError::Damaged {
+                segment: position.segment,
+                offset: position.offset,
+                problem,
+            };
             match reader.next_record() {
                 None => break,
                 Some(Ok((offset, payload))) => {
@@ -308,30 +339,29 @@ pub fn read_range(
                     if next > until {
                         return Ok(position);
                     }
-                    let event = serde_json::from_slice::<Event>(&payload).map_err(|error| {
-                        io::Error::other(format!("{} at offset {}: {error}", path.display(), position.offset))
-                    })?;
+                    let event = serde_json::from_slice::<Event>(&payload)
+                        .map_err(|error| damaged(format!("record is not an event: {error}")))?;
                     visit(event, payload, next);
                     position = next;
                     read += 1;
                 }
-                Some(Err(error)) => {
-                    return Err(io::Error::other(format!(
-                        "{} at offset {}: {error}",
-                        path.display(),
-                        position.offset
-                    )));
-                }
+                Some(Err(RecordError::Io(error))) => return Err(error.into()),
+                Some(Err(error)) => return Err(damaged(error.to_string())),
             }
         }
         if read >= max_events || position.segment >= until.segment {
             break;
         }
         // This segment is over (the log moved on to a later one): go on to the next.
-        let next = list_segments(dir)?.into_iter().find(|segment| *segment > position.segment);
-        match next {
+        match list_segments(dir)?.into_iter().find(|segment| *segment > position.segment) {
             Some(segment) if segment <= until.segment => position = WalPosition { segment, offset: 0 },
-            _ => return Err(io::Error::other(format!("segment {} is missing", position.segment + 1))),
+            _ => {
+                return Err(ReadError::Damaged {
+                    segment: position.segment + 1,
+                    offset: 0,
+                    problem: "no segment holds the rest of the log".into(),
+                });
+            }
         }
     }
     Ok(position)
@@ -424,7 +454,8 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let file = OpenOptions::new().append(true).open(full).unwrap();
-        let mut wal = Wal { dir: dir.path().to_owned(), file, segment: 1, len: 0, segment_bytes: 1 << 20 };
+        let mut wal =
+            Wal { dir: dir.path().to_owned(), file, segment: 1, len: 0, segment_bytes: 1 << 20, roll: false };
         let error = wal.append(&events(3)).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(28), "ENOSPC: {error}");
         assert_eq!(wal.len, 0, "nothing counted as written");
