@@ -100,37 +100,45 @@ fn consume(
         }
         let checkpoint = serde_json::to_string(&end).unwrap_or_default();
         let rules_commit = status.origin.commit();
-        match alerts.record(
-            &matches,
-            RecordContext { checkpoint: &checkpoint, rules_commit: rules_commit.as_deref() },
-        ) {
-            Ok(outcome) => {
-                if outcome.new_alerts > 0 {
-                    tracing::info!(
-                        new_alerts = outcome.new_alerts,
-                        updated = outcome.updated_alerts,
-                        "alerts raised"
-                    );
+        let context = RecordContext { checkpoint: &checkpoint, rules_commit: rules_commit.as_deref() };
+        // The matches are recorded before anything after them: a failure is
+        // tried again, never skipped (a later group's checkpoint would move
+        // past it). Meanwhile the log keeps the batches, and once its backlog
+        // is full, ingest answers 503.
+        let outcome = loop {
+            match alerts.record(&matches, context) {
+                Ok(outcome) => break outcome,
+                Err(error) if store.is_stopping() => {
+                    tracing::error!(%error, "cannot record alerts while stopping; they are matched again on the next start");
+                    return;
                 }
-                store.mark_consumed(end);
-                if let Some(notifier) = notifier {
-                    for id in &outcome.new_alert_ids {
-                        match alerts.get(*id) {
-                            Ok(alert) => notifier.notify(&alert),
-                            Err(error) => {
-                                tracing::error!(%error, alert = id, "cannot read a new alert to notify")
-                            }
-                        }
-                    }
+                Err(error) => {
+                    tracing::error!(%error, "cannot record alerts; trying again in {RECORD_RETRY:?}");
+                    std::thread::sleep(RECORD_RETRY);
                 }
             }
-            // The batch stays in the log; the next start matches it again.
-            Err(error) => {
-                tracing::error!(%error, "cannot record alerts; they will be raised again on restart")
+        };
+        if outcome.new_alerts > 0 {
+            tracing::info!(
+                new_alerts = outcome.new_alerts,
+                updated = outcome.updated_alerts,
+                "alerts raised"
+            );
+        }
+        store.mark_consumed(end);
+        if let Some(notifier) = notifier {
+            for id in &outcome.new_alert_ids {
+                match alerts.get(*id) {
+                    Ok(alert) => notifier.notify(&alert),
+                    Err(error) => tracing::error!(%error, alert = id, "cannot read a new alert to notify"),
+                }
             }
         }
     }
 }
+
+/// How long the rules consumer waits before recording alerts again after a failure.
+const RECORD_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Store options from the configuration.
 pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOptions {
@@ -147,5 +155,96 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         retention_max_age: config.retention.max_age,
         retention_max_bytes: config.retention.max_bytes,
         retention_check_interval: config.retention.check_interval,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+
+    use serde_json::json;
+    use vigil_rules::{
+        Alert, AlertError, AlertStatus, AlertUpdate, RecordOutcome, RuleSet, RuleSource, RulesOrigin,
+    };
+
+    use super::*;
+
+    /// An alert store whose first recordings fail, like a full disk.
+    struct Flaky {
+        inner: SqliteAlertStore,
+        failures: AtomicUsize,
+    }
+
+    impl AlertStore for Flaky {
+        fn record(
+            &self,
+            matches: &[(RuleMatch, &Event)],
+            context: RecordContext<'_>,
+        ) -> Result<RecordOutcome, AlertError> {
+            if self
+                .failures
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| left.checked_sub(1))
+                .is_ok()
+            {
+                return Err(AlertError::Storage("database or disk is full".into()));
+            }
+            self.inner.record(matches, context)
+        }
+        fn checkpoint(&self) -> Result<Option<String>, AlertError> {
+            self.inner.checkpoint()
+        }
+        fn list(&self, status: Option<AlertStatus>, limit: usize) -> Result<Vec<Alert>, AlertError> {
+            self.inner.list(status, limit)
+        }
+        fn get(&self, id: i64) -> Result<Alert, AlertError> {
+            self.inner.get(id)
+        }
+        fn update(&self, id: i64, update: &AlertUpdate) -> Result<Alert, AlertError> {
+            self.inner.update(id, update)
+        }
+    }
+
+    #[test]
+    fn alerts_that_cannot_be_recorded_are_tried_again_and_never_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, durable) = Store::open(&StoreOptions::new(dir.path()), WalPosition::default()).unwrap();
+        let store = Arc::new(store);
+        let rules =
+            LiveRules::new(Arc::new(RuleSet::load(&[RuleSource::Builtin]).unwrap()), RulesOrigin::default());
+        let alerts = Arc::new(Flaky {
+            inner: SqliteAlertStore::open(Path::new(":memory:")).unwrap(),
+            failures: AtomicUsize::new(2),
+        });
+        let consumer = std::thread::spawn({
+            let (store, alerts) = (store.clone(), alerts.clone());
+            move || consume(durable, &rules, alerts.as_ref(), &store, None)
+        });
+        let exec = json!({
+            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": "a-1",
+            "stage": "ResponseStarted", "verb": "create",
+            "requestURI": "/api/v1/namespaces/shop/pods/web/exec?command=sh",
+            "user": {"username": "mallory", "groups": ["system:authenticated"]}, "sourceIPs": ["10.0.0.9"],
+            "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "shop", "name": "web"},
+            "responseStatus": {"code": 101}, "requestReceivedTimestamp": chrono::Utc::now().to_rfc3339(),
+        });
+        let event = vigil_ingest::k8s_audit::normalize(
+            store.ids().next(),
+            chrono::Utc::now(),
+            exec,
+            &vigil_ingest::k8s_audit::Context::default(),
+        )
+        .unwrap();
+        let end = store.append_blocking(vec![event]).unwrap();
+
+        let started = Instant::now();
+        while alerts.list(None, 10).unwrap().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(20), "the alert was never recorded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(alerts.failures.load(Ordering::SeqCst), 0, "both failures were met");
+        assert_eq!(alerts.checkpoint().unwrap(), Some(serde_json::to_string(&end).unwrap()));
+        store.shutdown();
+        consumer.join().unwrap();
     }
 }

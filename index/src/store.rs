@@ -335,6 +335,11 @@ impl Store {
         *consumed = (*consumed).max(position);
     }
 
+    /// Whether [`Store::shutdown`] has begun: nothing more is accepted.
+    pub fn is_stopping(&self) -> bool {
+        self.wal_sender.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).is_none()
+    }
+
     /// Where the index's last commit stands in the log.
     pub fn index_position(&self) -> WalPosition {
         *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
