@@ -445,10 +445,10 @@ mod tests {
         assert!(batches.windows(2).all(|pair| pair[0].end < pair[1].end));
 
         // Caught up: the queue carries the next batches again.
-        let spilled = feed.read_back_batches();
+        let read_back = feed.read_back_batches();
         write(&mut wal, &[&sender], batch(&ids, 70, 3));
         assert_eq!(numbers(&drain(&mut feed)), vec![70, 71, 72]);
-        assert_eq!(feed.read_back_batches(), spilled);
+        assert_eq!(feed.read_back_batches(), read_back);
     }
 
     #[test]
