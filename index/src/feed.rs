@@ -156,61 +156,57 @@ impl DurableFeed {
                     }
                 },
             };
-            if let Some(batch) = next {
-                if batch.end <= self.position {
-                    // Already read back from the log.
-                    continue;
-                }
-                if batch.start == self.position {
-                    return Ok(self.took(batch));
-                }
-                // Batches before this one were left in the log: read them
-                // first. Or it was partly read back already (the queue was
-                // empty when the rest was read): the log has the rest of it.
-                let until = if batch.start > self.position {
-                    let start = batch.start;
-                    self.pending = Some(batch);
-                    start
-                } else {
-                    batch.end
-                };
-                match self.read_back(until) {
-                    ReadBack::Batch(read) => return Ok(read),
-                    ReadBack::Moved => {}
-                    ReadBack::Failed if self.wait_to_retry(deadline) => {
-                        return Err(RecvTimeoutError::Timeout);
+            let until = match next {
+                Some(batch) => {
+                    if batch.end <= self.position {
+                        // Already read back from the log.
+                        continue;
                     }
-                    ReadBack::Failed => {}
-                }
-                continue;
-            }
-            // The queue is empty: batches at the end may have been left in
-            // the log.
-            let durable_end = *lock(&self.shared.durable_end);
-            if durable_end > self.position {
-                match self.read_back(durable_end) {
-                    ReadBack::Batch(read) => return Ok(read),
-                    ReadBack::Moved => {}
-                    ReadBack::Failed if self.wait_to_retry(deadline) => {
-                        return Err(RecvTimeoutError::Timeout);
+                    if batch.start == self.position {
+                        return Ok(self.took(batch));
                     }
-                    ReadBack::Failed => {}
+                    // Batches before this one were left in the log: read
+                    // them first. Or it was partly read back already (the
+                    // queue was empty when the rest was read): the log has
+                    // the rest of it.
+                    if batch.start > self.position {
+                        let start = batch.start;
+                        self.pending = Some(batch);
+                        start
+                    } else {
+                        batch.end
+                    }
                 }
-                continue;
-            }
-            if self.closed {
-                return Err(RecvTimeoutError::Disconnected);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(RecvTimeoutError::Timeout);
-            }
-            // Only an empty queue waits here, and a batch is left in the log
-            // only when the queue is full, so no batch is missed meanwhile.
-            match self.receiver.recv_timeout(left) {
-                Ok(batch) => self.pending = Some(batch),
-                Err(RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
-                Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                None => {
+                    // The queue is empty: batches at the end may have been
+                    // left in the log.
+                    let durable_end = *lock(&self.shared.durable_end);
+                    if durable_end <= self.position {
+                        if self.closed {
+                            return Err(RecvTimeoutError::Disconnected);
+                        }
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            return Err(RecvTimeoutError::Timeout);
+                        }
+                        // Only an empty queue waits here, and a batch is left
+                        // in the log only when the queue is full, so no batch
+                        // is missed meanwhile.
+                        match self.receiver.recv_timeout(left) {
+                            Ok(batch) => self.pending = Some(batch),
+                            Err(RecvTimeoutError::Timeout) => return Err(RecvTimeoutError::Timeout),
+                            Err(RecvTimeoutError::Disconnected) => self.closed = true,
+                        }
+                        continue;
+                    }
+                    durable_end
+                }
+            };
+            match self.read_back(until) {
+                ReadBack::Batch(read) => return Ok(read),
+                ReadBack::Moved => {}
+                ReadBack::Failed if self.wait_to_retry(deadline) => return Err(RecvTimeoutError::Timeout),
+                ReadBack::Failed => {}
             }
         }
     }
