@@ -5,7 +5,7 @@
 //! |--------------------|----------------------------------------|------------------------------------|
 //! | `_ts`              | `@timestamp`                           | date (ns), fast                    |
 //! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order, and lookup by id) |
-//! | `_doc`             | the whole event as JSON                | stored only (lz4 doc store)        |
+//! | `_doc`             | the event's record ([`vigil_schema::record`]) | stored only (zstd doc store)  |
 //! | `_all`             | every string of the event              | words, with positions              |
 //! | `_orig`            | the original event                     | JSON paths, lower-cased exact terms |
 //! | `_extra`           | schema fields outside the fixed list   | JSON paths, lower-cased exact terms |
@@ -127,11 +127,11 @@ impl DocSchema {
     /// The tantivy document of an event.
     pub fn to_document(&self, event: &Event) -> TantivyDocument {
         // Serializing a Value-based struct cannot fail.
-        let stored = serde_json::to_vec(event).unwrap_or_default();
+        let stored = vigil_schema::record::encode(event).unwrap_or_default();
         self.to_document_with_stored(event, &stored)
     }
 
-    /// The tantivy document of an event whose JSON is already at hand.
+    /// The tantivy document of an event whose record is already at hand.
     pub fn to_document_with_stored(&self, event: &Event, stored: &[u8]) -> TantivyDocument {
         let mut document = TantivyDocument::new();
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));

@@ -397,7 +397,8 @@ mod tests {
     }
 
     fn append(wal: &mut Wal, events: Vec<Event>) -> DurableBatch {
-        let stored: Vec<Vec<u8>> = events.iter().map(|event| serde_json::to_vec(event).unwrap()).collect();
+        let stored: Vec<Vec<u8>> =
+            events.iter().map(|event| vigil_schema::record::encode(event).unwrap()).collect();
         let positions = wal.append_payloads(stored.iter().map(Vec::as_slice)).unwrap();
         let (start, end) = (record_start(positions[0], &stored[0]), *positions.last().unwrap());
         DurableBatch { events: Arc::new(events), end, start, stored: Some(stored) }
@@ -435,7 +436,7 @@ mod tests {
         for batch in &batches {
             let stored = batch.stored.as_ref().expect("the index's feed keeps the stored JSON");
             let again: Vec<Vec<u8>> =
-                batch.events.iter().map(|event| serde_json::to_vec(event).unwrap()).collect();
+                batch.events.iter().map(|event| vigil_schema::record::encode(event).unwrap()).collect();
             assert_eq!(stored, &again);
         }
         assert!(batches.windows(2).all(|pair| pair[0].end < pair[1].end));

@@ -356,7 +356,7 @@ impl Searcher {
     fn decode(&self, document: &TantivyDocument) -> Result<Event, StoreError> {
         let bytes =
             document.get_first(self.schema.doc).and_then(|value| value.as_bytes()).unwrap_or_default();
-        serde_json::from_slice(bytes)
+        vigil_schema::record::decode(bytes)
             .map_err(|error| StoreError::Corrupt { message: format!("stored event: {error}") })
     }
 }

@@ -432,7 +432,7 @@ impl WalThread {
             let mut payloads: Vec<Vec<Vec<u8>>> = Vec::with_capacity(group.len());
             let mut unserializable = None;
             for WalMsg::Append { events, .. } in &group {
-                match events.iter().map(serde_json::to_vec).collect::<Result<Vec<_>, _>>() {
+                match events.iter().map(vigil_schema::record::encode).collect::<Result<Vec<_>, _>>() {
                     Ok(batch) => payloads.push(batch),
                     Err(error) => unserializable = Some(error.to_string()),
                 }

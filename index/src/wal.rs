@@ -2,7 +2,7 @@
 //! checksummed records, one record per event.
 //!
 //! ```text
-//! wal/00000000000000000001.wal:  [len: u32 LE][crc32: u32 LE][event as JSON] ...
+//! wal/00000000000000000001.wal:  [len: u32 LE][crc32: u32 LE][event record (vigil_schema::record)] ...
 //! ```
 //!
 //! An append writes a whole group of batches and fsyncs once (group commit);
@@ -91,13 +91,16 @@ impl Wal {
 
     /// Appends events and makes them durable; returns the position past the last.
     pub fn append<'e>(&mut self, events: impl IntoIterator<Item = &'e Event>) -> io::Result<WalPosition> {
-        let payloads: Vec<Vec<u8>> =
-            events.into_iter().map(serde_json::to_vec).collect::<Result<_, _>>().map_err(io::Error::other)?;
+        let payloads: Vec<Vec<u8>> = events
+            .into_iter()
+            .map(vigil_schema::record::encode)
+            .collect::<Result<_, _>>()
+            .map_err(io::Error::other)?;
         let positions = self.append_payloads(payloads.iter().map(Vec::as_slice))?;
         Ok(positions.last().copied().unwrap_or(WalPosition { segment: self.segment, offset: self.len }))
     }
 
-    /// Appends events already serialized as JSON (the store serializes each
+    /// Appends events already encoded as records (the store serializes each
     /// event once, for the log and for the index's stored copy), makes them
     /// durable, and returns the position just past each record.
     pub fn append_payloads<'p>(
@@ -259,7 +262,7 @@ pub fn replay(
         let mut reader = SegmentReader::open(&path, start)?;
         while let Some(record) = reader.next_record() {
             match record.and_then(|(offset, payload)| {
-                serde_json::from_slice::<Event>(&payload)
+                vigil_schema::record::decode(&payload)
                     .map(|event| (offset, event))
                     .map_err(RecordError::Decode)
             }) {
@@ -339,7 +342,7 @@ pub fn read_range(
                     if next > until {
                         return Ok(position);
                     }
-                    let event = serde_json::from_slice::<Event>(&payload)
+                    let event = vigil_schema::record::decode(&payload)
                         .map_err(|error| damaged(format!("record is not an event: {error}")))?;
                     visit(event, payload, next);
                     position = next;

@@ -22,6 +22,7 @@
 
 pub mod fields;
 mod id;
+pub mod record;
 mod sink;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -105,9 +106,7 @@ pub fn lookup_dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     if let Some(found) = object.get(path) {
         return Some(found);
     }
-    let mut split_points: Vec<usize> = path.match_indices('.').map(|(at, _)| at).collect();
-    split_points.reverse();
-    for at in split_points {
+    for (at, _) in path.rmatch_indices('.') {
         let (head, rest) = (&path[..at], &path[at + 1..]);
         if let Some(child) = object.get(head)
             && let Some(found) = lookup_dotted(child, rest)
