@@ -1,8 +1,11 @@
 //! Ranges on number and address fields. Each segment picks its way: the
-//! inverted index when few distinct values fall in the range (a status
-//! class, a /24: a handful of postings lists, which skip straight to the
-//! documents an intersection asks for), the fast column when many do (a /8
-//! over every address: one scan beats a union of thousands of lists).
+//! inverted index when few distinct values, held by few documents, fall in
+//! the range (a rare status class, a /24: a handful of postings lists, which
+//! skip straight to the documents an intersection asks for); the fast column
+//! when many values do (a /8 over every address: one scan beats a union of
+//! thousands of lists), or when most documents match (`[200 TO 299]`: an
+//! intersection led by a rarer term checks each of its documents' values
+//! in the column, where a union of postings would walk them all).
 
 use std::ops::Bound;
 
@@ -14,6 +17,9 @@ use tantivy::{DocId, Score, SegmentReader, Term};
 
 /// Distinct values in range up to which a segment reads their postings.
 const MAX_POSTINGS_TERMS: usize = 256;
+/// The share of a segment's documents (one in this many) past which a
+/// range is dense and read from the column.
+const DENSE_ONE_IN: u64 = 8;
 
 /// A range over an indexed, fast number or IP field.
 #[derive(Debug, Clone)]
@@ -55,7 +61,8 @@ struct NumericRangeWeight {
 }
 
 impl NumericRangeWeight {
-    /// The postings when the segment holds few values in range, else the column.
+    /// The postings when the segment holds few values in range, on few
+    /// documents; else the column.
     fn pick(&self, reader: &SegmentReader) -> tantivy::Result<&dyn Weight> {
         let index = reader.inverted_index(self.field)?;
         let mut range = index.terms().range();
@@ -70,12 +77,16 @@ impl NumericRangeWeight {
             Bound::Unbounded => range,
         };
         let mut terms = range.into_stream()?;
-        let mut count = 0;
+        let (mut count, mut documents) = (0, 0u64);
         while terms.advance() {
             count += 1;
+            documents += u64::from(terms.value().doc_freq);
             if count > MAX_POSTINGS_TERMS {
                 return Ok(self.column.as_ref());
             }
+        }
+        if documents * DENSE_ONE_IN > u64::from(reader.max_doc()) {
+            return Ok(self.column.as_ref());
         }
         Ok(self.postings.as_ref())
     }
