@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, Weight};
 use tantivy::schema::Value as _;
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
@@ -14,12 +14,19 @@ use vigil_schema::{Event, EventId};
 
 use crate::compile::{CompileError, Compiler};
 use crate::doc::{DocSchema, to_tantivy_time};
+use crate::parallel;
 use crate::partition::{Partition, Partitions};
 use crate::query::Query;
 use crate::{StoreError, StoreErrorKind};
 
 /// The largest `limit` a search accepts.
 pub const MAX_LIMIT: usize = 10_000;
+/// Documents a collecting thread is worth: fewer, and a search's segments
+/// are all collected on its own thread. (The crate's tests split the
+/// smallest searches, so that every search test runs the threaded path.)
+const DOCUMENTS_PER_THREAD: u64 = if cfg!(test) { 1 } else { 100_000 };
+/// Hits a reading thread is worth.
+const HITS_PER_THREAD: u64 = if cfg!(test) { 1 } else { 16 };
 
 /// A search: a parsed query, an optional time range (`from` inclusive, `to`
 /// exclusive), how many hits to return, in which order, and where the
@@ -152,26 +159,45 @@ impl Snapshot {
         Snapshot { searchers, segments }
     }
 
-    /// Runs a collector over every segment of every partition.
+    /// Runs a collector over every segment of every partition, the
+    /// segments dealt over a few threads when there are many documents.
     pub fn collect<C: Collector>(
         &self,
         query: &dyn TantivyQuery,
         collector: &C,
     ) -> tantivy::Result<C::Fruit> {
-        let mut fruits = Vec::with_capacity(self.segments.len());
-        let mut global = 0u32;
+        let mut weights = Vec::with_capacity(self.searchers.len());
         for searcher in &self.searchers {
             let scoring = if collector.requires_scoring() {
                 EnableScoring::enabled_from_searcher(searcher)
             } else {
                 EnableScoring::disabled_from_searcher(searcher)
             };
-            let weight = query.weight(scoring)?;
-            for segment in searcher.segment_readers() {
-                fruits.push(collector.collect_segment(weight.as_ref(), global, segment)?);
-                global += 1;
-            }
+            weights.push(query.weight(scoring)?);
         }
+        let segments: Vec<(u32, &SegmentReader, &dyn Weight)> = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(global, &(which, local))| {
+                let segment = &self.searchers[which].segment_readers()[local as usize];
+                (global as u32, segment, weights[which].as_ref())
+            })
+            .collect();
+        let count = segments.len();
+        let documents: u64 = segments.iter().map(|(_, segment, _)| u64::from(segment.max_doc())).sum();
+        let threads = parallel::threads_for(documents, DOCUMENTS_PER_THREAD).min(count);
+        let groups =
+            parallel::deal_by_cost(segments, threads, |(_, segment, _)| u64::from(segment.max_doc()));
+        let parts = parallel::map(groups, |group| {
+            group
+                .into_iter()
+                .map(|(index, (global, segment, weight))| {
+                    (index, collector.collect_segment(weight, global, segment))
+                })
+                .collect()
+        });
+        let fruits = parallel::in_order(parts, count).into_iter().collect::<tantivy::Result<Vec<_>>>()?;
         collector.merge_fruits(fruits)
     }
 
@@ -239,10 +265,8 @@ impl Searcher {
             }
         };
         let more = top_docs.len() > limit;
-        let mut hits = Vec::with_capacity(top_docs.len().min(limit));
-        for (_, address) in top_docs.into_iter().take(limit) {
-            hits.push(self.decode(&snapshot.doc(address)?)?);
-        }
+        let addresses = top_docs.into_iter().take(limit).map(|(_, address)| address).collect();
+        let hits = self.fetch(&snapshot, addresses)?;
         let next_cursor = if more { hits.last().map(Cursor::after) } else { None };
         Ok(SearchResult { total, hits, next_cursor })
     }
@@ -351,6 +375,34 @@ impl Searcher {
         };
         let range = RangeQuery::new(bound(request.from, true), bound(request.to, false));
         Ok(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(range))])))
+    }
+
+    /// The events at these addresses, in their order. Many are read on a
+    /// few threads, each taking a run of neighbouring addresses (hits in one
+    /// doc store block are read by one thread, which decompresses it once).
+    fn fetch(&self, snapshot: &Snapshot, addresses: Vec<DocAddress>) -> Result<Vec<Event>, StoreError> {
+        let count = addresses.len();
+        let threads = parallel::threads_for(count as u64, HITS_PER_THREAD);
+        let mut sorted: Vec<(usize, DocAddress)> = addresses.into_iter().enumerate().collect();
+        sorted.sort_by_key(|(_, address)| (address.segment_ord, address.doc_id));
+        let mut runs = Vec::with_capacity(threads);
+        let run_length = count.div_ceil(threads).max(1);
+        while !sorted.is_empty() {
+            let rest = sorted.split_off(run_length.min(sorted.len()));
+            runs.push(std::mem::replace(&mut sorted, rest));
+        }
+        let parts = parallel::map(runs, |run| {
+            run.into_iter()
+                .map(|(index, address)| {
+                    let event = snapshot
+                        .doc(address)
+                        .map_err(StoreError::from)
+                        .and_then(|document| self.decode(&document));
+                    (index, event)
+                })
+                .collect()
+        });
+        parallel::in_order(parts, count).into_iter().collect()
     }
 
     fn decode(&self, document: &TantivyDocument) -> Result<Event, StoreError> {
