@@ -4,6 +4,8 @@
 //! matching event, nothing is sampled.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::net::Ipv6Addr;
 
 use chrono::{DateTime, Duration, Utc};
@@ -153,18 +155,25 @@ impl Searcher {
                 ),
             });
         }
-        let counts = snapshot.collect(query.as_ref(), &BucketCounter { interval_nanos })?;
-        let mut buckets = Vec::with_capacity((last - first + 1) as usize);
+        let len = (last - first + 1) as usize;
+        let counter = BucketCounter {
+            first: first as i64,
+            len,
+            // Past i64 (292 years), every time falls in the same bucket as
+            // with the real interval: 0, or -1 before 1970.
+            interval_nanos: interval_nanos.min(i64::MAX as i128) as i64,
+        };
+        let (counts, outside) = snapshot.collect(query.as_ref(), &counter)?;
+        // Events outside [from, to) cannot match (the range is part of the
+        // query), so the buckets hold every matching event.
+        debug_assert_eq!(outside, 0);
+        let mut buckets = Vec::with_capacity(len);
         let mut total = 0;
-        for index in first..=last {
-            let count = counts.get(&index).copied().unwrap_or(0);
+        for (index, count) in (first..=last).zip(counts) {
             total += count;
             let start_nanos = (index * interval_nanos).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
             buckets.push(Bucket { start: DateTime::from_timestamp_nanos(start_nanos), count });
         }
-        // Events outside [from, to) cannot match (the range is part of the
-        // query), so the buckets hold every matching event.
-        debug_assert_eq!(total, counts.values().sum::<u64>());
         Ok(Histogram { interval: describe_interval(interval), buckets, total })
     }
 
@@ -341,11 +350,54 @@ struct ValueCounter {
     source: ValueSource,
 }
 
+/// Distinct strings in a segment up to which their counts are a vector
+/// indexed by term ordinal (8 MiB at most), not a map.
+const DENSE_ORDINALS: usize = 1 << 20;
+
 enum SegmentValues {
-    Str { column: StrColumn, counts: HashMap<u64, u64> },
-    Long { column: Column<i64>, counts: HashMap<i64, u64> },
-    Ip { column: Column<Ipv6Addr>, counts: HashMap<Ipv6Addr, u64> },
+    Str { column: StrColumn, counts: OrdinalCounts },
+    Long { column: Column<i64>, counts: FxHashMap<i64, u64> },
+    Ip { column: Column<Ipv6Addr>, counts: FxHashMap<Ipv6Addr, u64> },
     Absent,
+}
+
+/// Counts per term ordinal of a string column.
+enum OrdinalCounts {
+    Dense(Vec<u64>),
+    Sparse(FxHashMap<u64, u64>),
+}
+
+impl OrdinalCounts {
+    fn for_terms(terms: usize) -> OrdinalCounts {
+        if terms <= DENSE_ORDINALS {
+            OrdinalCounts::Dense(vec![0; terms])
+        } else {
+            OrdinalCounts::Sparse(FxHashMap::default())
+        }
+    }
+
+    fn add(&mut self, ord: u64) {
+        match self {
+            OrdinalCounts::Dense(counts) => {
+                if let Some(count) = usize::try_from(ord).ok().and_then(|ord| counts.get_mut(ord)) {
+                    *count += 1;
+                }
+            }
+            OrdinalCounts::Sparse(counts) => *counts.entry(ord).or_default() += 1,
+        }
+    }
+
+    fn into_counted(self) -> Vec<(u64, u64)> {
+        match self {
+            OrdinalCounts::Dense(counts) => counts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, count)| *count > 0)
+                .map(|(ord, count)| (ord as u64, count))
+                .collect(),
+            OrdinalCounts::Sparse(counts) => counts.into_iter().collect(),
+        }
+    }
 }
 
 struct ValueCounterSegment {
@@ -361,15 +413,18 @@ impl Collector for ValueCounter {
         let fast = reader.fast_fields();
         let values = match &self.source {
             ValueSource::Str(name) => match fast.str(name)? {
-                Some(column) => SegmentValues::Str { column, counts: HashMap::new() },
+                Some(column) => {
+                    let counts = OrdinalCounts::for_terms(column.num_terms());
+                    SegmentValues::Str { column, counts }
+                }
                 None => SegmentValues::Absent,
             },
             ValueSource::Long(name) => match fast.column_opt::<i64>(name)? {
-                Some(column) => SegmentValues::Long { column, counts: HashMap::new() },
+                Some(column) => SegmentValues::Long { column, counts: FxHashMap::default() },
                 None => SegmentValues::Absent,
             },
             ValueSource::Ip(name) => match fast.column_opt::<Ipv6Addr>(name)? {
-                Some(column) => SegmentValues::Ip { column, counts: HashMap::new() },
+                Some(column) => SegmentValues::Ip { column, counts: FxHashMap::default() },
                 None => SegmentValues::Absent,
             },
         };
@@ -404,7 +459,7 @@ impl SegmentCollector for ValueCounterSegment {
         match &mut self.values {
             SegmentValues::Str { column, counts } => {
                 for ord in column.term_ords(doc) {
-                    *counts.entry(ord).or_default() += 1;
+                    counts.add(ord);
                     any = true;
                 }
             }
@@ -432,7 +487,7 @@ impl SegmentCollector for ValueCounterSegment {
         match self.values {
             SegmentValues::Str { column, counts } => {
                 let mut text = String::new();
-                for (ord, count) in counts {
+                for (ord, count) in counts.into_counted() {
                     text.clear();
                     if column.ord_to_str(ord, &mut text).unwrap_or(false) {
                         *out.entry(serde_json::Value::String(text.clone())).or_default() += count;
@@ -459,19 +514,26 @@ impl SegmentCollector for ValueCounterSegment {
     }
 }
 
-/// Counts matching events per bucket of `_ts`.
+/// Counts matching events per bucket of `_ts`: buckets `first ..
+/// first + len` of `interval_nanos` each, counted in a vector (no hashing
+/// per event), with the events outside them (none, when the query holds
+/// the range).
 struct BucketCounter {
-    interval_nanos: i128,
+    first: i64,
+    len: usize,
+    interval_nanos: i64,
 }
 
 struct BucketCounterSegment {
     column: Option<Column<tantivy::DateTime>>,
-    interval_nanos: i128,
-    counts: HashMap<i128, u64>,
+    first: i64,
+    interval_nanos: i64,
+    counts: Vec<u64>,
+    outside: u64,
 }
 
 impl Collector for BucketCounter {
-    type Fruit = HashMap<i128, u64>;
+    type Fruit = (Vec<u64>, u64);
     type Child = BucketCounterSegment;
 
     fn for_segment(
@@ -479,37 +541,45 @@ impl Collector for BucketCounter {
         _: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<BucketCounterSegment> {
-        let column = reader.fast_fields().column_opt::<tantivy::DateTime>("_ts")?;
-        Ok(BucketCounterSegment { column, interval_nanos: self.interval_nanos, counts: HashMap::new() })
+        Ok(BucketCounterSegment {
+            column: reader.fast_fields().column_opt::<tantivy::DateTime>("_ts")?,
+            first: self.first,
+            interval_nanos: self.interval_nanos,
+            counts: vec![0; self.len],
+            outside: 0,
+        })
     }
 
     fn requires_scoring(&self) -> bool {
         false
     }
 
-    fn merge_fruits(&self, fruits: Vec<HashMap<i128, u64>>) -> tantivy::Result<HashMap<i128, u64>> {
-        let mut merged = HashMap::new();
-        for fruit in fruits {
-            for (bucket, count) in fruit {
-                *merged.entry(bucket).or_default() += count;
-            }
+    fn merge_fruits(&self, fruits: Vec<(Vec<u64>, u64)>) -> tantivy::Result<(Vec<u64>, u64)> {
+        let mut merged = vec![0; self.len];
+        let mut outside = 0;
+        for (counts, segment_outside) in fruits {
+            merged.iter_mut().zip(counts).for_each(|(total, count)| *total += count);
+            outside += segment_outside;
         }
-        Ok(merged)
+        Ok((merged, outside))
     }
 }
 
 impl SegmentCollector for BucketCounterSegment {
-    type Fruit = HashMap<i128, u64>;
+    type Fruit = (Vec<u64>, u64);
 
     fn collect(&mut self, doc: DocId, _: Score) {
         if let Some(time) = self.column.as_ref().and_then(|column| column.first(doc)) {
-            let bucket = floor_div(time.into_timestamp_nanos() as i128, self.interval_nanos);
-            *self.counts.entry(bucket).or_default() += 1;
+            let bucket = time.into_timestamp_nanos().div_euclid(self.interval_nanos) - self.first;
+            match usize::try_from(bucket).ok().and_then(|bucket| self.counts.get_mut(bucket)) {
+                Some(count) => *count += 1,
+                None => self.outside += 1,
+            }
         }
     }
 
-    fn harvest(self) -> HashMap<i128, u64> {
-        self.counts
+    fn harvest(self) -> (Vec<u64>, u64) {
+        (self.counts, self.outside)
     }
 }
 
