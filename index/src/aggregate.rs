@@ -129,7 +129,7 @@ impl Searcher {
             (Some(from), Some(to)) => (from, to),
             (from, to) => {
                 let (min, max) =
-                    snapshot.collect(query.as_ref(), &MinMaxTime)?.unwrap_or((Utc::now(), Utc::now()));
+                    snapshot.collect(query.as_ref(), MinMaxTime)?.unwrap_or((Utc::now(), Utc::now()));
                 (from.unwrap_or(min), to.unwrap_or(max + Duration::nanoseconds(1)))
             }
         };
@@ -163,7 +163,7 @@ impl Searcher {
             // with the real interval: 0, or -1 before 1970.
             interval_nanos: interval_nanos.min(i64::MAX as i128) as i64,
         };
-        let (counts, outside) = snapshot.collect(query.as_ref(), &counter)?;
+        let (counts, outside) = snapshot.collect(query.as_ref(), counter)?;
         // Events outside [from, to) cannot match (the range is part of the
         // query), so the buckets hold every matching event.
         debug_assert_eq!(outside, 0);
@@ -188,7 +188,7 @@ impl Searcher {
         let query = self.compile_request(request)?;
         let snapshot = self.snapshot(request);
         let (total, (counts, missing)) =
-            snapshot.collect(query.as_ref(), &(Count, ValueCounter { source }))?;
+            snapshot.collect(query.as_ref(), (Count, ValueCounter { source }))?;
         let distinct = counts.len() as u64;
         let mut sorted: Vec<(serde_json::Value, u64)> = counts.into_iter().collect();
         sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));

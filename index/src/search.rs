@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tantivy::collector::sort_key::SortByStaticFastValue;
 use tantivy::collector::{Collector, Count, DocSetCollector, TopDocs};
-use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery, Weight};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery, RangeQuery};
 use tantivy::schema::Value as _;
 use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
@@ -21,12 +21,15 @@ use crate::{StoreError, StoreErrorKind};
 
 /// The largest `limit` a search accepts.
 pub const MAX_LIMIT: usize = 10_000;
-/// Documents a collecting thread is worth: fewer, and a search's segments
-/// are all collected on its own thread. (The crate's tests split the
-/// smallest searches, so that every search test runs the threaded path.)
-const DOCUMENTS_PER_THREAD: u64 = if cfg!(test) { 1 } else { 100_000 };
-/// Hits a reading thread is worth.
-const HITS_PER_THREAD: u64 = if cfg!(test) { 1 } else { 16 };
+/// Documents a collecting helper thread is worth: fewer, and a search's
+/// segments are all collected on its own thread. (The crate's tests offer
+/// helpers to the smallest searches, so that every search test runs the
+/// shared path.)
+const DOCUMENTS_PER_HELPER: u64 = if cfg!(test) { 1 } else { 100_000 };
+/// Hits a reading helper thread is worth.
+const HITS_PER_HELPER: u64 = if cfg!(test) { 1 } else { 32 };
+/// Neighbouring hits one thread reads in a row.
+const HITS_PER_RUN: usize = if cfg!(test) { 2 } else { 8 };
 
 /// A search: a parsed query, an optional time range (`from` inclusive, `to`
 /// exclusive), how many hits to return, in which order, and where the
@@ -140,6 +143,7 @@ pub struct Searcher {
 /// searcher per partition, and segment ordinals numbered across all of them
 /// so that one collector can run over every segment and its results point
 /// back at the right partition.
+#[derive(Clone)]
 pub(crate) struct Snapshot {
     searchers: Vec<tantivy::Searcher>,
     /// Global segment ordinal → (searcher, local segment ordinal).
@@ -159,12 +163,12 @@ impl Snapshot {
         Snapshot { searchers, segments }
     }
 
-    /// Runs a collector over every segment of every partition, the
-    /// segments dealt over a few threads when there are many documents.
-    pub fn collect<C: Collector>(
+    /// Runs a collector over every segment of every partition, largest
+    /// first, with helper threads joining in when there are many documents.
+    pub fn collect<C: Collector + 'static>(
         &self,
         query: &dyn TantivyQuery,
-        collector: &C,
+        collector: C,
     ) -> tantivy::Result<C::Fruit> {
         let mut weights = Vec::with_capacity(self.searchers.len());
         for searcher in &self.searchers {
@@ -175,30 +179,26 @@ impl Snapshot {
             };
             weights.push(query.weight(scoring)?);
         }
-        let segments: Vec<(u32, &SegmentReader, &dyn Weight)> = self
-            .segments
-            .iter()
-            .enumerate()
-            .map(|(global, &(which, local))| {
-                let segment = &self.searchers[which].segment_readers()[local as usize];
-                (global as u32, segment, weights[which].as_ref())
-            })
-            .collect();
-        let count = segments.len();
-        let documents: u64 = segments.iter().map(|(_, segment, _)| u64::from(segment.max_doc())).sum();
-        let threads = parallel::threads_for(documents, DOCUMENTS_PER_THREAD).min(count);
-        let groups =
-            parallel::deal_by_cost(segments, threads, |(_, segment, _)| u64::from(segment.max_doc()));
-        let parts = parallel::map(groups, |group| {
-            group
-                .into_iter()
-                .map(|(index, (global, segment, weight))| {
-                    (index, collector.collect_segment(weight, global, segment))
-                })
-                .collect()
+        let mut order: Vec<u32> = (0..self.segments.len() as u32).collect();
+        order.sort_by_key(|&global| std::cmp::Reverse(self.segment(global).max_doc()));
+        let documents: u64 = order.iter().map(|&global| u64::from(self.segment(global).max_doc())).sum();
+        let helpers = parallel::helpers_for(documents, DOCUMENTS_PER_HELPER, order.len());
+        let (snapshot, collector) = (self.clone(), Arc::new(collector));
+        let shared = Arc::clone(&collector);
+        let collected = parallel::run(order.clone(), helpers, move |&global| {
+            let (which, _) = snapshot.segments[global as usize];
+            shared.collect_segment(weights[which].as_ref(), global, snapshot.segment(global))
         });
-        let fruits = parallel::in_order(parts, count).into_iter().collect::<tantivy::Result<Vec<_>>>()?;
+        // Back in segment order.
+        let mut by_segment: Vec<_> = order.into_iter().zip(collected).collect();
+        by_segment.sort_by_key(|(global, _)| *global);
+        let fruits = by_segment.into_iter().map(|(_, fruit)| fruit).collect::<tantivy::Result<Vec<_>>>()?;
         collector.merge_fruits(fruits)
+    }
+
+    fn segment(&self, global: u32) -> &SegmentReader {
+        let (which, local) = self.segments[global as usize];
+        &self.searchers[which].segment_readers()[local as usize]
     }
 
     pub fn doc(&self, address: DocAddress) -> tantivy::Result<TantivyDocument> {
@@ -233,7 +233,7 @@ impl Searcher {
         let snapshot = self.snapshot(request);
         let limit = request.limit.min(MAX_LIMIT);
         if limit == 0 {
-            let total = snapshot.collect(query.as_ref(), &Count)? as u64;
+            let total = snapshot.collect(query.as_ref(), Count)? as u64;
             return Ok(SearchResult { total, hits: Vec::new(), next_cursor: None });
         }
         let order = match request.order {
@@ -252,16 +252,16 @@ impl Searcher {
         // whole query and rank what follows the cursor.
         let (total, top_docs) = match &request.cursor {
             None => {
-                let (total, top_docs) = snapshot.collect(query.as_ref(), &(Count, top))?;
+                let (total, top_docs) = snapshot.collect(query.as_ref(), (Count, top))?;
                 (total as u64, top_docs)
             }
             Some(cursor) => {
-                let total = snapshot.collect(query.as_ref(), &Count)? as u64;
+                let total = snapshot.collect(query.as_ref(), Count)? as u64;
                 let page_query = BooleanQuery::new(vec![
                     (Occur::Must, query),
                     (Occur::Must, self.after_cursor(cursor, request.order)),
                 ]);
-                (total, snapshot.collect(&page_query, &top)?)
+                (total, snapshot.collect(&page_query, top)?)
             }
         };
         let more = top_docs.len() > limit;
@@ -314,7 +314,7 @@ impl Searcher {
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
         let snapshot = Snapshot::new(&self.partitions.all());
         let query = crate::doc::id_query(&self.schema, id);
-        let found = snapshot.collect(query.as_ref(), &DocSetCollector)?;
+        let found = snapshot.collect(query.as_ref(), DocSetCollector)?;
         match found.into_iter().next() {
             Some(address) => Ok(Some(self.decode(&snapshot.doc(address)?)?)),
             None => Ok(None),
@@ -333,7 +333,7 @@ impl Searcher {
             (SortByStaticFastValue::<u64>::for_field("_arrival"), Order::Desc),
             (SortByStaticFastValue::<u64>::for_field("_seq"), Order::Desc),
         ));
-        let found = snapshot.collect(&tantivy::query::AllQuery, &top)?;
+        let found = snapshot.collect(&tantivy::query::AllQuery, top)?;
         match found.first() {
             Some((_, address)) => Ok(Some(self.decode(&snapshot.doc(*address)?)?.id)),
             None => Ok(None),
@@ -377,40 +377,43 @@ impl Searcher {
         Ok(Box::new(BooleanQuery::new(vec![(Occur::Must, query), (Occur::Must, Box::new(range))])))
     }
 
-    /// The events at these addresses, in their order. Many are read on a
-    /// few threads, each taking a run of neighbouring addresses (hits in one
-    /// doc store block are read by one thread, which decompresses it once).
+    /// The events at these addresses, in their order, read in runs of
+    /// neighbouring addresses (hits in one doc store block are read by one
+    /// thread, which decompresses it once), with helper threads joining in
+    /// when there are many.
     fn fetch(&self, snapshot: &Snapshot, addresses: Vec<DocAddress>) -> Result<Vec<Event>, StoreError> {
         let count = addresses.len();
-        let threads = parallel::threads_for(count as u64, HITS_PER_THREAD);
         let mut sorted: Vec<(usize, DocAddress)> = addresses.into_iter().enumerate().collect();
         sorted.sort_by_key(|(_, address)| (address.segment_ord, address.doc_id));
-        let mut runs = Vec::with_capacity(threads);
-        let run_length = count.div_ceil(threads).max(1);
-        while !sorted.is_empty() {
-            let rest = sorted.split_off(run_length.min(sorted.len()));
-            runs.push(std::mem::replace(&mut sorted, rest));
-        }
-        let parts = parallel::map(runs, |run| {
-            run.into_iter()
-                .map(|(index, address)| {
+        let runs: Vec<Vec<(usize, DocAddress)>> = sorted.chunks(HITS_PER_RUN).map(<[_]>::to_vec).collect();
+        let helpers = parallel::helpers_for(count as u64, HITS_PER_HELPER, runs.len());
+        let (snapshot, doc_field) = (snapshot.clone(), self.schema.doc);
+        let read = parallel::run(runs, helpers, move |run| {
+            run.iter()
+                .map(|&(index, address)| {
                     let event = snapshot
                         .doc(address)
                         .map_err(StoreError::from)
-                        .and_then(|document| self.decode(&document));
+                        .and_then(|document| decode(doc_field, &document));
                     (index, event)
                 })
-                .collect()
+                .collect::<Vec<_>>()
         });
-        parallel::in_order(parts, count).into_iter().collect()
+        let mut events: Vec<(usize, Result<Event, StoreError>)> = read.into_iter().flatten().collect();
+        events.sort_by_key(|(index, _)| *index);
+        events.into_iter().map(|(_, event)| event).collect()
     }
 
     fn decode(&self, document: &TantivyDocument) -> Result<Event, StoreError> {
-        let bytes =
-            document.get_first(self.schema.doc).and_then(|value| value.as_bytes()).unwrap_or_default();
-        vigil_schema::record::decode(bytes)
-            .map_err(|error| StoreError::Corrupt { message: format!("stored event: {error}") })
+        decode(self.schema.doc, document)
     }
+}
+
+/// The event a stored document holds in its `_doc` field.
+fn decode(doc_field: tantivy::schema::Field, document: &TantivyDocument) -> Result<Event, StoreError> {
+    let bytes = document.get_first(doc_field).and_then(|value| value.as_bytes()).unwrap_or_default();
+    vigil_schema::record::decode(bytes)
+        .map_err(|error| StoreError::Corrupt { message: format!("stored event: {error}") })
 }
 
 impl StoreErrorKind {
