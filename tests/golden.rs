@@ -49,6 +49,7 @@ fn k8s_audit_normalization_matches_the_golden_files() {
         let event =
             normalize(input.clone()).unwrap_or_else(|error| panic!("{}: {error}", input_path.display()));
         assert_eq!(event.original, input, "{}: the original is kept whole", input_path.display());
+        assert_stored_whole(&event, &input_path.display().to_string());
         let shown =
             json!({ "@timestamp": vigil_schema::format_timestamp(event.timestamp), "fields": event.fields });
         let expected_path =
@@ -66,6 +67,44 @@ fn k8s_audit_normalization_errors_match_the_golden_files() {
         let expected_path =
             PathBuf::from(input_path.to_string_lossy().replace(".input.json", ".expected.txt"));
         check(&expected_path, &format!("{error}\n"));
+    }
+}
+
+/// An event's record (the WAL's, and the index's stored copy) leaves out
+/// the fields that copy the original; reading it must give the event back
+/// exactly.
+fn assert_stored_whole(event: &vigil_schema::Event, what: &str) {
+    let record = vigil_schema::record::encode(event).unwrap();
+    assert_eq!(&vigil_schema::record::decode(&record).unwrap(), event, "{what}: the record reads back whole");
+}
+
+#[test]
+fn container_records_read_back_whole_from_their_stored_form() {
+    use vigil_ingest::container::{RecordContext, normalize_record};
+    let ids = vigil_schema::EventIdGenerator::new();
+    let records = [
+        // Fluent Bit's kubernetes filter, a plain line (the line is the message).
+        json!({"time": "2026-11-20T10:00:00.123456789Z", "stream": "stderr", "log": "connection refused\n",
+               "kubernetes": {"namespace_name": "prod", "pod_name": "web-0", "pod_id": "9f1c",
+                              "container_name": "web", "host": "node-1", "docker_id": "abc123",
+                              "container_image": "nginx:1.27", "labels": {"app": "web"}}}),
+        // A JSON log line: its fields are the event's, the line is not the message.
+        json!({"log": "{\"level\":\"error\",\"msg\":\"boom\"}", "kubernetes": {"pod_name": "api-1"}}),
+        // Names of the kubernetes map that are not strings stay where they are.
+        json!({"log": "hello", "kubernetes": {"pod_name": 7, "namespace_name": ["a"]}}),
+    ];
+    for (number, record) in records.into_iter().enumerate() {
+        let event = normalize_record(ids.next(), Utc::now(), record, &RecordContext::default())
+            .unwrap_or_else(|error| panic!("record {number}: {error}"));
+        assert_stored_whole(&event, &format!("container record {number}"));
+        if number == 0 {
+            let record: Value =
+                serde_json::from_slice(&vigil_schema::record::encode(&event).unwrap()).unwrap();
+            assert!(
+                record["fields"].get("kubernetes.pod.name").is_none(),
+                "the pod name is the original's: {record}"
+            );
+        }
     }
 }
 
@@ -90,6 +129,7 @@ fn real_public_samples_normalize_without_rejections() {
         let decoded = decode(&samples.join(file));
         assert_eq!(decoded.rejected, vec![], "{file}");
         assert_eq!(decoded.events.len(), events, "{file}");
+        decoded.events.iter().for_each(|event| assert_stored_whole(event, file));
     }
     let traces = samples.join("falco-k8saudit-traces/trace_files/k8s_audit");
     let mut accepted = 0;
