@@ -151,6 +151,7 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         wal_segment_bytes: config.index.wal_segment_bytes,
         wal_max_backlog_bytes: config.index.wal_max_backlog_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,
+        search_threads: config.index.search_threads,
         partition_span_seconds: config.index.partition_span.as_secs() as i64,
         retention_max_age: config.retention.max_age,
         retention_max_bytes: config.retention.max_bytes,

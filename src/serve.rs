@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Niceness of indexing, 0-19 [default: 10]; above 0, acknowledging ingest goes first when the CPU is short.
     #[arg(long, value_name = "NICE")]
     indexing_nice: Option<i32>,
+    /// Threads one search may use, its own included, 0-64 [default: 0, as many as the process may run on, at most 4].
+    #[arg(long, value_name = "THREADS")]
+    search_threads: Option<usize>,
     /// Memory for the index writer, in bytes [default: 134217728].
     #[arg(long, value_name = "BYTES")]
     writer_heap_bytes: Option<usize>,
@@ -178,6 +181,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(batches) = args.feed_batches {
         anyhow::ensure!(batches >= 1, "--feed-batches must be at least 1");
         config.index.feed_batches = batches;
+    }
+    if let Some(threads) = args.search_threads {
+        anyhow::ensure!(threads <= 64, "--search-threads must be from 0 (automatic) to 64");
+        config.index.search_threads = threads;
     }
     if let Some(nice) = args.indexing_nice {
         anyhow::ensure!((0..=19).contains(&nice), "--indexing-nice must be from 0 to 19");

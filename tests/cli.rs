@@ -202,6 +202,7 @@ fn serve_explains_an_unusable_data_directory_and_a_taken_port() {
         ("--tail-poll-interval-ms", "1", "--tail-poll-interval-ms must be at least 10"),
         ("--retention-check-interval", "soon", "--retention-check-interval: \"soon\" is not a duration"),
         ("--syslog-max-message-bytes", "10", "--syslog-max-message-bytes must be at least 480"),
+        ("--search-threads", "65", "--search-threads must be from 0 (automatic) to 64"),
     ] {
         let output = vigil(&["serve", "--data-dir", dir.path().join("data").to_str().unwrap(), flag, value]);
         assert_eq!(output.status.code(), Some(1), "{flag}");

@@ -186,6 +186,9 @@ pub struct IndexConfig {
     pub indexing_nice: i32,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
+    /// Threads one search may use, its own included (0: as many as the
+    /// process may run on, at most four).
+    pub search_threads: usize,
     /// Size at which the write-ahead log starts a new segment file.
     pub wal_segment_bytes: u64,
     /// How far the write-ahead log may run ahead of the index or the rules
@@ -261,6 +264,7 @@ impl Default for Config {
                 feed_batches: 8,
                 indexing_nice: 10,
                 writer_heap_bytes: 128 * 1024 * 1024,
+                search_threads: 0,
                 wal_segment_bytes: 64 * 1024 * 1024,
                 wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
                 partition_span: Duration::from_secs(86_400),
@@ -403,6 +407,7 @@ struct RawIndex {
     feed_batches: Option<i64>,
     indexing_nice: Option<i64>,
     writer_heap_bytes: Option<i64>,
+    search_threads: Option<i64>,
     wal_segment_bytes: Option<i64>,
     wal_max_backlog_bytes: Option<i64>,
     partition_span: Option<String>,
@@ -619,6 +624,14 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             "must be at least 1m and divide a week evenly (1m, 5m, 1h, 6h, 1d, 7d...)".into(),
         );
     }
+    if let Some(threads) = raw.index.search_threads {
+        match usize::try_from(threads) {
+            Ok(threads @ 0..=64) => config.index.search_threads = threads,
+            _ => {
+                problem("index.search_threads", format!("must be from 0 (automatic) to 64, found {threads}"))
+            }
+        }
+    }
     if let Some(nice) = raw.index.indexing_nice {
         match i32::try_from(nice) {
             Ok(nice @ 0..=19) => config.index.indexing_nice = nice,
@@ -800,11 +813,22 @@ mod tests {
                 .unwrap();
         assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
         let error = Config::from_toml(
-            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nindexing_nice = 20\n",
+            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
-        assert_eq!(keys, ["index.feed_batches", "index.wal_max_backlog_bytes", "index.indexing_nice"]);
+        assert_eq!(
+            keys,
+            [
+                "index.feed_batches",
+                "index.wal_max_backlog_bytes",
+                "index.search_threads",
+                "index.indexing_nice"
+            ]
+        );
+        let config = Config::from_toml("version = 1\n[index]\nsearch_threads = 1\n").unwrap();
+        assert_eq!(config.index.search_threads, 1);
+        assert_eq!(Config::default().index.search_threads, 0);
     }
 
     #[test]

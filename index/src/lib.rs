@@ -124,7 +124,7 @@ impl Searcher {
             });
         }
         let partitions = partition::Partitions::open(&index_dir, 86_400)?;
-        Ok(Searcher::new(std::sync::Arc::new(partitions)))
+        Ok(Searcher::new(std::sync::Arc::new(partitions), 0))
     }
 }
 

@@ -15,15 +15,20 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
-/// Threads one search may use at most, its own included.
-const MAX_THREADS: usize = 4;
+/// Threads one search uses at most by default, its own included.
+const DEFAULT_MAX_THREADS: usize = 4;
+
+/// The threads a search uses by default: as many as the process may run
+/// on (its CPU quota counts), at most [`DEFAULT_MAX_THREADS`].
+pub(crate) fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, NonZeroUsize::get).min(DEFAULT_MAX_THREADS)
+}
 
 /// How many helpers to offer for `work` units, when a helper is worth
-/// `per_helper` of them, and no more than `items - 1`.
-pub(crate) fn helpers_for(work: u64, per_helper: u64, items: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get).min(MAX_THREADS);
+/// `per_helper` of them: no more than `threads - 1`, nor `items - 1`.
+pub(crate) fn helpers_for(work: u64, per_helper: u64, items: usize, threads: usize) -> usize {
     let worth = usize::try_from(work / per_helper.max(1)).unwrap_or(usize::MAX);
-    worth.min(cores - 1).min(items.saturating_sub(1))
+    worth.min(threads.saturating_sub(1)).min(items.saturating_sub(1))
 }
 
 struct Shared<T, R, F> {
@@ -125,9 +130,12 @@ mod tests {
     }
 
     #[test]
-    fn small_work_gets_no_helper() {
-        assert_eq!(helpers_for(10, 1_000, 50), 0);
-        assert_eq!(helpers_for(u64::MAX, 1, 1), 0);
-        assert!(helpers_for(u64::MAX, 1, 100) < MAX_THREADS);
+    fn helpers_are_offered_for_large_work_within_the_thread_limit() {
+        assert_eq!(helpers_for(10, 1_000, 50, 4), 0);
+        assert_eq!(helpers_for(u64::MAX, 1, 1, 4), 0);
+        assert_eq!(helpers_for(u64::MAX, 1, 100, 4), 3);
+        assert_eq!(helpers_for(u64::MAX, 1, 100, 1), 0, "one thread: the caller alone");
+        assert_eq!(helpers_for(3_000, 1_000, 100, 8), 3);
+        assert!((1..=DEFAULT_MAX_THREADS).contains(&default_threads()));
     }
 }

@@ -137,6 +137,8 @@ pub struct Searcher {
     pub(crate) partitions: Arc<Partitions>,
     pub(crate) schema: DocSchema,
     pub(crate) tokenizers: TokenizerManager,
+    /// Threads one search may use, its own included.
+    threads: usize,
 }
 
 /// A consistent view of the partitions a request touches: one tantivy
@@ -145,13 +147,15 @@ pub struct Searcher {
 /// back at the right partition.
 #[derive(Clone)]
 pub(crate) struct Snapshot {
+    /// Threads the search may use, its own included.
+    threads: usize,
     searchers: Vec<tantivy::Searcher>,
     /// Global segment ordinal → (searcher, local segment ordinal).
     segments: Vec<(usize, u32)>,
 }
 
 impl Snapshot {
-    fn new(partitions: &[Arc<Partition>]) -> Snapshot {
+    fn new(partitions: &[Arc<Partition>], threads: usize) -> Snapshot {
         let searchers: Vec<tantivy::Searcher> =
             partitions.iter().map(|partition| partition.reader.searcher()).collect();
         let mut segments = Vec::new();
@@ -160,7 +164,7 @@ impl Snapshot {
                 segments.push((which, local as u32));
             }
         }
-        Snapshot { searchers, segments }
+        Snapshot { threads, searchers, segments }
     }
 
     /// Runs a collector over every segment of every partition, largest
@@ -182,7 +186,7 @@ impl Snapshot {
         let mut order: Vec<u32> = (0..self.segments.len() as u32).collect();
         order.sort_by_key(|&global| std::cmp::Reverse(self.segment(global).max_doc()));
         let documents: u64 = order.iter().map(|&global| u64::from(self.segment(global).max_doc())).sum();
-        let helpers = parallel::helpers_for(documents, DOCUMENTS_PER_HELPER, order.len());
+        let helpers = parallel::helpers_for(documents, DOCUMENTS_PER_HELPER, order.len(), self.threads);
         let (snapshot, collector) = (self.clone(), Arc::new(collector));
         let shared = Arc::clone(&collector);
         let collected = parallel::run(order.clone(), helpers, move |&global| {
@@ -216,15 +220,21 @@ impl Snapshot {
 }
 
 impl Searcher {
-    pub(crate) fn new(partitions: Arc<Partitions>) -> Searcher {
+    /// A searcher whose searches use up to `threads` threads each (0: as
+    /// many as the process may run on, at most four).
+    pub(crate) fn new(partitions: Arc<Partitions>, threads: usize) -> Searcher {
         let tokenizers = TokenizerManager::default();
         DocSchema::register_tokenizers(&tokenizers);
-        Searcher { partitions, schema: DocSchema::new(), tokenizers }
+        let threads = match threads {
+            0 => parallel::default_threads(),
+            threads => threads,
+        };
+        Searcher { partitions, schema: DocSchema::new(), tokenizers, threads }
     }
 
     /// A view of the partitions a request's time range overlaps.
     pub(crate) fn snapshot(&self, request: &SearchRequest) -> Snapshot {
-        Snapshot::new(&self.partitions.overlapping(request.from, request.to))
+        Snapshot::new(&self.partitions.overlapping(request.from, request.to), self.threads)
     }
 
     /// Searches the index. Blocking: call it from a blocking thread.
@@ -312,7 +322,7 @@ impl Searcher {
     /// The event with this id, if the index has it. (Ids order by arrival,
     /// not event time, so every partition is asked.)
     pub fn get(&self, id: EventId) -> Result<Option<Event>, StoreError> {
-        let snapshot = Snapshot::new(&self.partitions.all());
+        let snapshot = Snapshot::new(&self.partitions.all(), self.threads);
         let query = crate::doc::id_query(&self.schema, id);
         let found = snapshot.collect(query.as_ref(), DocSetCollector)?;
         match found.into_iter().next() {
@@ -323,12 +333,12 @@ impl Searcher {
 
     /// How many events the index holds.
     pub fn count(&self) -> u64 {
-        Snapshot::new(&self.partitions.all()).num_docs()
+        Snapshot::new(&self.partitions.all(), self.threads).num_docs()
     }
 
     /// The largest event id in the index (to keep ids increasing across restarts).
     pub fn max_id(&self) -> Result<Option<EventId>, StoreError> {
-        let snapshot = Snapshot::new(&self.partitions.all());
+        let snapshot = Snapshot::new(&self.partitions.all(), self.threads);
         let top = TopDocs::with_limit(1).order_by((
             (SortByStaticFastValue::<u64>::for_field("_arrival"), Order::Desc),
             (SortByStaticFastValue::<u64>::for_field("_seq"), Order::Desc),
@@ -386,7 +396,7 @@ impl Searcher {
         let mut sorted: Vec<(usize, DocAddress)> = addresses.into_iter().enumerate().collect();
         sorted.sort_by_key(|(_, address)| (address.segment_ord, address.doc_id));
         let runs: Vec<Vec<(usize, DocAddress)>> = sorted.chunks(HITS_PER_RUN).map(<[_]>::to_vec).collect();
-        let helpers = parallel::helpers_for(count as u64, HITS_PER_HELPER, runs.len());
+        let helpers = parallel::helpers_for(count as u64, HITS_PER_HELPER, runs.len(), snapshot.threads);
         let (snapshot, doc_field) = (snapshot.clone(), self.schema.doc);
         let read = parallel::run(runs, helpers, move |run| {
             run.iter()

@@ -64,6 +64,9 @@ pub struct StoreOptions {
     pub wal_segment_bytes: u64,
     /// Memory each open index writer may use before it flushes a segment.
     pub writer_heap_bytes: usize,
+    /// Threads one search may use, its own included (0: as many as the
+    /// process may run on, at most four; 1: the calling thread alone).
+    pub search_threads: usize,
     /// The span of event time each partition holds, in seconds.
     pub partition_span_seconds: i64,
     /// Partitions whose span ended longer ago than this are dropped.
@@ -86,6 +89,7 @@ impl StoreOptions {
             wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
+            search_threads: 0,
             partition_span_seconds: 86_400,
             retention_max_age: None,
             retention_max_bytes: None,
@@ -175,7 +179,7 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::io("create", data_dir, source))?;
         let lock = lock_data_dir(data_dir)?;
         let partitions = Arc::new(Partitions::open(&data_dir.join("index"), options.partition_span_seconds)?);
-        let searcher = Searcher::new(partitions.clone());
+        let searcher = Searcher::new(partitions.clone(), options.search_threads);
         let mut checkpoints = HashMap::new();
         for partition in partitions.all() {
             checkpoints.insert(partition.start, partition.checkpoint()?);
