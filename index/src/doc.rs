@@ -23,6 +23,8 @@ use tantivy::{DateTime, TantivyDocument};
 use vigil_schema::Event;
 use vigil_schema::fields::{self, FieldKind};
 
+use crate::pruned::LeftOut;
+
 /// The tokenizer of keyword fields: the whole value, lower-cased.
 pub const KEYWORD_TOKENIZER: &str = "vigil_keyword";
 /// Longest keyword term indexed, in bytes; longer values are still stored and
@@ -152,20 +154,18 @@ impl DocSchema {
             document.add_field_value(self.extra, &Value::Object(extra));
         }
         if event.original.is_object() {
+            let mut left_out = LeftOut::default();
             match event.dataset() {
-                "k8s.audit" => {
-                    document.add_field_value(self.original, &prune_audit_for_original_index(event))
-                }
-                "k8s.container" => document.add_field_value(
-                    self.original,
-                    &prune_container_for_original_index(
-                        &event.original,
-                        event.get_str(fields::MESSAGE),
-                        event.timestamp,
-                    ),
+                "k8s.audit" => leave_out_of_audit(event, &mut left_out),
+                "k8s.container" => leave_out_of_container(
+                    &event.original,
+                    event.get_str(fields::MESSAGE),
+                    event.timestamp,
+                    &mut left_out,
                 ),
-                _ => document.add_field_value(self.original, &event.original),
+                _ => {}
             }
+            document.add_field_value(self.original, left_out.view(&event.original));
         }
         // Free text is `message` (a field of its own, searched with `_all`)
         // and every string of the original, but for identifiers and times.
@@ -253,39 +253,35 @@ fn for_each_free_text(value: &Value, visit: &mut dyn FnMut(&str)) {
     }
 }
 
-/// The original audit event without what the index holds already: the
-/// paths that have a schema twin (queries on `objectRef.resource` are
+/// Leaves out of the original audit event what the index holds already:
+/// the paths that have a schema twin (queries on `objectRef.resource` are
 /// answered by `orchestrator.resource.type`) and the times (in `@timestamp`).
-fn prune_audit_for_original_index(event: &Event) -> Value {
-    let mut pruned = event.original.clone();
+fn leave_out_of_audit<'v>(event: &'v Event, left_out: &mut LeftOut<'v>) {
     // Only where the twin holds the value: an event whose normalizer did
     // not set it keeps the path searchable here.
     for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
         if event.fields.contains_key(*schema_name) {
-            remove_path(&mut pruned, path);
+            left_out.path(&event.original, path);
         }
     }
-    if let Value::Object(object) = &mut pruned {
-        for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
-            object.remove(key);
-        }
+    for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
+        left_out.key(&event.original, key);
     }
-    pruned
 }
 
-/// The original container-log record without what the index holds
-/// already: the line (`log`, answered by `message`) when it is the message, the names of the
-/// `kubernetes` map that have a schema twin (`kubernetes.pod_name` is
-/// answered by `kubernetes.pod.name`), its labels (`kubernetes.labels.*` is a
-/// schema name, answered from the event's fields), and the time that became
-/// `@timestamp`.
-fn prune_container_for_original_index(
-    original: &Value,
+/// Leaves out of the original container-log record what the index holds
+/// already: the line (`log`, answered by `message`) when it is the message,
+/// the names of the `kubernetes` map that have a schema twin
+/// (`kubernetes.pod_name` is answered by `kubernetes.pod.name`), its labels
+/// (`kubernetes.labels.*` is a schema name, answered from the event's
+/// fields), and the time that became `@timestamp`.
+fn leave_out_of_container<'v>(
+    original: &'v Value,
     message: Option<&str>,
     timestamp: chrono::DateTime<chrono::Utc>,
-) -> Value {
-    let mut pruned = original.clone();
-    if let Value::Object(object) = &mut pruned {
+    left_out: &mut LeftOut<'v>,
+) {
+    if let Value::Object(object) = original {
         // The normalizer's time keys, in its order: the first that holds a time.
         let time_key =
             ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| match object.get(*key) {
@@ -306,7 +302,7 @@ fn prune_container_for_original_index(
         if let Some(key) = time_key
             && object.get(key).is_some_and(is_timestamp)
         {
-            object.remove(key);
+            left_out.key(original, key);
         }
     }
     for (path, schema_name) in fields::K8S_CONTAINER_ALIASES {
@@ -318,31 +314,10 @@ fn prune_container_for_original_index(
             _ => value.is_some(),
         };
         if twin {
-            remove_path(&mut pruned, path);
+            left_out.path(original, path);
         }
     }
-    remove_path(&mut pruned, "kubernetes.labels");
-    pruned
-}
-
-/// Removes a dotted path from a JSON value, where keys may hold dots
-/// themselves (`annotations.authorization.k8s.io/decision`), and the objects
-/// it leaves empty.
-fn remove_path(value: &mut Value, path: &str) {
-    let Value::Object(object) = value else { return };
-    if object.remove(path).is_some() {
-        return;
-    }
-    for (dot, _) in path.match_indices('.') {
-        let (head, rest) = (&path[..dot], &path[dot + 1..]);
-        if let Some(child) = object.get_mut(head) {
-            remove_path(child, rest);
-            if child.as_object().is_some_and(serde_json::Map::is_empty) {
-                object.remove(head);
-            }
-            return;
-        }
-    }
+    left_out.path(original, "kubernetes.labels");
 }
 
 /// Calls `visit` with every string leaf of a JSON value.
@@ -390,18 +365,204 @@ pub fn id_query(schema: &DocSchema, id: vigil_schema::EventId) -> Box<dyn tantiv
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use chrono::{TimeZone, Utc};
+    use serde_json::{Value, json};
+    use tantivy::TantivyDocument;
+    use tantivy::schema::{JsonObjectOptions, Schema};
+    use vigil_schema::{Event, EventIdGenerator, fields};
 
-    use super::remove_path;
+    use super::{LeftOut, leave_out_of_audit, leave_out_of_container};
+
+    /// The clone-and-remove pruning the view replaced: the reference it must match.
+    mod reference {
+        use serde_json::Value;
+        use vigil_schema::Event;
+        use vigil_schema::fields;
+
+        /// The original audit event without what the index holds already: the
+        /// paths that have a schema twin (queries on `objectRef.resource` are
+        /// answered by `orchestrator.resource.type`) and the times (in `@timestamp`).
+        pub(super) fn prune_audit_for_original_index(event: &Event) -> Value {
+            let mut pruned = event.original.clone();
+            // Only where the twin holds the value: an event whose normalizer did
+            // not set it keeps the path searchable here.
+            for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
+                if event.fields.contains_key(*schema_name) {
+                    remove_path(&mut pruned, path);
+                }
+            }
+            if let Value::Object(object) = &mut pruned {
+                for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
+                    object.remove(key);
+                }
+            }
+            pruned
+        }
+
+        /// The original container-log record without what the index holds
+        /// already: the line (`log`, answered by `message`) when it is the message, the names of the
+        /// `kubernetes` map that have a schema twin (`kubernetes.pod_name` is
+        /// answered by `kubernetes.pod.name`), its labels (`kubernetes.labels.*` is a
+        /// schema name, answered from the event's fields), and the time that became
+        /// `@timestamp`.
+        pub(super) fn prune_container_for_original_index(
+            original: &Value,
+            message: Option<&str>,
+            timestamp: chrono::DateTime<chrono::Utc>,
+        ) -> Value {
+            let mut pruned = original.clone();
+            if let Value::Object(object) = &mut pruned {
+                // The normalizer's time keys, in its order: the first that holds a time.
+                let time_key =
+                    ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| {
+                        match object.get(*key) {
+                            Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+                            Some(Value::Number(number)) => {
+                                number.as_f64().is_some_and(|seconds| seconds > 0.0)
+                            }
+                            _ => false,
+                        }
+                    });
+                let is_timestamp = |value: &Value| match value {
+                    Value::String(text) => {
+                        chrono::DateTime::parse_from_rfc3339(text).is_ok_and(|time| time == timestamp)
+                    }
+                    Value::Number(number) => number.as_f64().is_some_and(|seconds| {
+                        let nanos = timestamp.timestamp_nanos_opt().unwrap_or_default() as f64;
+                        (seconds * 1e9 - nanos).abs() < 1_000.0
+                    }),
+                    _ => false,
+                };
+                if let Some(key) = time_key
+                    && object.get(key).is_some_and(is_timestamp)
+                {
+                    object.remove(key);
+                }
+            }
+            for (path, schema_name) in fields::K8S_CONTAINER_ALIASES {
+                // The normalizer takes only strings (and the line is the message
+                // only when it is not a JSON line); anything else stays searchable here.
+                let value = original.pointer(&format!("/{}", path.replace('.', "/"))).and_then(Value::as_str);
+                let twin = match *schema_name {
+                    fields::MESSAGE => value.map(|line| line.trim_end_matches(['\n', '\r'])) == message,
+                    _ => value.is_some(),
+                };
+                if twin {
+                    remove_path(&mut pruned, path);
+                }
+            }
+            remove_path(&mut pruned, "kubernetes.labels");
+            pruned
+        }
+
+        /// Removes a dotted path from a JSON value, where keys may hold dots
+        /// themselves (`annotations.authorization.k8s.io/decision`), and the objects
+        /// it leaves empty.
+        pub(super) fn remove_path(value: &mut Value, path: &str) {
+            let Value::Object(object) = value else { return };
+            if object.remove(path).is_some() {
+                return;
+            }
+            for (dot, _) in path.match_indices('.') {
+                let (head, rest) = (&path[..dot], &path[dot + 1..]);
+                if let Some(child) = object.get_mut(head) {
+                    remove_path(child, rest);
+                    if child.as_object().is_some_and(serde_json::Map::is_empty) {
+                        object.remove(head);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `_orig` as tantivy stores it, for a pruned copy and for the view.
+    fn as_indexed(original: impl for<'a> Fn(&mut TantivyDocument, tantivy::schema::Field)) -> String {
+        let mut builder = Schema::builder();
+        let field = builder.add_json_field("_orig", JsonObjectOptions::default().set_stored());
+        let schema = builder.build();
+        let mut document = TantivyDocument::new();
+        original(&mut document, field);
+        tantivy::Document::to_json(&document, &schema)
+    }
+
+    fn audit(original: Value, twins: &[&str]) -> Event {
+        let mut event = Event::new(EventIdGenerator::new().next(), Utc::now(), original);
+        event.set(fields::EVENT_DATASET, "k8s.audit");
+        for twin in twins {
+            event.set(twin, "x");
+        }
+        event
+    }
 
     #[test]
-    fn paths_are_removed_through_keys_that_hold_dots_and_leave_no_empty_object() {
-        let mut value = json!({"annotations": {"authorization.k8s.io/decision": "allow", "team": "a"},
-                               "objectRef": {"resource": "pods"}, "a.b": 1});
-        remove_path(&mut value, "annotations.authorization.k8s.io/decision");
-        remove_path(&mut value, "objectRef.resource");
-        remove_path(&mut value, "a.b");
-        remove_path(&mut value, "nothing.here");
-        assert_eq!(value, json!({"annotations": {"team": "a"}}));
+    fn the_audit_view_indexes_what_the_pruned_copy_did() {
+        let all_twins: Vec<&str> = fields::K8S_AUDIT_ALIASES.iter().map(|(_, schema)| *schema).collect();
+        let cases = [
+            (
+                json!({"auditID": "a", "verb": "get", "user": {"username": "u", "groups": ["g"], "extra": {"k": ["v"]}},
+                    "objectRef": {"resource": "pods", "namespace": "n", "name": "p", "apiVersion": "v1"},
+                    "annotations": {"authorization.k8s.io/decision": "allow", "authorization.k8s.io/reason": "r"},
+                    "responseStatus": {"code": 200, "metadata": {}}, "sourceIPs": ["10.0.0.1"],
+                    "requestReceivedTimestamp": "2026-11-20T10:00:00.000001Z", "stageTimestamp": "2026-11-20T10:00:00.1Z"}),
+                all_twins.clone(),
+            ),
+            // Twins missing: their paths stay.
+            (
+                json!({"verb": "get", "objectRef": {"resource": "pods", "subresource": "exec"}, "level": "Request"}),
+                vec![fields::EVENT_ACTION],
+            ),
+            // An object emptied by the pruning goes; one emptied before, on a path, too; others stay.
+            (
+                json!({"objectRef": {}, "annotations": {"authorization.k8s.io/decision": "allow", "team": "a"},
+                    "user": {"username": "u"}, "impersonatedUser": {"username": "i"}, "a.b": 1, "other": {}}),
+                all_twins.clone(),
+            ),
+            // A flat key that holds the dots of a path.
+            (json!({"objectRef.resource": "pods", "objectRef": {"resource": "nodes"}}), all_twins.clone()),
+        ];
+        for (original, twins) in cases {
+            let event = audit(original, &twins);
+            let copied = reference::prune_audit_for_original_index(&event);
+            let mut left_out = LeftOut::default();
+            leave_out_of_audit(&event, &mut left_out);
+            let view = left_out.view(&event.original);
+            assert_eq!(
+                as_indexed(|document, field| document.add_field_value(field, view)),
+                as_indexed(|document, field| document.add_field_value(field, &copied)),
+                "{}",
+                event.original
+            );
+        }
+    }
+
+    #[test]
+    fn the_container_view_indexes_what_the_pruned_copy_did() {
+        let timestamp = Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).unwrap();
+        let cases = [
+            (
+                json!({"time": "2026-11-20T10:00:00Z", "log": "refused\n", "stream": "stderr",
+                    "kubernetes": {"namespace_name": "n", "pod_name": "p", "labels": {"app": "a"}, "host": "h"}}),
+                Some("refused"),
+            ),
+            // The line is not the message (a JSON line), the time is not @timestamp, a name is not a string.
+            (
+                json!({"time": "2026-11-20T11:00:00Z", "log": "{\"a\":1}", "kubernetes": {"pod_name": 7}}),
+                Some("other"),
+            ),
+            (json!({"date": 1763632800.0, "log": "x", "kubernetes": {"labels": {}}}), Some("x")),
+            (json!({"log": "x", "kubernetes": {"namespace_name": "n", "pod_name": "p"}}), Some("x")),
+        ];
+        for (original, message) in cases {
+            let copied = reference::prune_container_for_original_index(&original, message, timestamp);
+            let mut left_out = LeftOut::default();
+            leave_out_of_container(&original, message, timestamp, &mut left_out);
+            let view = left_out.view(&original);
+            assert_eq!(
+                as_indexed(|document, field| document.add_field_value(field, view)),
+                as_indexed(|document, field| document.add_field_value(field, &copied)),
+                "{original}"
+            );
+        }
     }
 }

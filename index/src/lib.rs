@@ -24,6 +24,7 @@ pub mod doc;
 mod feed;
 mod parallel;
 mod partition;
+mod pruned;
 pub mod query;
 mod range;
 mod search;

@@ -1,0 +1,136 @@
+//! The original event as the `_orig` field indexes it: without the parts
+//! the index holds already, read in place.
+//!
+//! [`Pruned`] is a view of the original that tantivy walks as a JSON value
+//! ([`tantivy::schema::Value`]); the nodes left out are named by address.
+//! Building it copies nothing, where a pruned copy of each event's original
+//! cost a deep clone and its drop.
+
+use serde_json::Value;
+use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value as TantivyValue};
+
+/// Nodes of one original left out of the view, by address (a handful per
+/// event: a scan beats a set).
+#[derive(Debug, Default)]
+pub(crate) struct LeftOut<'v> {
+    nodes: Vec<usize>,
+    /// Objects on the paths walked, with their depth and order: an object
+    /// all of whose entries are left out is left out too.
+    on_paths: Vec<(usize, usize, &'v Value)>,
+}
+
+fn address(value: &Value) -> usize {
+    value as *const Value as usize
+}
+
+impl<'v> LeftOut<'v> {
+    fn contains(&self, value: &Value) -> bool {
+        self.nodes.contains(&address(value))
+    }
+
+    /// Leaves out the value at a dotted path, where keys may hold dots
+    /// themselves (`annotations.authorization.k8s.io/decision`): at each
+    /// level the whole rest of the path as a key, else the first head that
+    /// is a key, walked into.
+    pub(crate) fn path(&mut self, value: &'v Value, path: &str) {
+        self.walk(value, path, 0);
+    }
+
+    fn walk(&mut self, value: &'v Value, path: &str, depth: usize) {
+        let Value::Object(object) = value else { return };
+        if let Some(found) = object.get(path) {
+            self.nodes.push(address(found));
+            return;
+        }
+        for (dot, _) in path.match_indices('.') {
+            if let Some(child) = object.get(&path[..dot]) {
+                self.on_paths.push((depth, self.on_paths.len(), child));
+                self.walk(child, &path[dot + 1..], depth + 1);
+                return;
+            }
+        }
+    }
+
+    /// Leaves out a key of the top-level object.
+    pub(crate) fn key(&mut self, value: &'v Value, key: &str) {
+        if let Some(found) = value.get(key) {
+            self.nodes.push(address(found));
+        }
+    }
+
+    /// The view of `original` without what was left out. Objects on the
+    /// paths walked that are left empty are left out too, deepest first.
+    pub(crate) fn view<'a>(&'a mut self, original: &'a Value) -> Pruned<'a>
+    where
+        'v: 'a,
+    {
+        let mut on_paths = std::mem::take(&mut self.on_paths);
+        on_paths.sort_by_key(|&(depth, order, _)| (std::cmp::Reverse(depth), order));
+        for (_, _, object) in on_paths {
+            let emptied = match object {
+                Value::Object(entries) => entries.values().all(|child| self.contains(child)),
+                _ => false,
+            };
+            if emptied && !self.contains(object) {
+                self.nodes.push(address(object));
+            }
+        }
+        Pruned { value: original, left_out: self }
+    }
+}
+
+/// A JSON value less the nodes of a [`LeftOut`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pruned<'a> {
+    value: &'a Value,
+    left_out: &'a LeftOut<'a>,
+}
+
+impl<'a> TantivyValue<'a> for Pruned<'a> {
+    type ArrayIter = PrunedItems<'a>;
+    type ObjectIter = PrunedEntries<'a>;
+
+    fn as_value(&self) -> ReferenceValue<'a, Self> {
+        match self.value {
+            Value::Array(items) => {
+                ReferenceValue::Array(PrunedItems { items: items.iter(), left_out: self.left_out })
+            }
+            Value::Object(entries) => {
+                ReferenceValue::Object(PrunedEntries { entries: entries.iter(), left_out: self.left_out })
+            }
+            // Leaves as tantivy reads a JSON value (numbers, dates in strings).
+            leaf => ReferenceValue::Leaf(
+                <&Value as TantivyValue>::as_leaf(&leaf).unwrap_or(ReferenceValueLeaf::Null),
+            ),
+        }
+    }
+}
+
+pub(crate) struct PrunedItems<'a> {
+    items: std::slice::Iter<'a, Value>,
+    left_out: &'a LeftOut<'a>,
+}
+
+impl<'a> Iterator for PrunedItems<'a> {
+    type Item = Pruned<'a>;
+
+    fn next(&mut self) -> Option<Pruned<'a>> {
+        self.items.next().map(|value| Pruned { value, left_out: self.left_out })
+    }
+}
+
+pub(crate) struct PrunedEntries<'a> {
+    entries: serde_json::map::Iter<'a>,
+    left_out: &'a LeftOut<'a>,
+}
+
+impl<'a> Iterator for PrunedEntries<'a> {
+    type Item = (&'a str, Pruned<'a>);
+
+    fn next(&mut self) -> Option<(&'a str, Pruned<'a>)> {
+        self.entries
+            .by_ref()
+            .find(|(_, value)| !self.left_out.contains(value))
+            .map(|(key, value)| (key.as_str(), Pruned { value, left_out: self.left_out }))
+    }
+}
