@@ -18,6 +18,35 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 /// Threads one search uses at most by default, its own included.
 const DEFAULT_MAX_THREADS: usize = 4;
 
+/// Helper threads alive in the process at most, over all searches: past
+/// it, a search's own thread does its work alone (many analysts searching
+/// at once gain nothing from more threads than cores).
+fn max_live_helpers() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, NonZeroUsize::get)
+}
+
+/// Helper threads alive now.
+static LIVE_HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A helper's place in a count of live helpers ([`LIVE_HELPERS`]), given
+/// back when it ends.
+struct HelperSlot(&'static AtomicUsize);
+
+impl HelperSlot {
+    fn take(live: &'static AtomicUsize, limit: usize) -> Option<HelperSlot> {
+        let taken =
+            live.fetch_update(Ordering::AcqRel, Ordering::Acquire, |now| (now < limit).then(|| now + 1));
+        // Made only once the place is taken: a slot's drop gives one back.
+        taken.is_ok().then(|| HelperSlot(live))
+    }
+}
+
+impl Drop for HelperSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The threads a search uses by default: as many as the process may run
 /// on (its CPU quota counts), at most [`DEFAULT_MAX_THREADS`].
 pub(crate) fn default_threads() -> usize {
@@ -84,10 +113,15 @@ where
         done: AtomicUsize::new(0),
         finished: Condvar::new(),
     });
+    let limit = max_live_helpers();
     for _ in 0..helpers.min(count.saturating_sub(1)) {
+        let Some(slot) = HelperSlot::take(&LIVE_HELPERS, limit) else { break };
         let shared = Arc::clone(&shared);
         // Without a thread, the caller does the work alone.
-        let _ = std::thread::Builder::new().name("vigil-search".into()).spawn(move || shared.drain());
+        let _ = std::thread::Builder::new().name("vigil-search".into()).spawn(move || {
+            let _slot = slot;
+            shared.drain();
+        });
     }
     shared.drain();
     let mut slots = shared.slots();
@@ -127,6 +161,22 @@ mod tests {
     fn a_panic_in_the_work_reaches_the_caller() {
         let outcome = catch_unwind(|| run((0..64).collect::<Vec<u32>>(), 2, |item| assert_ne!(*item, 40)));
         assert!(outcome.is_err());
+    }
+
+    #[test]
+    fn helpers_alive_at_once_are_bounded_and_their_places_given_back() {
+        // A count of its own: the searches of other tests use the global one.
+        static LIVE: AtomicUsize = AtomicUsize::new(0);
+        let first = HelperSlot::take(&LIVE, 2);
+        let second = HelperSlot::take(&LIVE, 2);
+        assert!(first.is_some() && second.is_some());
+        assert!(HelperSlot::take(&LIVE, 2).is_none(), "past the limit, no helper");
+        assert_eq!(LIVE.load(Ordering::Acquire), 2, "a refused place is not given back");
+        drop(first);
+        let again = HelperSlot::take(&LIVE, 2);
+        assert!(again.is_some(), "a place given back is taken again");
+        drop((second, again));
+        assert_eq!(LIVE.load(Ordering::Acquire), 0);
     }
 
     #[test]
