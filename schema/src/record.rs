@@ -5,9 +5,9 @@
 //! the schema fields that are a plain copy of a value of the original
 //! (`user.name` of an audit event is its `user.username`). Those are named
 //! by a bit mask, `from_original`, over [`FROM_ORIGINAL`], and put back
-//! from the original when the record is read. On audit events this halves
-//! the record and takes about 80 bytes per event off the compressed doc
-//! store.
+//! from the original when the record is read. On audit events this takes
+//! two fifths off the record (2,154 → 1,265 bytes on `vigil gen`'s corpus)
+//! and about 70 bytes per event off the compressed doc store.
 //!
 //! A record without `from_original` (written before it existed) is the
 //! event as it was. [`FROM_ORIGINAL`] is append-only: a record names its
