@@ -260,11 +260,16 @@ impl Compiler<'_> {
         value: &TermValue,
     ) -> Result<Box<dyn TantivyQuery>, CompileError> {
         match value {
-            // The inverted index keeps times to the second: an exact time
-            // matches every event in its second. Ranges use the fast field,
-            // which keeps nanoseconds.
+            // An exact time matches every event in its second, read from the
+            // fast field like ranges (`@timestamp` has no inverted index).
             TermValue::Word(text) | TermValue::Phrase(text) => {
-                Ok(term(Term::from_field_date_for_search(field, parse_time(name, text)?)))
+                let nanos = parse_time(name, text)?.into_timestamp_nanos();
+                let second = nanos.div_euclid(1_000_000_000) * 1_000_000_000;
+                let at = |nanos: i64| Term::from_field_date(field, DateTime::from_timestamp_nanos(nanos));
+                Ok(Box::new(RangeQuery::new(
+                    std::ops::Bound::Included(at(second)),
+                    std::ops::Bound::Excluded(at(second.saturating_add(1_000_000_000))),
+                )))
             }
             TermValue::Range { lower, upper } => {
                 let bound = |bound: &Bound| {

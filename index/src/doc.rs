@@ -3,7 +3,7 @@
 //!
 //! | tantivy field      | holds                                  | indexed as                         |
 //! |--------------------|----------------------------------------|------------------------------------|
-//! | `_ts`              | `@timestamp`                           | date (ns), fast                    |
+//! | `_ts`              | `@timestamp`                           | date (ns), fast only               |
 //! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order, and lookup by id) |
 //! | `_doc`             | the event's record ([`vigil_schema::record`]) | stored only (zstd doc store)  |
 //! | `_all`             | every string of the event              | words, with positions              |
@@ -58,9 +58,11 @@ impl DocSchema {
             .set_tokenizer("default")
             .set_fieldnorms(false)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+        // Time is read from the column only (ranges, exact seconds, order,
+        // histograms): no inverted index. Partitions written before kept one.
         let timestamp = builder.add_date_field(
             "_ts",
-            DateOptions::default().set_indexed().set_fast().set_precision(DateTimePrecision::Nanoseconds),
+            DateOptions::default().set_fast().set_precision(DateTimePrecision::Nanoseconds),
         );
         let arrival = builder.add_u64_field("_arrival", NumericOptions::default().set_fast());
         let seq = builder.add_u64_field("_seq", NumericOptions::default().set_fast());

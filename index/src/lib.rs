@@ -240,6 +240,10 @@ mod tests {
             ("responseStatus.code:<=200", 11),
             ("@timestamp:[2025-02-03T08:02:00Z TO 2025-02-03T08:05:00Z}", 3),
             ("@timestamp:>=2025-02-03T08:09:00Z", 2),
+            // An exact time matches the events of its second.
+            ("@timestamp:\"2025-02-03T08:03:00Z\"", 1),
+            ("@timestamp:\"2025-02-03T08:03:00.5Z\"", 1),
+            ("@timestamp:\"2025-02-03T08:03:01Z\"", 0),
             ("user.name:[a TO b}", 5),
             ("source.ip:10.0.0.0/8", 11),
             ("source.ip:10.1.2.3/32", 11),
