@@ -283,43 +283,52 @@ fn leave_out_of_container<'v>(
     timestamp: chrono::DateTime<chrono::Utc>,
     left_out: &mut LeftOut<'v>,
 ) {
-    if let Value::Object(object) = original {
-        // The normalizer's time keys, in its order: the first that holds a time.
-        let time_key =
-            ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| match object.get(*key) {
-                Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
-                Some(Value::Number(number)) => number.as_f64().is_some_and(|seconds| seconds > 0.0),
-                _ => false,
-            });
-        let is_timestamp = |value: &Value| match value {
-            Value::String(text) => {
-                chrono::DateTime::parse_from_rfc3339(text).is_ok_and(|time| time == timestamp)
-            }
-            Value::Number(number) => number.as_f64().is_some_and(|seconds| {
-                let nanos = timestamp.timestamp_nanos_opt().unwrap_or_default() as f64;
-                (seconds * 1e9 - nanos).abs() < 1_000.0
-            }),
-            _ => false,
-        };
-        if let Some(key) = time_key
-            && object.get(key).is_some_and(is_timestamp)
-        {
-            left_out.key(original, key);
-        }
+    if let Some(key) = container_time_key(original, timestamp) {
+        left_out.key(original, key);
     }
-    for (path, schema_name) in fields::K8S_CONTAINER_ALIASES {
-        // The normalizer takes only strings (and the line is the message
-        // only when it is not a JSON line); anything else stays searchable here.
+    for path in container_paths_answered(original, message) {
+        left_out.path(original, path);
+    }
+}
+
+/// The paths of a container-log record that the schema's fields answer:
+/// the names whose twin the normalizer set (it takes only strings, and the
+/// line is the message only when it is not a JSON line; anything else stays
+/// searchable in the original), and the labels.
+fn container_paths_answered<'a>(
+    original: &'a Value,
+    message: Option<&'a str>,
+) -> impl Iterator<Item = &'static str> + 'a {
+    let twins = fields::K8S_CONTAINER_ALIASES.iter().filter_map(move |(path, schema_name)| {
         let value = original.pointer(&format!("/{}", path.replace('.', "/"))).and_then(Value::as_str);
         let twin = match *schema_name {
             fields::MESSAGE => value.map(|line| line.trim_end_matches(['\n', '\r'])) == message,
             _ => value.is_some(),
         };
-        if twin {
-            left_out.path(original, path);
-        }
-    }
-    left_out.path(original, "kubernetes.labels");
+        twin.then_some(*path)
+    });
+    twins.chain(["kubernetes.labels"])
+}
+
+/// The key of a container-log record that became `@timestamp`: the first
+/// of the normalizer's time keys, in its order, that holds a time, when
+/// that time is the event's.
+fn container_time_key(original: &Value, timestamp: chrono::DateTime<chrono::Utc>) -> Option<&'static str> {
+    let Value::Object(object) = original else { return None };
+    let key = ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| match object.get(*key) {
+        Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
+        Some(Value::Number(number)) => number.as_f64().is_some_and(|seconds| seconds > 0.0),
+        _ => false,
+    })?;
+    let is_timestamp = match object.get(key)? {
+        Value::String(text) => chrono::DateTime::parse_from_rfc3339(text).is_ok_and(|time| time == timestamp),
+        Value::Number(number) => number.as_f64().is_some_and(|seconds| {
+            let nanos = timestamp.timestamp_nanos_opt().unwrap_or_default() as f64;
+            (seconds * 1e9 - nanos).abs() < 1_000.0
+        }),
+        _ => false,
+    };
+    is_timestamp.then_some(key)
 }
 
 /// Calls `visit` with every string leaf of a JSON value.
@@ -413,47 +422,14 @@ mod tests {
             timestamp: chrono::DateTime<chrono::Utc>,
         ) -> Value {
             let mut pruned = original.clone();
-            if let Value::Object(object) = &mut pruned {
-                // The normalizer's time keys, in its order: the first that holds a time.
-                let time_key =
-                    ["time", "@timestamp", "timestamp", "date"].into_iter().find(|key| {
-                        match object.get(*key) {
-                            Some(Value::String(text)) => chrono::DateTime::parse_from_rfc3339(text).is_ok(),
-                            Some(Value::Number(number)) => {
-                                number.as_f64().is_some_and(|seconds| seconds > 0.0)
-                            }
-                            _ => false,
-                        }
-                    });
-                let is_timestamp = |value: &Value| match value {
-                    Value::String(text) => {
-                        chrono::DateTime::parse_from_rfc3339(text).is_ok_and(|time| time == timestamp)
-                    }
-                    Value::Number(number) => number.as_f64().is_some_and(|seconds| {
-                        let nanos = timestamp.timestamp_nanos_opt().unwrap_or_default() as f64;
-                        (seconds * 1e9 - nanos).abs() < 1_000.0
-                    }),
-                    _ => false,
-                };
-                if let Some(key) = time_key
-                    && object.get(key).is_some_and(is_timestamp)
-                {
-                    object.remove(key);
-                }
+            if let Value::Object(object) = &mut pruned
+                && let Some(key) = super::super::container_time_key(original, timestamp)
+            {
+                object.remove(key);
             }
-            for (path, schema_name) in fields::K8S_CONTAINER_ALIASES {
-                // The normalizer takes only strings (and the line is the message
-                // only when it is not a JSON line); anything else stays searchable here.
-                let value = original.pointer(&format!("/{}", path.replace('.', "/"))).and_then(Value::as_str);
-                let twin = match *schema_name {
-                    fields::MESSAGE => value.map(|line| line.trim_end_matches(['\n', '\r'])) == message,
-                    _ => value.is_some(),
-                };
-                if twin {
-                    remove_path(&mut pruned, path);
-                }
+            for path in super::super::container_paths_answered(original, message) {
+                remove_path(&mut pruned, path);
             }
-            remove_path(&mut pruned, "kubernetes.labels");
             pruned
         }
 
