@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(numbers(&batches), (0..70).collect::<Vec<_>>());
         assert!(feed.read_back_batches() > 0);
         for batch in &batches {
-            let stored = batch.stored.as_ref().expect("the index's feed keeps the stored JSON");
+            let stored = batch.stored.as_ref().expect("the index's feed keeps the stored records");
             let again: Vec<Vec<u8>> =
                 batch.events.iter().map(|event| vigil_schema::record::encode(event).unwrap()).collect();
             assert_eq!(stored, &again);

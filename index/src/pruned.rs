@@ -14,9 +14,9 @@ use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value as Tan
 #[derive(Debug, Default)]
 pub(crate) struct LeftOut<'v> {
     nodes: Vec<usize>,
-    /// Objects on the paths walked, with their depth and order: an object
-    /// all of whose entries are left out is left out too.
-    on_paths: Vec<(usize, usize, &'v Value)>,
+    /// Objects on the paths walked, with their depth: an object all of
+    /// whose entries are left out is left out too.
+    on_paths: Vec<(usize, &'v Value)>,
 }
 
 fn address(value: &Value) -> usize {
@@ -44,7 +44,7 @@ impl<'v> LeftOut<'v> {
         }
         for (dot, _) in path.match_indices('.') {
             if let Some(child) = object.get(&path[..dot]) {
-                self.on_paths.push((depth, self.on_paths.len(), child));
+                self.on_paths.push((depth, child));
                 self.walk(child, &path[dot + 1..], depth + 1);
                 return;
             }
@@ -65,8 +65,9 @@ impl<'v> LeftOut<'v> {
         'v: 'a,
     {
         let mut on_paths = std::mem::take(&mut self.on_paths);
-        on_paths.sort_by_key(|&(depth, order, _)| (std::cmp::Reverse(depth), order));
-        for (_, _, object) in on_paths {
+        // Deepest first (a stable sort: walk order within a depth).
+        on_paths.sort_by_key(|&(depth, _)| std::cmp::Reverse(depth));
+        for (_, object) in on_paths {
             let emptied = match object {
                 Value::Object(entries) => entries.values().all(|child| self.contains(child)),
                 _ => false,

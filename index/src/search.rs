@@ -189,12 +189,11 @@ impl Snapshot {
         let helpers = parallel::helpers_for(documents, DOCUMENTS_PER_HELPER, order.len(), self.threads);
         let (snapshot, collector) = (self.clone(), Arc::new(collector));
         let shared = Arc::clone(&collector);
-        let collected = parallel::run(order.clone(), helpers, move |&global| {
+        let mut by_segment = parallel::run(order, helpers, move |&global| {
             let (which, _) = snapshot.segments[global as usize];
-            shared.collect_segment(weights[which].as_ref(), global, snapshot.segment(global))
+            (global, shared.collect_segment(weights[which].as_ref(), global, snapshot.segment(global)))
         });
         // Back in segment order.
-        let mut by_segment: Vec<_> = order.into_iter().zip(collected).collect();
         by_segment.sort_by_key(|(global, _)| *global);
         let fruits = by_segment.into_iter().map(|(_, fruit)| fruit).collect::<tantivy::Result<Vec<_>>>()?;
         collector.merge_fruits(fruits)
@@ -326,7 +325,7 @@ impl Searcher {
         let query = crate::doc::id_query(&self.schema, id);
         let found = snapshot.collect(query.as_ref(), DocSetCollector)?;
         match found.into_iter().next() {
-            Some(address) => Ok(Some(self.decode(&snapshot.doc(address)?)?)),
+            Some(address) => Ok(Some(decode(self.schema.doc, &snapshot.doc(address)?)?)),
             None => Ok(None),
         }
     }
@@ -345,7 +344,7 @@ impl Searcher {
         ));
         let found = snapshot.collect(&tantivy::query::AllQuery, top)?;
         match found.first() {
-            Some((_, address)) => Ok(Some(self.decode(&snapshot.doc(*address)?)?.id)),
+            Some((_, address)) => Ok(Some(decode(self.schema.doc, &snapshot.doc(*address)?)?.id)),
             None => Ok(None),
         }
     }
@@ -412,10 +411,6 @@ impl Searcher {
         let mut events: Vec<(usize, Result<Event, StoreError>)> = read.into_iter().flatten().collect();
         events.sort_by_key(|(index, _)| *index);
         events.into_iter().map(|(_, event)| event).collect()
-    }
-
-    fn decode(&self, document: &TantivyDocument) -> Result<Event, StoreError> {
-        decode(self.schema.doc, document)
     }
 }
 
