@@ -19,6 +19,7 @@
 //! ```
 
 pub mod aggregate;
+mod by_time;
 pub mod compile;
 pub mod doc;
 mod feed;

@@ -12,6 +12,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
 use vigil_schema::{Event, EventId};
 
+use crate::by_time::{Ranked, TimeBlocksCache, TopByTime};
 use crate::compile::{CompileError, Compiler};
 use crate::doc::{DocSchema, to_tantivy_time};
 use crate::parallel;
@@ -139,6 +140,8 @@ pub struct Searcher {
     pub(crate) tokenizers: TokenizerManager,
     /// Threads one search may use, its own included.
     threads: usize,
+    /// The times of each segment's blocks of documents, for ranking hits.
+    time_blocks: Arc<TimeBlocksCache>,
 }
 
 /// A consistent view of the partitions a request touches: one tantivy
@@ -228,7 +231,7 @@ impl Searcher {
             0 => parallel::default_threads(),
             threads => threads,
         };
-        Searcher { partitions, schema: DocSchema::new(), tokenizers, threads }
+        Searcher { partitions, schema: DocSchema::new(), tokenizers, threads, time_blocks: Arc::default() }
     }
 
     /// A view of the partitions a request's time range overlaps.
@@ -245,36 +248,23 @@ impl Searcher {
             let total = snapshot.collect(query.as_ref(), Count)? as u64;
             return Ok(SearchResult { total, hits: Vec::new(), next_cursor: None });
         }
-        let order = match request.order {
-            SortOrder::NewestFirst => Order::Desc,
-            SortOrder::OldestFirst => Order::Asc,
-        };
-        // One more than asked, to know whether another page follows.
-        let top = TopDocs::with_limit(limit + 1).order_by((
-            (SortByStaticFastValue::<tantivy::DateTime>::for_field("_ts"), order),
-            (
-                (SortByStaticFastValue::<u64>::for_field("_arrival"), order),
-                (SortByStaticFastValue::<u64>::for_field("_seq"), order),
-            ),
-        ));
-        // The first page counts and ranks in one pass; later pages count the
+        // One more than asked, to know whether another page follows. The
+        // first page counts and ranks in one pass; later pages count the
         // whole query and rank what follows the cursor.
-        let (total, top_docs) = match &request.cursor {
-            None => {
-                let (total, top_docs) = snapshot.collect(query.as_ref(), (Count, top))?;
-                (total as u64, top_docs)
-            }
+        let top = TopByTime::new(limit + 1, request.order, Arc::clone(&self.time_blocks));
+        let Ranked { total, hits: addresses } = match &request.cursor {
+            None => snapshot.collect(query.as_ref(), top)?,
             Some(cursor) => {
                 let total = snapshot.collect(query.as_ref(), Count)? as u64;
                 let page_query = BooleanQuery::new(vec![
                     (Occur::Must, query),
                     (Occur::Must, self.after_cursor(cursor, request.order)),
                 ]);
-                (total, snapshot.collect(&page_query, top)?)
+                Ranked { total, ..snapshot.collect(&page_query, top)? }
             }
         };
-        let more = top_docs.len() > limit;
-        let addresses = top_docs.into_iter().take(limit).map(|(_, address)| address).collect();
+        let more = addresses.len() > limit;
+        let addresses = addresses.into_iter().take(limit).collect();
         let hits = self.fetch(&snapshot, addresses)?;
         let next_cursor = if more { hits.last().map(Cursor::after) } else { None };
         Ok(SearchResult { total, hits, next_cursor })
