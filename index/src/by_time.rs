@@ -6,8 +6,8 @@
 //! order, so newest first meets each match as the best one yet. For a query
 //! matching 200,000 events, that was most of the search.
 //!
-//! Here a segment's matches are gathered in one pass of the query (the
-//! count is their number), and ranked block by block: each segment is cut
+//! Here a segment's matches are gathered in one pass of the query, a bit
+//! per document (the count is their number), and ranked block by block: each segment is cut
 //! in blocks of [`BLOCK_DOCS`] documents, whose earliest and latest times
 //! are computed once per segment (segments never change; a
 //! [`TimeBlocksCache`] keeps them). The blocks are visited best first (the
@@ -34,8 +34,6 @@ const BLOCK_DOCS: u32 = if cfg!(test) { 4 } else { 1024 };
 /// Segments whose blocks are kept; past this, the record starts over (it
 /// holds segments merged away since).
 const KEPT_SEGMENTS: usize = 4096;
-/// A segment with at most this many matches has them all ranked in one pass.
-const RANK_ALL_UP_TO: u32 = if cfg!(test) { 0 } else { 4096 };
 
 /// A document's place in the order asked for: greater is better. Newest
 /// first, it is (time, arrival, seq); oldest first, their complements.
@@ -138,12 +136,11 @@ pub(crate) struct TopByTime {
     limit: usize,
     order: SortOrder,
     blocks: Arc<TimeBlocksCache>,
-    rank_all_up_to: u32,
 }
 
 impl TopByTime {
     pub(crate) fn new(limit: usize, order: SortOrder, blocks: Arc<TimeBlocksCache>) -> TopByTime {
-        TopByTime { limit, order, blocks, rank_all_up_to: RANK_ALL_UP_TO }
+        TopByTime { limit, order, blocks }
     }
 
     fn columns(&self, reader: &SegmentReader) -> tantivy::Result<Columns> {
@@ -260,16 +257,19 @@ impl Collector for TopByTime {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentRanked> {
         // The matches, in one pass of the query.
-        let mut matches: Vec<DocId> = Vec::new();
+        let mut matches = Matches::new(reader.max_doc());
         let alive = reader.alive_bitset();
         weight.for_each_no_score(reader, &mut |docs| match alive {
-            None => matches.extend_from_slice(docs),
-            Some(alive) => matches.extend(docs.iter().copied().filter(|&doc| alive.is_alive(doc))),
+            None => docs.iter().for_each(|&doc| matches.insert(doc)),
+            Some(alive) => {
+                docs.iter().filter(|&&doc| alive.is_alive(doc)).for_each(|&doc| matches.insert(doc))
+            }
         })?;
-        let total = matches.len() as u64;
+        let total = matches.count;
         let mut ranking = Ranking::new(self.limit, self.columns(reader)?);
-        if matches.len() <= self.rank_all_up_to.max(self.limit as u32) as usize {
-            matches.iter().for_each(|&doc| ranking.offer(doc));
+        if total <= self.limit as u64 {
+            // Every match is a hit.
+            matches.for_each_in(0, reader.max_doc(), |doc| ranking.offer(doc));
         } else {
             // The blocks best first, until one cannot beat the last hit kept.
             let blocks = self.blocks.get(reader, &ranking.columns.times);
@@ -278,12 +278,51 @@ impl Collector for TopByTime {
                     break;
                 }
                 let start = block * BLOCK_DOCS;
-                let from = matches.partition_point(|&doc| doc < start);
-                let to = from + matches[from..].partition_point(|&doc| doc < start + BLOCK_DOCS);
-                matches[from..to].iter().for_each(|&doc| ranking.offer(doc));
+                matches.for_each_in(start, start + BLOCK_DOCS, |doc| ranking.offer(doc));
             }
         }
         Ok(SegmentRanked { total, hits: ranking.harvest(segment) })
+    }
+}
+
+/// A segment's matches: a bit per document (an eighth of a byte per
+/// document, where a list of matches takes four bytes per match).
+struct Matches {
+    words: Vec<u64>,
+    count: u64,
+}
+
+impl Matches {
+    fn new(max_doc: DocId) -> Matches {
+        Matches { words: vec![0; max_doc.div_ceil(64) as usize], count: 0 }
+    }
+
+    /// Adds a document (each once: a query's matches are distinct).
+    fn insert(&mut self, doc: DocId) {
+        self.words[(doc / 64) as usize] |= 1 << (doc % 64);
+        self.count += 1;
+    }
+
+    /// Calls `f` with each match in `[start, end)`, in order.
+    fn for_each_in(&self, start: DocId, end: DocId, mut f: impl FnMut(DocId)) {
+        let end = end.min(self.words.len() as DocId * 64);
+        if start >= end {
+            return;
+        }
+        for index in start / 64..=(end - 1) / 64 {
+            let base = index * 64;
+            let mut word = self.words[index as usize];
+            if base < start {
+                word &= u64::MAX << (start - base);
+            }
+            if end - base < 64 {
+                word &= (1 << (end - base)) - 1;
+            }
+            while word != 0 {
+                f(base + word.trailing_zeros());
+                word &= word - 1;
+            }
+        }
     }
 }
 
@@ -390,6 +429,24 @@ mod tests {
     }
 
     #[test]
+    fn matches_are_read_back_by_range_across_word_boundaries() {
+        let mut random = Lcg(7);
+        let docs: Vec<DocId> = (0..300).filter(|_| random.below(3) == 0).collect();
+        let mut matches = Matches::new(300);
+        docs.iter().for_each(|&doc| matches.insert(doc));
+        assert_eq!(matches.count, docs.len() as u64);
+        for (start, end) in
+            [(0, 300), (0, 64), (63, 65), (64, 128), (5, 6), (100, 100), (130, 299), (250, 400)]
+        {
+            let mut found = Vec::new();
+            matches.for_each_in(start, end, |doc| found.push(doc));
+            let expected: Vec<DocId> =
+                docs.iter().copied().filter(|doc| (start..end).contains(doc)).collect();
+            assert_eq!(found, expected, "[{start}, {end})");
+        }
+    }
+
+    #[test]
     fn hits_and_counts_agree_with_ranking_every_match() {
         for seed in 0..40 {
             let index = index(seed);
@@ -405,21 +462,10 @@ mod tests {
                 for order in [SortOrder::NewestFirst, SortOrder::OldestFirst] {
                     for limit in [1, 2, 7, 50, 1000] {
                         let expected = reference(&index, query.as_ref(), limit, order);
-                        for rank_all_up_to in [0, u32::MAX] {
-                            let collector = TopByTime {
-                                rank_all_up_to,
-                                ..TopByTime::new(limit, order, Arc::clone(&cache))
-                            };
-                            let found = searcher.search(query.as_ref(), &collector).unwrap();
-                            let case = format!(
-                                "seed {seed}, {query:?}, {order:?}, limit {limit}, all up to {rank_all_up_to}"
-                            );
-                            assert_eq!(
-                                (found.total, &found.hits),
-                                (expected.total, &expected.hits),
-                                "{case}"
-                            );
-                        }
+                        let collector = TopByTime::new(limit, order, Arc::clone(&cache));
+                        let found = searcher.search(query.as_ref(), &collector).unwrap();
+                        let case = format!("seed {seed}, {query:?}, {order:?}, limit {limit}");
+                        assert_eq!((found.total, &found.hits), (expected.total, &expected.hits), "{case}");
                         // A segment collector given every match ranks them alike.
                         let collector = TopByTime::new(limit, order, Arc::clone(&cache));
                         let mut fruits = Vec::new();
