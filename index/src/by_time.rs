@@ -27,6 +27,7 @@ use tantivy::index::SegmentId;
 use tantivy::query::Weight;
 use tantivy::{DateTime, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
+use crate::bits::DocBits;
 use crate::search::SortOrder;
 
 /// Documents per block of times.
@@ -257,7 +258,7 @@ impl Collector for TopByTime {
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentRanked> {
         // The matches, in one pass of the query.
-        let mut matches = Matches::new(reader.max_doc());
+        let mut matches = DocBits::empty(reader.max_doc());
         let alive = reader.alive_bitset();
         weight.for_each_no_score(reader, &mut |docs| match alive {
             None => docs.iter().for_each(|&doc| matches.insert(doc)),
@@ -265,7 +266,7 @@ impl Collector for TopByTime {
                 docs.iter().filter(|&&doc| alive.is_alive(doc)).for_each(|&doc| matches.insert(doc))
             }
         })?;
-        let total = matches.count;
+        let total = u64::from(matches.len());
         let mut ranking = Ranking::new(self.limit, self.columns(reader)?);
         if total <= self.limit as u64 {
             // Every match is a hit.
@@ -282,47 +283,6 @@ impl Collector for TopByTime {
             }
         }
         Ok(SegmentRanked { total, hits: ranking.harvest(segment) })
-    }
-}
-
-/// A segment's matches: a bit per document (an eighth of a byte per
-/// document, where a list of matches takes four bytes per match).
-struct Matches {
-    words: Vec<u64>,
-    count: u64,
-}
-
-impl Matches {
-    fn new(max_doc: DocId) -> Matches {
-        Matches { words: vec![0; max_doc.div_ceil(64) as usize], count: 0 }
-    }
-
-    /// Adds a document (each once: a query's matches are distinct).
-    fn insert(&mut self, doc: DocId) {
-        self.words[(doc / 64) as usize] |= 1 << (doc % 64);
-        self.count += 1;
-    }
-
-    /// Calls `f` with each match in `[start, end)`, in order.
-    fn for_each_in(&self, start: DocId, end: DocId, mut f: impl FnMut(DocId)) {
-        let end = end.min(self.words.len() as DocId * 64);
-        if start >= end {
-            return;
-        }
-        for index in start / 64..=(end - 1) / 64 {
-            let base = index * 64;
-            let mut word = self.words[index as usize];
-            if base < start {
-                word &= u64::MAX << (start - base);
-            }
-            if end - base < 64 {
-                word &= (1 << (end - base)) - 1;
-            }
-            while word != 0 {
-                f(base + word.trailing_zeros());
-                word &= word - 1;
-            }
-        }
     }
 }
 
@@ -426,24 +386,6 @@ mod tests {
         let total = ranked.len() as u64;
         ranked.sort_unstable_by(|left, right| right.cmp(left));
         Ranked { total, hits: ranked.into_iter().take(limit).map(|(_, address)| address).collect() }
-    }
-
-    #[test]
-    fn matches_are_read_back_by_range_across_word_boundaries() {
-        let mut random = Lcg(7);
-        let docs: Vec<DocId> = (0..300).filter(|_| random.below(3) == 0).collect();
-        let mut matches = Matches::new(300);
-        docs.iter().for_each(|&doc| matches.insert(doc));
-        assert_eq!(matches.count, docs.len() as u64);
-        for (start, end) in
-            [(0, 300), (0, 64), (63, 65), (64, 128), (5, 6), (100, 100), (130, 299), (250, 400)]
-        {
-            let mut found = Vec::new();
-            matches.for_each_in(start, end, |doc| found.push(doc));
-            let expected: Vec<DocId> =
-                docs.iter().copied().filter(|doc| (start..end).contains(doc)).collect();
-            assert_eq!(found, expected, "[{start}, {end})");
-        }
     }
 
     #[test]

@@ -6,14 +6,25 @@
 //! thousands of lists), or when most documents match (`[200 TO 299]`: an
 //! intersection led by a rarer term checks each of its documents' values
 //! in the column, where a union of postings would walk them all).
+//!
+//! A dense range over a column with one value per document (a status code)
+//! is better read by what it leaves out: its documents are all but those of
+//! the few values outside it. The segment then marks every document, clears
+//! those of the outside values' postings, and an intersection checks a bit
+//! for each of its documents instead of decoding a column value.
 
 use std::ops::Bound;
 
+use tantivy::columnar::Cardinality;
+use tantivy::postings::TermInfo;
 use tantivy::query::{
-    EnableScoring, Explanation, InvertedIndexRangeQuery, Query, RangeQuery, Scorer, Weight,
+    ConstScorer, EnableScoring, Explanation, InvertedIndexRangeQuery, Query, RangeQuery, Scorer, Weight,
 };
-use tantivy::schema::Field;
-use tantivy::{DocId, Score, SegmentReader, Term};
+use tantivy::schema::{Field, IndexRecordOption};
+use tantivy::termdict::{TermDictionary, TermStreamer};
+use tantivy::{DocId, InvertedIndexReader, Score, SegmentReader, Term};
+
+use crate::bits::DocBits;
 
 /// Distinct values in range up to which a segment reads their postings.
 const MAX_POSTINGS_TERMS: usize = 256;
@@ -60,41 +71,158 @@ struct NumericRangeWeight {
     column: Box<dyn Weight>,
 }
 
+/// The values between a lower and an upper bound (serialized, as terms).
+type ValueRange<'b> = (Bound<&'b [u8]>, Bound<&'b [u8]>);
+
+/// How a segment reads a range.
+enum Way<'w> {
+    /// Through a weight: the postings of the values in range, or the column.
+    Weight(&'w dyn Weight),
+    /// Every document but those of these values (outside the range).
+    AllBut(Vec<TermInfo>),
+}
+
 impl NumericRangeWeight {
     /// The postings when the segment holds few values in range, on few
-    /// documents; else the column.
-    fn pick(&self, reader: &SegmentReader) -> tantivy::Result<&dyn Weight> {
+    /// documents; else, when the column has one value per document and
+    /// few documents lie outside the range, all documents but those; else
+    /// the column.
+    fn pick(&self, reader: &SegmentReader) -> tantivy::Result<Way<'_>> {
         let index = reader.inverted_index(self.field)?;
-        let mut range = index.terms().range();
-        range = match &self.lower {
-            Bound::Included(bytes) => range.ge(bytes),
-            Bound::Excluded(bytes) => range.gt(bytes),
-            Bound::Unbounded => range,
-        };
-        range = match &self.upper {
-            Bound::Included(bytes) => range.le(bytes),
-            Bound::Excluded(bytes) => range.lt(bytes),
-            Bound::Unbounded => range,
-        };
-        let mut terms = range.into_stream()?;
+        let terms = index.terms();
+        let mut inside = bounded(terms, as_slice(self.lower.as_ref()), as_slice(self.upper.as_ref()))?;
         let (mut count, mut documents) = (0, 0u64);
-        while terms.advance() {
+        while inside.advance() {
             count += 1;
-            documents += u64::from(terms.value().doc_freq);
+            documents += u64::from(inside.value().doc_freq);
             if count > MAX_POSTINGS_TERMS {
-                return Ok(self.column.as_ref());
+                break;
             }
         }
-        if documents * DENSE_ONE_IN > u64::from(reader.max_doc()) {
-            return Ok(self.column.as_ref());
+        if count <= MAX_POSTINGS_TERMS && documents * DENSE_ONE_IN <= u64::from(reader.max_doc()) {
+            return Ok(Way::Weight(self.postings.as_ref()));
         }
-        Ok(self.postings.as_ref())
+        Ok(match self.outside(reader, terms)? {
+            Some(outside) => Way::AllBut(outside),
+            None => Way::Weight(self.column.as_ref()),
+        })
     }
+
+    /// The values outside the range, when every document holds exactly one
+    /// value of the field and few documents hold those.
+    fn outside(
+        &self,
+        reader: &SegmentReader,
+        terms: &TermDictionary,
+    ) -> tantivy::Result<Option<Vec<TermInfo>>> {
+        let name = reader.schema().get_field_name(self.field);
+        let handles = reader.fast_fields().dynamic_column_handles(name)?;
+        let [handle] = handles.as_slice() else { return Ok(None) };
+        if handle.open()?.get_cardinality() != Cardinality::Full {
+            return Ok(None);
+        }
+        // Below the lower bound, above the upper one.
+        let mut ranges = Vec::with_capacity(2);
+        if let lower @ (Bound::Included(_) | Bound::Excluded(_)) = self.lower.as_ref() {
+            ranges.push((Bound::Unbounded, flip(lower)));
+        }
+        if let upper @ (Bound::Included(_) | Bound::Excluded(_)) = self.upper.as_ref() {
+            ranges.push((flip(upper), Bound::Unbounded));
+        }
+        self.few(terms, &ranges, reader)
+    }
+
+    /// The values in these ranges, if there are few, on few documents.
+    fn few(
+        &self,
+        terms: &TermDictionary,
+        ranges: &[ValueRange<'_>],
+        reader: &SegmentReader,
+    ) -> tantivy::Result<Option<Vec<TermInfo>>> {
+        let (mut infos, mut documents) = (Vec::new(), 0u64);
+        for &(lower, upper) in ranges {
+            let mut stream = bounded(terms, lower, upper)?;
+            while stream.advance() {
+                infos.push(stream.value().clone());
+                documents += u64::from(stream.value().doc_freq);
+                if infos.len() > MAX_POSTINGS_TERMS || documents * DENSE_ONE_IN > u64::from(reader.max_doc())
+                {
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(Some(infos))
+    }
+
+    fn scorer_of(
+        &self,
+        way: Way<'_>,
+        reader: &SegmentReader,
+        boost: Score,
+    ) -> tantivy::Result<Box<dyn Scorer>> {
+        match way {
+            Way::Weight(weight) => weight.scorer(reader, boost),
+            Way::AllBut(outside) => {
+                let index = reader.inverted_index(self.field)?;
+                Ok(Box::new(ConstScorer::new(
+                    all_but(&index, &outside, reader.max_doc())?.into_doc_set(),
+                    boost,
+                )))
+            }
+        }
+    }
+}
+
+/// A term stream over the values between two bounds.
+fn bounded<'a>(
+    terms: &'a TermDictionary,
+    lower: Bound<&[u8]>,
+    upper: Bound<&[u8]>,
+) -> std::io::Result<TermStreamer<'a>> {
+    let mut range = terms.range();
+    range = match lower {
+        Bound::Included(bytes) => range.ge(bytes),
+        Bound::Excluded(bytes) => range.gt(bytes),
+        Bound::Unbounded => range,
+    };
+    range = match upper {
+        Bound::Included(bytes) => range.le(bytes),
+        Bound::Excluded(bytes) => range.lt(bytes),
+        Bound::Unbounded => range,
+    };
+    range.into_stream()
+}
+
+fn as_slice(bound: Bound<&Vec<u8>>) -> Bound<&[u8]> {
+    bound.map(Vec::as_slice)
+}
+
+/// The other side of a bound: what lies below a lower bound ends there,
+/// what lies above an upper bound starts there.
+fn flip(bound: Bound<&Vec<u8>>) -> Bound<&[u8]> {
+    match bound {
+        Bound::Included(bytes) => Bound::Excluded(bytes.as_slice()),
+        Bound::Excluded(bytes) => Bound::Included(bytes.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// Every document of the segment but those in these postings.
+fn all_but(index: &InvertedIndexReader, outside: &[TermInfo], max_doc: DocId) -> tantivy::Result<DocBits> {
+    let mut documents = DocBits::full(max_doc);
+    for info in outside {
+        let mut postings = index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+        while !postings.docs().is_empty() {
+            postings.docs().iter().for_each(|&doc| documents.remove(doc));
+            postings.advance();
+        }
+    }
+    Ok(documents)
 }
 
 impl Weight for NumericRangeWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        self.pick(reader)?.scorer(reader, boost)
+        self.scorer_of(self.pick(reader)?, reader, boost)
     }
 
     fn scorer_danger(
@@ -103,14 +231,37 @@ impl Weight for NumericRangeWeight {
         target: DocId,
         boost: Score,
     ) -> tantivy::Result<(tantivy::SeekDangerResult, Box<dyn Scorer>)> {
-        self.pick(reader)?.scorer_danger(reader, target, boost)
+        match self.pick(reader)? {
+            Way::Weight(weight) => weight.scorer_danger(reader, target, boost),
+            way => {
+                let mut scorer = self.scorer_of(way, reader, boost)?;
+                let found = match scorer.doc().cmp(&target) {
+                    std::cmp::Ordering::Less => scorer.seek_danger(target),
+                    std::cmp::Ordering::Equal => tantivy::SeekDangerResult::Found,
+                    std::cmp::Ordering::Greater => tantivy::SeekDangerResult::SeekLowerBound(scorer.doc()),
+                };
+                Ok((found, scorer))
+            }
+        }
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        self.pick(reader)?.explain(reader, doc)
+        match self.pick(reader)? {
+            Way::Weight(weight) => weight.explain(reader, doc),
+            Way::AllBut(_) => self.column.explain(reader, doc),
+        }
     }
 
     fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
-        self.pick(reader)?.count(reader)
+        match self.pick(reader)? {
+            Way::Weight(weight) => weight.count(reader),
+            way => {
+                let mut scorer = self.scorer_of(way, reader, 1.0)?;
+                Ok(match reader.alive_bitset() {
+                    Some(alive) => scorer.count(alive),
+                    None => scorer.count_including_deleted(),
+                })
+            }
+        }
     }
 }
