@@ -13,7 +13,7 @@
 //! replay only ever reads closed files.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -216,18 +216,37 @@ impl SegmentReader {
         if length > MAX_RECORD_BYTES {
             return Some(Err(RecordError::Length(length)));
         }
-        let mut payload = vec![0u8; length as usize];
-        match read_full(&mut self.reader, &mut payload) {
-            Ok(n) if n < payload.len() => return Some(Err(RecordError::Truncated)),
-            Ok(_) => {}
+        let payload = match read_payload(&mut self.reader, length as usize) {
+            Ok(payload) if payload.len() < length as usize => return Some(Err(RecordError::Truncated)),
+            Ok(payload) => payload,
             Err(error) => return Some(Err(RecordError::Io(error))),
-        }
+        };
         if crc32fast::hash(&payload) != checksum {
             return Some(Err(RecordError::Checksum));
         }
         self.offset += HEADER_BYTES + u64::from(length);
         Some(Ok((self.offset, payload)))
     }
+}
+
+/// Up to `length` bytes, copied from the reader's buffer (a record's bytes
+/// are written once, not zeroed first); fewer at the end of the file.
+fn read_payload(reader: &mut impl BufRead, length: usize) -> io::Result<Vec<u8>> {
+    let mut payload = Vec::with_capacity(length);
+    while payload.len() < length {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            break;
+        }
+        let taken = available.len().min(length - payload.len());
+        payload.extend_from_slice(&available[..taken]);
+        reader.consume(taken);
+    }
+    Ok(payload)
 }
 
 fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
