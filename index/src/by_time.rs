@@ -286,7 +286,9 @@ impl Collector for TopByTime {
     }
 }
 
-/// Ranks every match it is given (the path of segments with few matches).
+/// Ranks every match it is given: the collector's part in tantivy's own
+/// per-segment loop. (`TopByTime::collect_segment`, which Vigil's searches
+/// run, gathers the matches and ranks by blocks instead.)
 pub(crate) struct RankEvery {
     segment: SegmentOrdinal,
     ranking: Ranking,
