@@ -231,12 +231,15 @@ impl SqliteAlertStore {
              DROP INDEX IF EXISTS alerts_open;
              CREATE UNIQUE INDEX IF NOT EXISTS alerts_active ON alerts (rule_id, grp) WHERE status != 'closed';
              CREATE INDEX IF NOT EXISTS alerts_last_seen ON alerts (last_seen);
+             -- Tables that are their key: stored once, in the key's order
+             -- (a rowid table would keep a second copy in its key's index).
+             -- Databases created before keep their rowid tables.
              CREATE TABLE IF NOT EXISTS alert_events (
                  alert_id INTEGER NOT NULL,
                  event_id TEXT NOT NULL,
                  PRIMARY KEY (alert_id, event_id)
-             );
-             CREATE TABLE IF NOT EXISTS seen (rule_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (rule_id, key));
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS seen (rule_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (rule_id, key)) WITHOUT ROWID;
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS alert_comments (
                  id INTEGER PRIMARY KEY,

@@ -144,7 +144,31 @@ fn a_broken_rule_refuses_the_whole_set_with_file_and_line() {
 #[test]
 fn one_request_raises_one_alert_and_replays_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SqliteAlertStore::open(&dir.path().join("alerts.db")).unwrap();
+    one_request_raises_one_alert(&SqliteAlertStore::open(&dir.path().join("alerts.db")).unwrap());
+    // A database created before `seen` and `alert_events` were tables
+    // without rowids keeps its tables, and works alike.
+    let path = dir.path().join("older.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE alert_events (alert_id INTEGER NOT NULL, event_id TEXT NOT NULL, PRIMARY KEY (alert_id, event_id));
+             CREATE TABLE seen (rule_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (rule_id, key));",
+        )
+        .unwrap();
+    one_request_raises_one_alert(&SqliteAlertStore::open(&path).unwrap());
+    let without_rowid = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM sqlite_master WHERE sql LIKE '%WITHOUT ROWID%'", [], |row| {
+                row.get(0)
+            })
+            .unwrap()
+    };
+    assert_eq!(without_rowid(&dir.path().join("alerts.db")), 2);
+    assert_eq!(without_rowid(&path), 0);
+}
+
+fn one_request_raises_one_alert(store: &SqliteAlertStore) {
     let rules = builtin();
     let exec = |stage: &str, audit_id: &str| {
         audit(
