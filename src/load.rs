@@ -43,7 +43,7 @@ pub struct LoadArgs {
     /// The server's data directory, to report bytes per event.
     #[arg(long, value_name = "DIR")]
     data_dir: Option<PathBuf>,
-    /// The server's process id, to report its peak memory.
+    /// The server's process id, to report its peak memory and its CPU time per search.
     #[arg(long, value_name = "PID")]
     server_pid: Option<u32>,
 }
@@ -121,6 +121,18 @@ fn directory_bytes(path: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
+}
+
+/// The CPU time a process has used, user and system, in milliseconds
+/// (`/proc/PID/stat`, fields 14 and 15, in clock ticks of 1/100 s: the
+/// kernel's `USER_HZ` on Linux).
+fn cpu_millis(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces: count from after it.
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let user: u64 = fields.next()?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some((user + system) as f64 * 10.0)
 }
 
 fn memory_kib(pid: u32, key: &str) -> Option<u64> {
@@ -339,14 +351,24 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let mut query_figures = serde_json::Map::new();
     for (name, paths) in varied.into_iter().chain(repeated) {
         let mut samples = Vec::with_capacity(paths.len());
+        let cpu_before = args.server_pid.and_then(cpu_millis);
         for path in &paths {
             let started = Instant::now();
             fetch(&agent, &format!("{}{path}", args.url))?;
             samples.push(started.elapsed());
         }
+        // The server's CPU per search: its helper threads' too, which the
+        // latency does not show.
+        let cpu_ms = match (cpu_before, args.server_pid.and_then(cpu_millis)) {
+            (Some(before), Some(after)) => Some((after - before) / paths.len().max(1) as f64),
+            _ => None,
+        };
         let p50 = percentile(&mut samples, 0.5);
         let p99 = percentile(&mut samples, 0.99);
-        query_figures.insert(name.to_owned(), json!({"p50_ms": millis(p50), "p99_ms": millis(p99)}));
+        query_figures.insert(
+            name.to_owned(),
+            json!({"p50_ms": millis(p50), "p99_ms": millis(p99), "server_cpu_ms_per_search": cpu_ms}),
+        );
     }
 
     let mut ack = latencies.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();

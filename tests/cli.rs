@@ -246,14 +246,18 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
         "2",
         "--data-dir",
         data.to_str().unwrap(),
+        "--server-pid",
+        &server.pid().to_string(),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(report["events_sent"], 300);
+    assert!(report["server_peak_rss_mib"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["ingest_events_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["bytes_per_event"].as_f64().unwrap() > 0.0);
     for name in ["selective", "range", "cidr", "histogram_all", "top_user_all"] {
         assert!(report["queries"][name]["p50_ms"].as_f64().is_some(), "{name}: {report}");
+        assert!(report["queries"][name]["server_cpu_ms_per_search"].as_f64().is_some_and(|ms| ms >= 0.0));
     }
     let (_, all) = server.get_json("/api/v1/search?limit=0");
     assert_eq!(all["total"], 302, "the 300 events and the two probes");

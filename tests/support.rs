@@ -154,7 +154,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
-    /// Sends SIGTERM and waits for a clean exit.
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends a signal (`HUP`, `TERM`, ...) to the server process.
     pub fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -165,6 +169,7 @@ impl Server {
         assert!(status.success());
     }
 
+    /// Sends SIGTERM and waits for a clean exit.
     pub fn stop(mut self) -> String {
         let status =
             Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
