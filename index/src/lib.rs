@@ -175,6 +175,13 @@ mod tests {
         searcher.search(&request).unwrap()
     }
 
+    /// Each query's number of matches.
+    fn assert_totals(searcher: &Searcher, cases: &[(&str, u64)]) {
+        for &(text, expected) in cases {
+            assert_eq!(search(searcher, text).total, expected, "{text}");
+        }
+    }
+
     fn wait_for_count(searcher: &Searcher, count: u64) {
         for _ in 0..200 {
             if search(searcher, "").total == count {
@@ -266,9 +273,7 @@ mod tests {
             ("auditID:AUDIT-CAROL-30", 1),
             ("_exists_:kubernetes.audit.id", 11),
         ];
-        for (text, expected) in cases {
-            assert_eq!(search(&searcher, text).total, expected, "{text}");
-        }
+        assert_totals(&searcher, &cases);
         let newest_first = search(&searcher, "");
         assert_eq!(newest_first.hits[0].get_str(fields::USER_NAME), Some("carol"));
         let ranged = SearchRequest {
@@ -365,9 +370,7 @@ mod tests {
             ("_exists_:objectRef", 1),
             ("objectRef.resource:pods", 1),
         ];
-        for (text, expected) in cases {
-            assert_eq!(search(&searcher, text).total, expected, "{text}");
-        }
+        assert_totals(&searcher, &cases);
         let catalog = searcher.field_catalog().unwrap();
         for name in ["kubernetes.pod_name", "log", "objectRef.resource"] {
             assert!(catalog.iter().any(|field| field.name == name), "{name} in the catalog");
@@ -816,9 +819,7 @@ mod tests {
             ("http.response.status_code:[1000 TO 1009]", 10),
             ("http.response.status_code:<1010 AND user.name:bob", 406),
         ];
-        for (text, expected) in cases {
-            assert_eq!(search(store.searcher(), text).total, expected, "{text}");
-        }
+        assert_totals(store.searcher(), &cases);
         store.shutdown();
     }
 
@@ -870,9 +871,7 @@ mod tests {
             ("source.ip:192.168.0.0/16", 30),
             ("source.ip:[10.0.0.0 TO 10.0.1.255] AND http.response.status_code:[200 TO 299]", 350),
         ];
-        for (text, expected) in cases {
-            assert_eq!(search(store.searcher(), text).total, expected, "{text}");
-        }
+        assert_totals(store.searcher(), &cases);
         // One value per event, every event: the same ranges, read by what
         // they leave out.
         let dir = tempfile::tempdir().unwrap();
@@ -899,9 +898,7 @@ mod tests {
             ("http.response.status_code:{200 TO 500]", 40),
             ("http.response.status_code:>=200", 400),
         ];
-        for (text, expected) in cases {
-            assert_eq!(search(store.searcher(), text).total, expected, "{text}");
-        }
+        assert_totals(store.searcher(), &cases);
         store.shutdown();
     }
 
