@@ -129,29 +129,7 @@ impl NumericRangeWeight {
         if let upper @ (Bound::Included(_) | Bound::Excluded(_)) = self.upper.as_ref() {
             ranges.push((flip(upper), Bound::Unbounded));
         }
-        self.few(terms, &ranges, reader)
-    }
-
-    /// The values in these ranges, if there are few, on few documents.
-    fn few(
-        &self,
-        terms: &TermDictionary,
-        ranges: &[ValueRange<'_>],
-        reader: &SegmentReader,
-    ) -> tantivy::Result<Option<Vec<TermInfo>>> {
-        let (mut infos, mut documents) = (Vec::new(), 0u64);
-        for &(lower, upper) in ranges {
-            let mut stream = bounded(terms, lower, upper)?;
-            while stream.advance() {
-                infos.push(stream.value().clone());
-                documents += u64::from(stream.value().doc_freq);
-                if infos.len() > MAX_POSTINGS_TERMS || documents * DENSE_ONE_IN > u64::from(reader.max_doc())
-                {
-                    return Ok(None);
-                }
-            }
-        }
-        Ok(Some(infos))
+        few(terms, &ranges, reader)
     }
 
     fn scorer_of(
@@ -171,6 +149,26 @@ impl NumericRangeWeight {
             }
         }
     }
+}
+
+/// The values in these ranges, if there are few, on few documents.
+fn few(
+    terms: &TermDictionary,
+    ranges: &[ValueRange<'_>],
+    reader: &SegmentReader,
+) -> tantivy::Result<Option<Vec<TermInfo>>> {
+    let (mut infos, mut documents) = (Vec::new(), 0u64);
+    for &(lower, upper) in ranges {
+        let mut stream = bounded(terms, lower, upper)?;
+        while stream.advance() {
+            infos.push(stream.value().clone());
+            documents += u64::from(stream.value().doc_freq);
+            if infos.len() > MAX_POSTINGS_TERMS || documents * DENSE_ONE_IN > u64::from(reader.max_doc()) {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(infos))
 }
 
 /// A term stream over the values between two bounds.
