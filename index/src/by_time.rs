@@ -187,12 +187,11 @@ struct Ranking {
     columns: Columns,
     /// The worst kept on top.
     kept: BinaryHeap<Reverse<(Rank, DocId)>>,
-    seen: u64,
 }
 
 impl Ranking {
     fn new(limit: usize, columns: Columns) -> Ranking {
-        Ranking { limit, columns, kept: BinaryHeap::with_capacity(limit + 1), seen: 0 }
+        Ranking { limit, columns, kept: BinaryHeap::with_capacity(limit + 1) }
     }
 
     /// Whether a document of this time rank may be kept.
@@ -204,7 +203,6 @@ impl Ranking {
     }
 
     fn offer(&mut self, doc: DocId) {
-        self.seen += 1;
         let time_rank = self.columns.time_rank(doc);
         if !self.may_take(time_rank) {
             return;
@@ -236,7 +234,7 @@ impl Collector for TopByTime {
     type Child = RankEvery;
 
     fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> tantivy::Result<RankEvery> {
-        Ok(RankEvery { segment, ranking: Ranking::new(self.limit, self.columns(reader)?) })
+        Ok(RankEvery { segment, ranking: Ranking::new(self.limit, self.columns(reader)?), seen: 0 })
     }
 
     fn requires_scoring(&self) -> bool {
@@ -292,17 +290,20 @@ impl Collector for TopByTime {
 pub(crate) struct RankEvery {
     segment: SegmentOrdinal,
     ranking: Ranking,
+    /// Matches given so far.
+    seen: u64,
 }
 
 impl SegmentCollector for RankEvery {
     type Fruit = SegmentRanked;
 
     fn collect(&mut self, doc: DocId, _score: Score) {
+        self.seen += 1;
         self.ranking.offer(doc);
     }
 
     fn harvest(self) -> SegmentRanked {
-        SegmentRanked { total: self.ranking.seen, hits: self.ranking.harvest(self.segment) }
+        SegmentRanked { total: self.seen, hits: self.ranking.harvest(self.segment) }
     }
 }
 

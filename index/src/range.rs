@@ -22,7 +22,7 @@ use tantivy::query::{
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::termdict::{TermDictionary, TermStreamer};
-use tantivy::{DocId, InvertedIndexReader, Score, SegmentReader, Term};
+use tantivy::{DocId, DocSet, Score, SegmentReader, Term};
 
 use crate::bits::DocBits;
 
@@ -74,12 +74,21 @@ struct NumericRangeWeight {
 /// The values between a lower and an upper bound (serialized, as terms).
 type ValueRange<'b> = (Bound<&'b [u8]>, Bound<&'b [u8]>);
 
-/// How a segment reads a range.
+/// How a segment reads a range: through one of the query's weights (the
+/// postings of the values in range, or the column), or as every document
+/// but those outside the range.
 enum Way<'w> {
-    /// Through a weight: the postings of the values in range, or the column.
     Weight(&'w dyn Weight),
-    /// Every document but those of these values (outside the range).
-    AllBut(Vec<TermInfo>),
+    AllBut(AllBut),
+}
+
+impl Way<'_> {
+    fn weight(&self) -> &dyn Weight {
+        match self {
+            Way::Weight(weight) => *weight,
+            Way::AllBut(all_but) => all_but,
+        }
+    }
 }
 
 impl NumericRangeWeight {
@@ -103,7 +112,7 @@ impl NumericRangeWeight {
             return Ok(Way::Weight(self.postings.as_ref()));
         }
         Ok(match self.outside(reader, terms)? {
-            Some(outside) => Way::AllBut(outside),
+            Some(outside) => Way::AllBut(AllBut { field: self.field, outside }),
             None => Way::Weight(self.column.as_ref()),
         })
     }
@@ -130,24 +139,6 @@ impl NumericRangeWeight {
             ranges.push((flip(upper), Bound::Unbounded));
         }
         few(terms, &ranges, reader)
-    }
-
-    fn scorer_of(
-        &self,
-        way: Way<'_>,
-        reader: &SegmentReader,
-        boost: Score,
-    ) -> tantivy::Result<Box<dyn Scorer>> {
-        match way {
-            Way::Weight(weight) => weight.scorer(reader, boost),
-            Way::AllBut(outside) => {
-                let index = reader.inverted_index(self.field)?;
-                Ok(Box::new(ConstScorer::new(
-                    all_but(&index, &outside, reader.max_doc())?.into_doc_set(),
-                    boost,
-                )))
-            }
-        }
     }
 }
 
@@ -205,22 +196,9 @@ fn flip(bound: Bound<&Vec<u8>>) -> Bound<&[u8]> {
     }
 }
 
-/// Every document of the segment but those in these postings.
-fn all_but(index: &InvertedIndexReader, outside: &[TermInfo], max_doc: DocId) -> tantivy::Result<DocBits> {
-    let mut documents = DocBits::full(max_doc);
-    for info in outside {
-        let mut postings = index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
-        while !postings.docs().is_empty() {
-            postings.docs().iter().for_each(|&doc| documents.remove(doc));
-            postings.advance();
-        }
-    }
-    Ok(documents)
-}
-
 impl Weight for NumericRangeWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
-        self.scorer_of(self.pick(reader)?, reader, boost)
+        self.pick(reader)?.weight().scorer(reader, boost)
     }
 
     fn scorer_danger(
@@ -229,37 +207,43 @@ impl Weight for NumericRangeWeight {
         target: DocId,
         boost: Score,
     ) -> tantivy::Result<(tantivy::SeekDangerResult, Box<dyn Scorer>)> {
-        match self.pick(reader)? {
-            Way::Weight(weight) => weight.scorer_danger(reader, target, boost),
-            way => {
-                let mut scorer = self.scorer_of(way, reader, boost)?;
-                let found = match scorer.doc().cmp(&target) {
-                    std::cmp::Ordering::Less => scorer.seek_danger(target),
-                    std::cmp::Ordering::Equal => tantivy::SeekDangerResult::Found,
-                    std::cmp::Ordering::Greater => tantivy::SeekDangerResult::SeekLowerBound(scorer.doc()),
-                };
-                Ok((found, scorer))
-            }
-        }
+        self.pick(reader)?.weight().scorer_danger(reader, target, boost)
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
-        match self.pick(reader)? {
-            Way::Weight(weight) => weight.explain(reader, doc),
-            Way::AllBut(_) => self.column.explain(reader, doc),
-        }
+        self.pick(reader)?.weight().explain(reader, doc)
     }
 
     fn count(&self, reader: &SegmentReader) -> tantivy::Result<u32> {
-        match self.pick(reader)? {
-            Way::Weight(weight) => weight.count(reader),
-            way => {
-                let mut scorer = self.scorer_of(way, reader, 1.0)?;
-                Ok(match reader.alive_bitset() {
-                    Some(alive) => scorer.count(alive),
-                    None => scorer.count_including_deleted(),
-                })
+        self.pick(reader)?.weight().count(reader)
+    }
+}
+
+/// Every document of a segment but those of the values outside a range.
+struct AllBut {
+    field: Field,
+    outside: Vec<TermInfo>,
+}
+
+impl Weight for AllBut {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let index = reader.inverted_index(self.field)?;
+        let mut documents = DocBits::full(reader.max_doc());
+        for info in &self.outside {
+            let mut postings = index.read_block_postings_from_terminfo(info, IndexRecordOption::Basic)?;
+            while !postings.docs().is_empty() {
+                postings.docs().iter().for_each(|&doc| documents.remove(doc));
+                postings.advance();
             }
+        }
+        Ok(Box::new(ConstScorer::new(documents.into_doc_set(), boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        if self.scorer(reader, 1.0)?.seek(doc) == doc {
+            Ok(Explanation::new("in the range (every document but those of the values outside it)", 1.0))
+        } else {
+            Err(tantivy::TantivyError::InvalidArgument(format!("document {doc} is not in the range")))
         }
     }
 }
