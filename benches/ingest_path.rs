@@ -1,6 +1,7 @@
 //! The per-event work of the ingest path, without I/O: decoding and
-//! normalizing an audit webhook body, matching the built-in rules, and
-//! parsing a query. Run with `cargo bench --bench ingest_path`.
+//! normalizing an audit webhook body, matching the built-in rules, reading
+//! a record back into a tantivy document, and parsing a query. Run with
+//! `cargo bench --bench ingest_path`.
 
 use std::hint::black_box;
 
@@ -52,10 +53,44 @@ fn match_builtin_rules(c: &mut Criterion) {
     group.finish();
 }
 
+/// What the index thread does with each record it reads back from the log:
+/// parse it (putting back the fields it copies from its original), make the
+/// tantivy document, and drop the event.
+fn records_into_documents(c: &mut Criterion) {
+    let ids = EventIdGenerator::new();
+    let records: Vec<Vec<u8>> = (0..1000)
+        .map(|n| {
+            let event =
+                k8s_audit::normalize(ids.next(), Utc::now(), audit_event(n), &Context::default()).unwrap();
+            vigil_schema::record::encode(&event).unwrap()
+        })
+        .collect();
+    let schema = vigil_index::doc::DocSchema::new();
+    let mut group = c.benchmark_group("record");
+    group.throughput(Throughput::Elements(records.len() as u64));
+    group.bench_function("decode_1000_audit_records", |b| {
+        b.iter(|| {
+            records
+                .iter()
+                .map(|record| vigil_schema::record::decode(record).unwrap().fields.len())
+                .sum::<usize>()
+        })
+    });
+    group.bench_function("decode_into_documents_1000_audit_records", |b| {
+        b.iter(|| {
+            for record in &records {
+                let event = vigil_schema::record::decode(record).unwrap();
+                black_box(schema.to_document_with_stored(&event, record));
+            }
+        })
+    });
+    group.finish();
+}
+
 fn parse_queries(c: &mut Criterion) {
     let text = r#"user.name:"system:serviceaccount:kube-system:x" AND (objectRef.resource:secrets OR verb:list) -stage:RequestReceived"#;
     c.bench_function("query/parse", |b| b.iter(|| vigil_index::query::parse(black_box(text)).unwrap()));
 }
 
-criterion_group!(benches, decode_and_normalize, match_builtin_rules, parse_queries);
+criterion_group!(benches, decode_and_normalize, match_builtin_rules, records_into_documents, parse_queries);
 criterion_main!(benches);
