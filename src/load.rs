@@ -37,6 +37,14 @@ pub struct LoadArgs {
     /// Freshness probes to send after the load.
     #[arg(long, default_value_t = 20)]
     probes: usize,
+    /// Send at most this many events per second (paced by batch), to
+    /// measure a sustained rate below what the server can take.
+    #[arg(long, value_name = "EVENTS")]
+    rate: Option<f64>,
+    /// Also send a freshness probe every this many seconds while the load
+    /// runs (one at a time), to measure freshness under load.
+    #[arg(long, value_name = "SECONDS")]
+    probe_every: Option<f64>,
     /// Times each query is run for its latency figures.
     #[arg(long, default_value_t = 50)]
     query_runs: usize,
@@ -141,9 +149,106 @@ fn memory_kib(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How long a probe may take to be searchable and alerted.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Sends one probe, an audit event that the built-in rules alert on, and
+/// waits until it is searchable and its alert is listed: the time from its
+/// ingest answer to each, `None` for what did not happen within
+/// [`PROBE_TIMEOUT`].
+fn send_probe(
+    agent: &ureq::Agent,
+    base: &str,
+    label: &str,
+) -> anyhow::Result<(Option<Duration>, Option<Duration>)> {
+    let audit_id = format!("probe-{label}");
+    let user = format!("probe-user-{label}");
+    let event = json!({
+        "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id, "stage": "ResponseStarted",
+        "requestURI": "/api/v1/namespaces/shop/pods/web/exec?command=sh", "verb": "create",
+        "user": {"username": user, "groups": ["system:authenticated"]}, "sourceIPs": ["10.99.0.1"],
+        "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "shop", "name": "web", "apiVersion": "v1"},
+        "responseStatus": {"metadata": {}, "code": 101}, "requestReceivedTimestamp": chrono::Utc::now().to_rfc3339(),
+        "annotations": {"authorization.k8s.io/decision": "allow"}
+    });
+    post_until_accepted(agent, &format!("{base}/api/v1/ingest/k8s-audit"), event.to_string().as_bytes())?;
+    let answered = Instant::now();
+    let search = format!(
+        "{base}/api/v1/search?limit=0&q={}",
+        percent_encode(&format!("kubernetes.audit.id:{audit_id}"))
+    );
+    // The group names the acting user (and, by default, the object).
+    let group = format!("user.name={user}");
+    let names_the_user =
+        |alert: &Value| alert["group"].as_str().is_some_and(|text| text.split(' ').any(|part| part == group));
+    let (mut found, mut alerted) = (None, None);
+    while (found.is_none() || alerted.is_none()) && answered.elapsed() < PROBE_TIMEOUT {
+        if found.is_none() && get_json(agent, &search)?["total"].as_u64() == Some(1) {
+            found = Some(answered.elapsed());
+        }
+        if alerted.is_none() {
+            let alerts = get_json(agent, &format!("{base}/api/v1/alerts?limit=20"))?;
+            if alerts["alerts"].as_array().is_some_and(|list| list.iter().any(names_the_user)) {
+                alerted = Some(answered.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok((found, alerted))
+}
+
+/// Freshness measured while the load ran.
+#[derive(Default)]
+struct DuringLoad {
+    probes: usize,
+    search: Vec<Duration>,
+    alert: Vec<Duration>,
+}
+
+impl DuringLoad {
+    fn report(mut self) -> Value {
+        let figures = |samples: &mut Vec<Duration>| {
+            json!({
+                "p50": millis(percentile(samples, 0.5)),
+                "p99": millis(percentile(samples, 0.99)),
+                "max": millis(samples.iter().max().copied().unwrap_or_default()),
+            })
+        };
+        json!({
+            "probes": self.probes,
+            "search_ms": figures(&mut self.search),
+            "alert_ms": figures(&mut self.alert),
+            "not_searchable_within_60s": self.probes - self.search.len(),
+            "not_alerted_within_60s": self.probes - self.alert.len(),
+        })
+    }
+}
+
+/// Sends a probe every `every` (or as soon as the last one is answered)
+/// until `loading` goes false, counting each in `sent` before sending it.
+fn probe_while(
+    base: &str,
+    run_id: u32,
+    every: Duration,
+    loading: &AtomicBool,
+    sent: &AtomicU64,
+) -> anyhow::Result<DuringLoad> {
+    let agent = new_agent();
+    let mut during = DuringLoad::default();
+    while loading.load(Ordering::Relaxed) {
+        let started = Instant::now();
+        sent.fetch_add(1, Ordering::Relaxed);
+        let (found, alerted) = send_probe(&agent, base, &format!("{run_id}-during-{}", during.probes))?;
+        during.probes += 1;
+        during.search.extend(found);
+        during.alert.extend(alerted);
+        std::thread::sleep(every.saturating_sub(started.elapsed()));
+    }
+    Ok(during)
+}
+
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let ingest_url = format!("{}{}", args.url, args.path);
-    let probe_url = format!("{}/api/v1/ingest/k8s-audit", args.url);
     let agent = new_agent();
     let before =
         get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
@@ -151,7 +256,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     // Ingest: the file's lines in batches, over several connections.
     let file = std::fs::File::open(&args.events)
         .with_context(|| format!("cannot open {}", args.events.display()))?;
-    let lines = Arc::new(Mutex::new(BufReader::with_capacity(8 << 20, file).lines()));
+    // The lines, and how many were taken: a batch's place in the pacing.
+    let lines = Arc::new(Mutex::new((BufReader::with_capacity(8 << 20, file).lines(), 0u64)));
+    let rate = args.rate.filter(|rate| *rate > 0.0);
     let sent = Arc::new(AtomicU64::new(0));
     let refusals = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -176,6 +283,15 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
             peak
         }
     });
+    // Freshness under load: probes, one at a time, until the load is over.
+    let run_id = std::process::id();
+    let loading = Arc::new(AtomicBool::new(true));
+    let probes_sent = Arc::new(AtomicU64::new(0));
+    let prober = args.probe_every.map(|every| {
+        let (loading, probes_sent, url) = (loading.clone(), probes_sent.clone(), args.url.clone());
+        let every = Duration::from_secs_f64(every.max(0.01));
+        std::thread::spawn(move || probe_while(&url, run_id, every, &loading, &probes_sent))
+    });
     let workers: Vec<_> = (0..args.connections.max(1))
         .map(|_| {
             let (lines, sent, refusals, latencies) =
@@ -186,16 +302,24 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 loop {
                     let mut body = Vec::with_capacity(batch * 1100);
                     let mut count = 0;
-                    {
-                        let mut lines = lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    let taken_before = {
+                        let mut guard = lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                        let (lines, taken) = &mut *guard;
                         for line in lines.by_ref().take(batch) {
                             body.extend_from_slice(line?.as_bytes());
                             body.push(b'\n');
                             count += 1;
                         }
-                    }
+                        *taken += count;
+                        *taken - count
+                    };
                     if count == 0 {
                         return Ok(());
+                    }
+                    // Paced: the batch that starts at event n goes at n / rate.
+                    if let Some(rate) = rate {
+                        let due = started + Duration::from_secs_f64(taken_before as f64 / rate);
+                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     }
                     let (latency, refused) = post_until_accepted(&agent, &url, &body)?;
                     refusals.fetch_add(refused, Ordering::Relaxed);
@@ -209,76 +333,42 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         worker.join().map_err(|_| anyhow::anyhow!("a load worker panicked"))??;
     }
     let ingest_elapsed = started.elapsed();
+    loading.store(false, Ordering::Relaxed);
     let sent = sent.load(Ordering::Relaxed);
-    let expected = before + sent;
-
-    // Searchable at the end: every event.
+    // Searchable at the end: every event, and the probes sent so far.
     let catch_up = Instant::now();
-    loop {
+    let expected = loop {
+        let expected = before + sent + probes_sent.load(Ordering::Relaxed);
         let total =
             get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
         if total >= expected {
-            break;
+            break expected;
         }
         anyhow::ensure!(
             catch_up.elapsed() < Duration::from_secs(600),
             "only {total} of {expected} events searchable after 10 minutes"
         );
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     let searchable_after = started.elapsed();
     sampling.store(false, Ordering::Relaxed);
     let peak_backlog = backlog_sampler.join().unwrap_or(0);
+    let during_load = match prober {
+        Some(prober) => Some(prober.join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))??),
+        None => None,
+    };
 
-    // Freshness: the time from an ingest answer to the event being found,
-    // and to its alert being listed.
+    // Freshness at rest: the time from an ingest answer to the event being
+    // found, and to its alert being listed.
     let mut search_freshness = Vec::new();
     let mut alert_freshness = Vec::new();
-    let run_id = std::process::id();
     for probe in 0..args.probes {
-        let audit_id = format!("probe-{run_id}-{probe}");
-        let user = format!("probe-user-{run_id}-{probe}");
-        let event = json!({
-            "kind": "Event", "apiVersion": "audit.k8s.io/v1", "level": "Metadata", "auditID": audit_id, "stage": "ResponseStarted",
-            "requestURI": "/api/v1/namespaces/shop/pods/web/exec?command=sh", "verb": "create",
-            "user": {"username": user, "groups": ["system:authenticated"]}, "sourceIPs": ["10.99.0.1"],
-            "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "shop", "name": "web", "apiVersion": "v1"},
-            "responseStatus": {"metadata": {}, "code": 101}, "requestReceivedTimestamp": chrono::Utc::now().to_rfc3339(),
-            "annotations": {"authorization.k8s.io/decision": "allow"}
-        });
-        post_until_accepted(&agent, &probe_url, event.to_string().as_bytes())?;
-        let answered = Instant::now();
-        let (mut found, mut alerted) = (None, None);
-        while found.is_none() || alerted.is_none() {
-            anyhow::ensure!(
-                answered.elapsed() < Duration::from_secs(60),
-                "probe {audit_id} not found within 60 s"
-            );
-            if found.is_none() {
-                let url = format!(
-                    "{}/api/v1/search?limit=0&q={}",
-                    args.url,
-                    percent_encode(&format!("kubernetes.audit.id:{audit_id}"))
-                );
-                if get_json(&agent, &url)?["total"].as_u64() == Some(1) {
-                    found = Some(answered.elapsed());
-                }
-            }
-            if alerted.is_none() {
-                let alerts = get_json(&agent, &format!("{}/api/v1/alerts?limit=20", args.url))?;
-                // The group names the acting user (and, by default, the object).
-                let group = format!("user.name={user}");
-                let names_the_user = |alert: &Value| {
-                    alert["group"].as_str().is_some_and(|text| text.split(' ').any(|part| part == group))
-                };
-                if alerts["alerts"].as_array().is_some_and(|list| list.iter().any(names_the_user)) {
-                    alerted = Some(answered.elapsed());
-                }
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        search_freshness.extend(found);
-        alert_freshness.extend(alerted);
+        let (found, alerted) = send_probe(&agent, &args.url, &format!("{run_id}-{probe}"))?;
+        let (found, alerted) = found.zip(alerted).ok_or_else(|| {
+            anyhow::anyhow!("probe {run_id}-{probe} was not searchable and alerted within {PROBE_TIMEOUT:?}")
+        })?;
+        search_freshness.push(found);
+        alert_freshness.push(alerted);
     }
 
     // Query latency through the HTTP API.
@@ -384,6 +474,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         "refusals_503": refusals.load(Ordering::Relaxed),
         "search_freshness_ms": {"p50": millis(percentile(&mut search_freshness, 0.5)), "p99": millis(percentile(&mut search_freshness, 0.99))},
         "alert_freshness_ms": {"p50": millis(percentile(&mut alert_freshness, 0.5)), "p99": millis(percentile(&mut alert_freshness, 0.99))},
+        "freshness_during_load": during_load.map(DuringLoad::report),
         "queries": query_figures,
         "bytes_on_disk": args.data_dir.as_deref().map(directory_bytes),
         "bytes_per_event": args.data_dir.as_deref().map(|dir| directory_bytes(dir) as f64 / expected.max(1) as f64),

@@ -242,6 +242,10 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
         "100",
         "--probes",
         "2",
+        "--rate",
+        "1000",
+        "--probe-every",
+        "0.05",
         "--query-runs",
         "2",
         "--data-dir",
@@ -252,6 +256,14 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
     assert!(output.status.success(), "{}", stderr(&output));
     let report: Value = serde_json::from_str(&stdout(&output)).unwrap();
     assert_eq!(report["events_sent"], 300);
+    // Paced at 1,000 events/s: the third batch of 100 went 0.2 s in.
+    assert!(report["ingest_seconds"].as_f64().unwrap() >= 0.2, "{report}");
+    let during = &report["freshness_during_load"];
+    let probes_during = during["probes"].as_u64().unwrap();
+    assert!(probes_during >= 1, "{report}");
+    assert_eq!(during["not_searchable_within_60s"], 0, "{report}");
+    assert!(during["search_ms"]["p99"].as_f64().unwrap() > 0.0, "{report}");
+    assert!(during["alert_ms"]["max"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["server_peak_rss_mib"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["ingest_events_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["bytes_per_event"].as_f64().unwrap() > 0.0);
@@ -260,7 +272,7 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
         assert!(report["queries"][name]["server_cpu_ms_per_search"].as_f64().is_some_and(|ms| ms >= 0.0));
     }
     let (_, all) = server.get_json("/api/v1/search?limit=0");
-    assert_eq!(all["total"], 302, "the 300 events and the two probes");
+    assert_eq!(all["total"], 302 + probes_during, "the 300 events and the probes");
     server.stop();
 }
 
