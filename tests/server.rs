@@ -393,3 +393,41 @@ fn histograms_top_values_the_field_catalogue_and_cursors_over_http() {
     assert_eq!(status, 400);
     server.stop();
 }
+
+#[test]
+fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    // No commit while the test runs: what was acknowledged stays unsearchable.
+    let server = Server::start(dir.path(), &["--commit-interval-ms", "600000"]);
+    let body = event_list(&ordinary_events()).to_string();
+    let (status, answer, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[("content-type", "application/json")], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let (status, found) = server.get_json("/api/v1/search?limit=0");
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found["total"], 0, "{found}");
+    assert_eq!(found["indexing_lag"]["events"], 5, "{found}");
+    let seconds = found["indexing_lag"]["seconds"].as_f64().unwrap();
+    assert!((0.0..60.0).contains(&seconds), "{found}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(metrics.lines().any(|line| line == "vigil_index_lag_events 5"), "{metrics}");
+    assert!(metrics.lines().any(|line| line.starts_with("vigil_index_lag_seconds ")), "{metrics}");
+    // The page says so once the lag passes the freshness target (5 s).
+    let (_, page) = server.get("/");
+    assert!(!page.contains("Indexing is"), "not within the target: {page}");
+    let waited = Instant::now();
+    while server.get_json("/api/v1/search?limit=0").1["indexing_lag"]["seconds"].as_f64().unwrap() < 5.0 {
+        assert!(waited.elapsed() < Duration::from_secs(10), "the lag does not age");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, page) = server.get("/");
+    assert!(page.contains("behind: 5 events acknowledged since are not searchable yet"), "{page}");
+    server.stop();
+
+    // Stopping commits; after a restart nothing is pending.
+    let server = Server::start(dir.path(), FAST_COMMITS);
+    let (_, found) = server.get_json("/api/v1/search?limit=0");
+    assert_eq!(found["total"], 5, "{found}");
+    assert_eq!(found["indexing_lag"], json!({"events": 0, "seconds": 0.0}), "{found}");
+    server.stop();
+}

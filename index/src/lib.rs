@@ -24,6 +24,7 @@ mod by_time;
 pub mod compile;
 pub mod doc;
 mod feed;
+mod lag;
 mod parallel;
 mod partition;
 mod pruned;
@@ -38,6 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
 pub use feed::{Backlog, DurableBatch, DurableFeed};
+pub use lag::Lag;
 pub use search::{Cursor, MAX_LIMIT, PartitionInfo, SearchRequest, SearchResult, Searcher, SortOrder};
 pub use store::{AppendTicket, Store, StoreOptions};
 pub use time::parse_time_bound;
@@ -127,7 +129,7 @@ impl Searcher {
             });
         }
         let partitions = partition::Partitions::open(&index_dir, 86_400)?;
-        Ok(Searcher::new(std::sync::Arc::new(partitions), 0))
+        Ok(Searcher::new(std::sync::Arc::new(partitions), 0, None))
     }
 }
 
@@ -727,6 +729,28 @@ mod tests {
         assert_eq!(error.kind(), StoreErrorKind::BadQuery);
         assert_eq!(error.to_string(), "source.ip: \"nowhere\" is not an IP address");
         store.shutdown();
+    }
+
+    #[test]
+    fn the_searcher_tells_how_many_acknowledged_events_are_not_searchable_yet() {
+        let dir = tempfile::tempdir().unwrap();
+        // No commit until the store stops.
+        let options = StoreOptions { commit_interval: Duration::from_secs(3600), ..options(dir.path()) };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().indexing_lag(), Some(Lag::default()));
+        for minute in 0..3 {
+            let batch: Vec<Event> = (0..4).map(|_| audit_event(&store, "alice", "pods", minute)).collect();
+            store.append_blocking(batch).unwrap();
+        }
+        let lag = store.searcher().indexing_lag().unwrap();
+        assert_eq!(lag.events, 12, "{lag:?}");
+        assert!(lag.seconds >= 0.0 && lag.seconds < 60.0, "{lag:?}");
+        assert_eq!(search(store.searcher(), "").total, 0, "nothing is committed yet");
+        store.shutdown();
+        assert_eq!(search(store.searcher(), "").total, 12);
+        assert_eq!(store.searcher().indexing_lag(), Some(Lag::default()));
+        let read_only = Searcher::open_read_only(dir.path()).unwrap();
+        assert_eq!(read_only.indexing_lag(), None, "a read-only searcher cannot know");
     }
 
     #[test]

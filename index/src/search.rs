@@ -15,6 +15,7 @@ use vigil_schema::{Event, EventId};
 use crate::by_time::{Ranked, TimeBlocksCache, TopByTime};
 use crate::compile::{CompileError, Compiler};
 use crate::doc::{DocSchema, to_tantivy_time};
+use crate::lag::{IndexLag, Lag};
 use crate::parallel;
 use crate::partition::{Partition, Partitions};
 use crate::query::Query;
@@ -142,6 +143,9 @@ pub struct Searcher {
     threads: usize,
     /// The times of each segment's blocks of documents, for ranking hits.
     time_blocks: Arc<TimeBlocksCache>,
+    /// What was acknowledged and is not searchable yet (unknown to a
+    /// read-only searcher).
+    lag: Option<Arc<IndexLag>>,
 }
 
 /// A consistent view of the partitions a request touches: one tantivy
@@ -224,14 +228,28 @@ impl Snapshot {
 impl Searcher {
     /// A searcher whose searches use up to `threads` threads each (0: as
     /// many as the process may run on, at most four).
-    pub(crate) fn new(partitions: Arc<Partitions>, threads: usize) -> Searcher {
+    pub(crate) fn new(partitions: Arc<Partitions>, threads: usize, lag: Option<Arc<IndexLag>>) -> Searcher {
         let tokenizers = TokenizerManager::default();
         DocSchema::register_tokenizers(&tokenizers);
         let threads = match threads {
             0 => parallel::default_threads(),
             threads => threads,
         };
-        Searcher { partitions, schema: DocSchema::new(), tokenizers, threads, time_blocks: Arc::default() }
+        Searcher {
+            partitions,
+            schema: DocSchema::new(),
+            tokenizers,
+            threads,
+            time_blocks: Arc::default(),
+            lag,
+        }
+    }
+
+    /// The events acknowledged that searches do not see yet, and how long
+    /// ago the oldest was acknowledged; `None` for a read-only searcher,
+    /// which cannot know.
+    pub fn indexing_lag(&self) -> Option<Lag> {
+        self.lag.as_ref().map(|lag| lag.now())
     }
 
     /// A view of the partitions a request's time range overlaps.

@@ -36,6 +36,7 @@ use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkE
 
 use crate::doc::DocSchema;
 use crate::feed::{self, Backlog, DurableBatch, DurableFeed, FeedSender};
+use crate::lag::IndexLag;
 use crate::partition::{Partition, Partitions};
 use crate::search::Searcher;
 use crate::wal::{self, Wal, WalPosition};
@@ -179,7 +180,8 @@ impl Store {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::io("create", data_dir, source))?;
         let lock = lock_data_dir(data_dir)?;
         let partitions = Arc::new(Partitions::open(&data_dir.join("index"), options.partition_span_seconds)?);
-        let searcher = Searcher::new(partitions.clone(), options.search_threads);
+        let lag = Arc::new(IndexLag::default());
+        let searcher = Searcher::new(partitions.clone(), options.search_threads, Some(lag.clone()));
         let mut checkpoints = HashMap::new();
         for partition in partitions.all() {
             checkpoints.insert(partition.start, partition.checkpoint()?);
@@ -226,6 +228,7 @@ impl Store {
             wal_dir: wal_dir.clone(),
             consumer_position: consumer_position.clone(),
             index_position: index_position.clone(),
+            lag: lag.clone(),
             ids: ids.clone(),
             replayed: replayed.clone(),
         };
@@ -241,6 +244,7 @@ impl Store {
                     index: index_sender,
                     durable: durable_sender,
                     queued: queued.clone(),
+                    lag,
                 };
                 move || wal_thread.run(wal)
             })
@@ -418,6 +422,7 @@ struct WalThread {
     index: FeedSender,
     durable: FeedSender,
     queued: Arc<AtomicUsize>,
+    lag: Arc<IndexLag>,
 }
 
 impl WalThread {
@@ -448,6 +453,8 @@ impl WalThread {
             match written {
                 Ok(positions) => {
                     let end = positions.last().copied().unwrap_or_default();
+                    // Noted before any sender hears of it.
+                    self.lag.acknowledged(end, positions.len() as u64);
                     let mut positions = positions.into_iter();
                     for (WalMsg::Append { events, reply }, stored) in group.into_iter().zip(payloads) {
                         let batch_positions: Vec<WalPosition> =
@@ -554,6 +561,7 @@ struct IndexThread {
     wal_dir: PathBuf,
     consumer_position: Arc<Mutex<WalPosition>>,
     index_position: Arc<Mutex<WalPosition>>,
+    lag: Arc<IndexLag>,
     ids: Arc<EventIdGenerator>,
     replayed: Arc<Signal>,
 }
@@ -768,6 +776,7 @@ impl IndexThread {
         }
         let position = self.indexed_to;
         *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
+        self.lag.indexed(position);
         let consumed = *self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match Wal::delete_before(&self.wal_dir, position.min(consumed)) {
             Ok(0) => {}

@@ -11,7 +11,9 @@ use chrono::Utc;
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
-use vigil_index::{Cursor, MAX_LIMIT, SearchRequest, SortOrder, parse_interval, parse_time_bound, query};
+use vigil_index::{
+    Cursor, Lag, MAX_LIMIT, SearchRequest, SortOrder, parse_interval, parse_time_bound, query,
+};
 use vigil_rules::AlertStatus;
 use vigil_schema::{Event, EventId, fields};
 
@@ -27,7 +29,11 @@ pub async fn not_found() -> ApiError {
 }
 
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let body = state.metrics.render(state.searcher.count(), state.rules.current().rules().len());
+    let body = state.metrics.render(
+        state.searcher.count(),
+        state.rules.current().rules().len(),
+        state.searcher.indexing_lag(),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
@@ -162,6 +168,8 @@ struct SearchResponse<'a> {
     total: u64,
     hits: Vec<Hit<'a>>,
     next_cursor: Option<String>,
+    /// Events acknowledged before the search that it could not see yet.
+    indexing_lag: Option<Lag>,
 }
 
 /// `GET /api/v1/search?q=&from=&to=&limit=&order=&cursor=`
@@ -171,10 +179,16 @@ pub async fn search(
 ) -> Result<Response, ApiError> {
     let request = search_request(&params, 100)?;
     let searcher = state.searcher.clone();
+    // Taken before the search: what it may have missed, at most.
+    let indexing_lag = searcher.indexing_lag();
     let result = tokio::task::spawn_blocking(move || searcher.search(&request)).await??;
     let next_cursor = result.next_cursor.map(|cursor| cursor.to_string());
-    let response =
-        SearchResponse { total: result.total, hits: result.hits.iter().map(Hit).collect(), next_cursor };
+    let response = SearchResponse {
+        total: result.total,
+        hits: result.hits.iter().map(Hit).collect(),
+        next_cursor,
+        indexing_lag,
+    };
     let body = serde_json::to_vec(&response)
         .map_err(|error| ApiError::Internal(format!("cannot write the search response: {error}")))?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())

@@ -76,6 +76,8 @@ pub const SYSLOG_MESSAGES: &str = "vigil_syslog_messages_total";
 pub const TAIL_LINES: &str = "vigil_tail_lines_total";
 pub const STORE_QUEUE: &str = "vigil_store_queue_batches";
 pub const WAL_BACKLOG: &str = "vigil_wal_backlog_bytes";
+pub const INDEX_LAG_EVENTS: &str = "vigil_index_lag_events";
+pub const INDEX_LAG_SECONDS: &str = "vigil_index_lag_seconds";
 pub const WAL_READ_BACK: &str = "vigil_wal_read_back_batches_total";
 pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
@@ -96,7 +98,12 @@ impl Metrics {
         counter.fetch_add(amount, Ordering::Relaxed);
     }
 
-    pub fn render(&self, indexed_documents: u64, rules_loaded: usize) -> String {
+    pub fn render(
+        &self,
+        indexed_documents: u64,
+        rules_loaded: usize,
+        indexing_lag: Option<vigil_index::Lag>,
+    ) -> String {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
         let sources =
@@ -166,6 +173,18 @@ impl Metrics {
             for (consumer, batches) in backlog.read_back_batches() {
                 let _ = writeln!(out, "{WAL_READ_BACK}{{consumer=\"{consumer}\"}} {batches}");
             }
+        }
+        if let Some(lag) = indexing_lag {
+            let _ = writeln!(
+                out,
+                "# HELP {INDEX_LAG_EVENTS} Events acknowledged that searches do not see yet.\n# TYPE {INDEX_LAG_EVENTS} gauge"
+            );
+            let _ = writeln!(out, "{INDEX_LAG_EVENTS} {}", lag.events);
+            let _ = writeln!(
+                out,
+                "# HELP {INDEX_LAG_SECONDS} How long ago the oldest event searches do not see yet was acknowledged.\n# TYPE {INDEX_LAG_SECONDS} gauge"
+            );
+            let _ = writeln!(out, "{INDEX_LAG_SECONDS} {:.3}", lag.seconds);
         }
         let tail = &self.tail;
         let _ =

@@ -56,8 +56,23 @@ struct HomePage {
     to: String,
     error: Option<String>,
     total: u64,
+    /// Said when indexing is behind what was acknowledged.
+    behind: Option<String>,
     events: Vec<EventRow>,
     alerts: Vec<AlertRow>,
+}
+
+/// Indexing further behind than this (the freshness target) is said above
+/// the events: searches miss what was acknowledged since.
+const SAY_BEHIND_AFTER_SECONDS: f64 = 5.0;
+
+fn behind_notice(lag: Option<vigil_index::Lag>) -> Option<String> {
+    let lag = lag.filter(|lag| lag.events > 0 && lag.seconds >= SAY_BEHIND_AFTER_SECONDS)?;
+    let events = if lag.events == 1 { "1 event".to_owned() } else { format!("{} events", lag.events) };
+    Some(format!(
+        "Indexing is {:.0} s behind: {events} acknowledged since are not searchable yet, and this page does not show them.",
+        lag.seconds
+    ))
 }
 
 #[derive(Template)]
@@ -104,6 +119,7 @@ pub async fn home(
         to: params.to.clone().unwrap_or_default(),
         error: None,
         total: 0,
+        behind: behind_notice(state.searcher.indexing_lag()),
         events: Vec::new(),
         alerts: alerts
             .into_iter()
@@ -195,4 +211,16 @@ pub fn percent_encode(text: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+#[test]
+fn the_page_says_when_indexing_is_behind_the_freshness_target() {
+    use vigil_index::Lag;
+    assert_eq!(behind_notice(None), None, "a read-only searcher cannot know");
+    assert_eq!(behind_notice(Some(Lag { events: 900, seconds: 1.2 })), None, "within the target");
+    assert_eq!(behind_notice(Some(Lag { events: 0, seconds: 0.0 })), None);
+    let notice = behind_notice(Some(Lag { events: 12_345, seconds: 16.4 })).unwrap();
+    assert!(notice.starts_with("Indexing is 16 s behind: 12345 events acknowledged since"), "{notice}");
+    assert!(behind_notice(Some(Lag { events: 1, seconds: 5.0 })).unwrap().contains(": 1 event acknowledged"));
 }
