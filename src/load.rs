@@ -264,23 +264,30 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
     // The log's backlog (how far indexing and rules are behind what was
-    // acknowledged), sampled from /metrics until everything is searchable.
+    // acknowledged) and the age of the oldest event searches cannot see yet,
+    // sampled from /metrics until everything is searchable.
     let sampling = Arc::new(AtomicBool::new(true));
     let backlog_sampler = std::thread::spawn({
         let (sampling, url) = (sampling.clone(), format!("{}/metrics", args.url));
         move || {
             let agent = new_agent();
-            let mut peak = 0u64;
+            let (mut peak_bytes, mut peak_lag) = (0u64, 0f64);
             while sampling.load(Ordering::Relaxed) {
-                let bytes = agent.get(&url).call().ok().and_then(|mut response| {
-                    let text = response.body_mut().read_to_string().ok()?;
-                    text.lines()
-                        .find_map(|line| line.strip_prefix("vigil_wal_backlog_bytes ")?.trim().parse().ok())
-                });
-                peak = peak.max(bytes.unwrap_or(0));
+                let text = agent
+                    .get(&url)
+                    .call()
+                    .ok()
+                    .and_then(|mut response| response.body_mut().read_to_string().ok());
+                let gauge = |name: &str| {
+                    text.as_deref()?.lines().find_map(|line| {
+                        line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok()
+                    })
+                };
+                peak_bytes = peak_bytes.max(gauge("vigil_wal_backlog_bytes").unwrap_or(0.0) as u64);
+                peak_lag = peak_lag.max(gauge("vigil_index_lag_seconds").unwrap_or(0.0));
                 std::thread::sleep(Duration::from_millis(250));
             }
-            peak
+            (peak_bytes, peak_lag)
         }
     });
     // Freshness under load: probes, one at a time, until the load is over.
@@ -352,7 +359,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     };
     let searchable_after = started.elapsed();
     sampling.store(false, Ordering::Relaxed);
-    let peak_backlog = backlog_sampler.join().unwrap_or(0);
+    let (peak_backlog, peak_lag) = backlog_sampler.join().unwrap_or_default();
     let during_load = match prober {
         Some(prober) => Some(prober.join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))??),
         None => None,
@@ -470,6 +477,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
         "sustained_events_per_second_until_searchable": sent as f64 / searchable_after.as_secs_f64(),
         "catch_up_seconds_after_last_ack": (searchable_after - ingest_elapsed).as_secs_f64(),
         "peak_wal_backlog_mib": peak_backlog as f64 / (1024.0 * 1024.0),
+        "peak_indexing_lag_seconds": peak_lag,
         "ack_latency_ms": {"p50": millis(percentile(&mut ack, 0.5)), "p99": millis(percentile(&mut ack, 0.99))},
         "refusals_503": refusals.load(Ordering::Relaxed),
         "search_freshness_ms": {"p50": millis(percentile(&mut search_freshness, 0.5)), "p99": millis(percentile(&mut search_freshness, 0.99))},

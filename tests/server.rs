@@ -409,6 +409,13 @@ fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet(
     assert_eq!(found["indexing_lag"]["events"], 5, "{found}");
     let seconds = found["indexing_lag"]["seconds"].as_f64().unwrap();
     assert!((0.0..60.0).contains(&seconds), "{found}");
+    for aggregation in
+        ["/api/v1/histogram?q=", "/api/v1/fields/user.name/top?q=", "/api/v1/fields/user.name/distinct?q="]
+    {
+        let (status, answer) = server.get_json(aggregation);
+        assert_eq!(status, 200, "{aggregation}: {answer}");
+        assert_eq!(answer["indexing_lag"]["events"], 5, "{aggregation}: {answer}");
+    }
     let (_, metrics) = server.get("/metrics");
     assert!(metrics.lines().any(|line| line == "vigil_index_lag_events 5"), "{metrics}");
     assert!(metrics.lines().any(|line| line.starts_with("vigil_index_lag_seconds ")), "{metrics}");

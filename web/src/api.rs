@@ -224,8 +224,18 @@ pub async fn histogram(
         ),
     };
     let searcher = state.searcher.clone();
+    let indexing_lag = searcher.indexing_lag();
     let histogram = tokio::task::spawn_blocking(move || searcher.histogram(&request, interval)).await??;
-    Ok(Json(serde_json::to_value(histogram).map_err(|error| ApiError::Internal(error.to_string()))?))
+    let answer = serde_json::to_value(histogram).map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(Json(with_lag(answer, indexing_lag)))
+}
+
+/// An aggregation's answer, with what it could not count yet (as a search's).
+fn with_lag(mut answer: Value, indexing_lag: Option<Lag>) -> Value {
+    if let Value::Object(object) = &mut answer {
+        object.insert("indexing_lag".into(), json!(indexing_lag));
+    }
+    answer
 }
 
 /// `GET /api/v1/fields/{field}/top?q=&from=&to=[&limit=]`
@@ -237,8 +247,10 @@ pub async fn top_values(
     let limit = params.limit.unwrap_or(10).min(MAX_LIMIT);
     let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
     let searcher = state.searcher.clone();
+    let indexing_lag = searcher.indexing_lag();
     let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, limit)).await??;
-    Ok(Json(serde_json::to_value(top).map_err(|error| ApiError::Internal(error.to_string()))?))
+    let answer = serde_json::to_value(top).map_err(|error| ApiError::Internal(error.to_string()))?;
+    Ok(Json(with_lag(answer, indexing_lag)))
 }
 
 /// `GET /api/v1/fields/{field}/distinct?q=&from=&to=`: how many different values.
@@ -249,10 +261,12 @@ pub async fn distinct(
 ) -> Result<Json<Value>, ApiError> {
     let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
     let searcher = state.searcher.clone();
+    let indexing_lag = searcher.indexing_lag();
     let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, 0)).await??;
-    Ok(Json(
-        json!({ "field": top.field, "distinct": top.distinct, "total": top.total, "missing": top.missing }),
-    ))
+    Ok(Json(json!({
+        "field": top.field, "distinct": top.distinct, "total": top.total, "missing": top.missing,
+        "indexing_lag": indexing_lag,
+    })))
 }
 
 /// `GET /api/v1/fields`: the fields seen, their types and a few values.
