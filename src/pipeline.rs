@@ -148,6 +148,7 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         queue_batches: config.index.queue_batches,
         feed_batches: config.index.feed_batches,
         indexing_nice: config.index.indexing_nice,
+        merging_nice: config.index.merging_nice,
         wal_segment_bytes: config.index.wal_segment_bytes,
         wal_max_backlog_bytes: config.index.wal_max_backlog_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,

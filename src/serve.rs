@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Niceness of indexing, 0-19 [default: 10]; above 0, acknowledging ingest goes first when the CPU is short.
     #[arg(long, value_name = "NICE")]
     indexing_nice: Option<i32>,
+    /// Niceness of merging index segments, 0-19 [default: 19]; above --indexing-nice, new events become searchable before segments are merged when the CPU is short.
+    #[arg(long, value_name = "NICE")]
+    merging_nice: Option<i32>,
     /// Threads one search may use, its own included, 0-64 [default: 0, as many as the process may run on, at most 4].
     #[arg(long, value_name = "THREADS")]
     search_threads: Option<usize>,
@@ -189,6 +192,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(nice) = args.indexing_nice {
         anyhow::ensure!((0..=19).contains(&nice), "--indexing-nice must be from 0 to 19");
         config.index.indexing_nice = nice;
+    }
+    if let Some(nice) = args.merging_nice {
+        anyhow::ensure!((0..=19).contains(&nice), "--merging-nice must be from 0 to 19");
+        config.index.merging_nice = nice;
     }
     if let Some(bytes) = args.writer_heap_bytes {
         anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");

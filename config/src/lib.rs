@@ -184,6 +184,10 @@ pub struct IndexConfig {
     /// Niceness (0-19) of indexing: above 0, acknowledging ingest goes first
     /// when the CPU is short.
     pub indexing_nice: i32,
+    /// Niceness (0-19) of merging segments: above `indexing_nice`, new
+    /// events become searchable before segments are merged when the CPU is
+    /// short.
+    pub merging_nice: i32,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
     /// Threads one search may use, its own included (0: as many as the
@@ -263,6 +267,7 @@ impl Default for Config {
                 queue_batches: 32,
                 feed_batches: 8,
                 indexing_nice: 10,
+                merging_nice: 19,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 search_threads: 0,
                 wal_segment_bytes: 64 * 1024 * 1024,
@@ -406,6 +411,7 @@ struct RawIndex {
     queue_batches: Option<i64>,
     feed_batches: Option<i64>,
     indexing_nice: Option<i64>,
+    merging_nice: Option<i64>,
     writer_heap_bytes: Option<i64>,
     search_threads: Option<i64>,
     wal_segment_bytes: Option<i64>,
@@ -638,6 +644,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             _ => problem("index.indexing_nice", format!("must be from 0 to 19, found {nice}")),
         }
     }
+    if let Some(nice) = raw.index.merging_nice {
+        match i32::try_from(nice) {
+            Ok(nice @ 0..=19) => config.index.merging_nice = nice,
+            _ => problem("index.merging_nice", format!("must be from 0 to 19, found {nice}")),
+        }
+    }
     if config.http.max_decoded_bytes < config.http.max_body_bytes {
         problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
     }
@@ -813,7 +825,7 @@ mod tests {
                 .unwrap();
         assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
         let error = Config::from_toml(
-            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\n",
+            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\nmerging_nice = -1\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
@@ -823,7 +835,8 @@ mod tests {
                 "index.feed_batches",
                 "index.wal_max_backlog_bytes",
                 "index.search_threads",
-                "index.indexing_nice"
+                "index.indexing_nice",
+                "index.merging_nice"
             ]
         );
         let config = Config::from_toml("version = 1\n[index]\nsearch_threads = 1\n").unwrap();

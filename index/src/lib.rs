@@ -942,7 +942,7 @@ mod tests {
                 .filter_map(|task| {
                     let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
                     let (head, rest) = stat.rsplit_once(") ")?;
-                    head.ends_with(&format!("({name}"))
+                    head.contains(&format!("({name}"))
                         .then(|| rest.split(' ').nth(16)?.parse::<i32>().ok())?
                 })
                 .collect()
@@ -954,6 +954,16 @@ mod tests {
             !wal.is_empty() && wal.iter().all(|nice| *nice == 0),
             "acknowledging keeps its priority: {wal:?}"
         );
+        // A writer starts tantivy's threads: indexing at the index thread's
+        // niceness, merging lower still.
+        assert_eq!(options.merging_nice, 19);
+        store.append_blocking(vec![audit_event(&store, "alice", "pods", 1)]).unwrap();
+        wait_for_count(store.searcher(), 1);
+        let indexing = nices_of("thrd-tantivy");
+        assert!(!indexing.is_empty() && indexing.iter().all(|nice| *nice == 10), "{indexing:?}");
+        // (Other tests' writers may be starting: theirs are lowered right after.)
+        let merging = nices_of("merge_thread");
+        assert!(merging.contains(&19), "{merging:?}");
         store.shutdown();
     }
 

@@ -51,10 +51,13 @@ pub struct StoreOptions {
     /// Capacity, in batches, of the queue in front of the write-ahead log.
     pub queue_batches: usize,
     /// The niceness (0-19) of the index thread and of tantivy's indexing
-    /// and merging threads, which it starts: above 0, acknowledging
-    /// ingest goes first when the CPU is short, and indexing catches up
-    /// from the log.
+    /// threads, which it starts: above 0, acknowledging ingest goes first
+    /// when the CPU is short, and indexing catches up from the log.
     pub indexing_nice: i32,
+    /// The niceness (0-19) of tantivy's merging threads: above
+    /// `indexing_nice`, new events become searchable before segments are
+    /// merged when the CPU is short.
+    pub merging_nice: i32,
     /// Batches each consumer's feed holds in memory; past that, batches
     /// wait in the log and the consumer reads them back.
     pub feed_batches: usize,
@@ -86,6 +89,7 @@ impl StoreOptions {
             commit_interval: Duration::from_secs(1),
             queue_batches: 32,
             indexing_nice: 10,
+            merging_nice: 19,
             feed_batches: 8,
             wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
@@ -526,6 +530,28 @@ fn lower_priority(nice: i32) {
     tracing::debug!(nice, "thread priorities are only set on Linux");
 }
 
+/// Gives tantivy's merging threads (named `merge_thread_N`; each writer
+/// starts its own) the niceness `nice`. tantivy offers no hook where they
+/// start, so they are found by name among the process's threads.
+fn lower_merging_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
+        for task in tasks.filter_map(Result::ok) {
+            let merging = std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|name| name.starts_with("merge_thread"));
+            let tid = task.file_name().to_str().and_then(|name| name.parse::<i32>().ok());
+            if let (true, Some(tid)) = (merging, tid.and_then(rustix::process::Pid::from_raw))
+                && let Err(error) = rustix::process::setpriority_process(Some(tid), nice)
+            {
+                tracing::warn!(%error, nice, "cannot lower a merging thread's priority");
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    tracing::debug!(nice, "thread priorities are only set on Linux");
+}
+
 struct Replay {
     wal_dir: PathBuf,
     /// The oldest partition checkpoint: replay for the index starts there.
@@ -725,6 +751,11 @@ impl IndexThread {
             } else {
                 partition.index.writer_with_num_threads(1, SMALL_WRITER_HEAP_BYTES)?
             };
+            // Its merging threads have just started, with the index thread's
+            // niceness.
+            if self.options.merging_nice > self.options.indexing_nice {
+                lower_merging_priority(self.options.merging_nice);
+            }
             let covered_to = self.indexed_to;
             self.writers.insert(
                 start,
