@@ -419,6 +419,7 @@ fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet(
     let (_, metrics) = server.get("/metrics");
     assert!(metrics.lines().any(|line| line == "vigil_index_lag_events 5"), "{metrics}");
     assert!(metrics.lines().any(|line| line.starts_with("vigil_index_lag_seconds ")), "{metrics}");
+    assert!(metrics.lines().any(|line| line == "vigil_index_segments 0"), "nothing committed: {metrics}");
     // The page says so once the lag passes the freshness target (5 s).
     let (_, page) = server.get("/");
     assert!(!page.contains("Indexing is"), "not within the target: {page}");
@@ -436,5 +437,10 @@ fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet(
     let (_, found) = server.get_json("/api/v1/search?limit=0");
     assert_eq!(found["total"], 5, "{found}");
     assert_eq!(found["indexing_lag"], json!({"events": 0, "seconds": 0.0}), "{found}");
+    let (_, partitions) = server.get_json("/api/v1/partitions");
+    let segments = partitions["partitions"][0]["segments"].as_u64().unwrap();
+    assert!(segments >= 1, "{partitions}");
+    let (_, metrics) = server.get("/metrics");
+    assert!(metrics.lines().any(|line| line == format!("vigil_index_segments {segments}")), "{metrics}");
     server.stop();
 }

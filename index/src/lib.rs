@@ -606,6 +606,7 @@ mod tests {
         let names: Vec<&str> = partitions.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["20250203T080000Z", "20250203T100000Z", "20250203T120000Z"]);
         assert_eq!(partitions.iter().map(|p| p.events).collect::<Vec<_>>(), [2, 1, 1]);
+        assert!(partitions.iter().all(|p| p.segments >= 1), "{partitions:?}");
         let morning = SearchRequest { from: Some(hour(8)), to: Some(hour(9)), ..Default::default() };
         assert_eq!(
             searcher.partitions.overlapping(morning.from, morning.to).len(),

@@ -121,6 +121,8 @@ pub struct PartitionInfo {
     pub end: DateTime<Utc>,
     pub events: u64,
     pub bytes: u64,
+    /// tantivy segments searched (merging brings them down).
+    pub segments: usize,
 }
 
 /// The hits of a search, in the requested order, and how many events
@@ -343,6 +345,15 @@ impl Searcher {
         Snapshot::new(&self.partitions.all(), self.threads).num_docs()
     }
 
+    /// The tantivy segments a search of every partition reads.
+    pub fn segment_count(&self) -> usize {
+        self.partitions
+            .all()
+            .iter()
+            .map(|partition| partition.reader.searcher().segment_readers().len())
+            .sum()
+    }
+
     /// The largest event id in the index (to keep ids increasing across restarts).
     pub fn max_id(&self) -> Result<Option<EventId>, StoreError> {
         let snapshot = Snapshot::new(&self.partitions.all(), self.threads);
@@ -362,12 +373,16 @@ impl Searcher {
         self.partitions
             .all()
             .iter()
-            .map(|partition| PartitionInfo {
-                name: partition.name(),
-                start: DateTime::from_timestamp(partition.start, 0).unwrap_or_default(),
-                end: DateTime::from_timestamp(partition.end, 0).unwrap_or_default(),
-                events: partition.reader.searcher().num_docs(),
-                bytes: partition.size_bytes(),
+            .map(|partition| {
+                let searcher = partition.reader.searcher();
+                PartitionInfo {
+                    name: partition.name(),
+                    start: DateTime::from_timestamp(partition.start, 0).unwrap_or_default(),
+                    end: DateTime::from_timestamp(partition.end, 0).unwrap_or_default(),
+                    events: searcher.num_docs(),
+                    bytes: partition.size_bytes(),
+                    segments: searcher.segment_readers().len(),
+                }
             })
             .collect()
     }
