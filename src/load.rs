@@ -37,7 +37,8 @@ pub struct LoadArgs {
     /// Freshness probes to send after the load.
     #[arg(long, default_value_t = 20)]
     probes: usize,
-    /// Send at most this many events per second (paced by batch), to
+    /// Send at most this many events per second (paced by batch; a batch
+    /// held up by the server moves the schedule, it is not made up for), to
     /// measure a sustained rate below what the server can take.
     #[arg(long, value_name = "EVENTS")]
     rate: Option<f64>,
@@ -242,12 +243,24 @@ fn probe_while(
         during.probes += 1;
         during.search.extend(found);
         during.alert.extend(alerted);
-        std::thread::sleep(every.saturating_sub(started.elapsed()));
+        // In short steps: the load may end meanwhile.
+        while loading.load(Ordering::Relaxed) && started.elapsed() < every {
+            std::thread::sleep(every.saturating_sub(started.elapsed()).min(Duration::from_millis(50)));
+        }
     }
     Ok(during)
 }
 
 pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if let Some(rate) = args.rate {
+        anyhow::ensure!(rate.is_finite() && rate >= 1.0, "--rate must be at least 1 event per second");
+    }
+    if let Some(every) = args.probe_every {
+        anyhow::ensure!(
+            every.is_finite() && (0.01..=3600.0).contains(&every),
+            "--probe-every must be from 0.01 to 3600 seconds"
+        );
+    }
     let ingest_url = format!("{}{}", args.url, args.path);
     let agent = new_agent();
     let before =
@@ -256,9 +269,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     // Ingest: the file's lines in batches, over several connections.
     let file = std::fs::File::open(&args.events)
         .with_context(|| format!("cannot open {}", args.events.display()))?;
-    // The lines, and how many were taken: a batch's place in the pacing.
-    let lines = Arc::new(Mutex::new((BufReader::with_capacity(8 << 20, file).lines(), 0u64)));
-    let rate = args.rate.filter(|rate| *rate > 0.0);
+    // The lines, and when the next batch may go (with --rate).
+    let lines = Arc::new(Mutex::new((BufReader::with_capacity(8 << 20, file).lines(), Instant::now())));
+    let rate = args.rate;
     let sent = Arc::new(AtomicU64::new(0));
     let refusals = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
@@ -294,7 +307,7 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let run_id = std::process::id();
     let loading = Arc::new(AtomicBool::new(true));
     let probes_sent = Arc::new(AtomicU64::new(0));
-    let prober = args.probe_every.map(|every| {
+    let mut prober = args.probe_every.map(|every| {
         let (loading, probes_sent, url) = (loading.clone(), probes_sent.clone(), args.url.clone());
         let every = Duration::from_secs_f64(every.max(0.01));
         std::thread::spawn(move || probe_while(&url, run_id, every, &loading, &probes_sent))
@@ -309,25 +322,26 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
                 loop {
                     let mut body = Vec::with_capacity(batch * 1100);
                     let mut count = 0;
-                    let taken_before = {
+                    let due = {
                         let mut guard = lines.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                        let (lines, taken) = &mut *guard;
+                        let (lines, next_due) = &mut *guard;
                         for line in lines.by_ref().take(batch) {
                             body.extend_from_slice(line?.as_bytes());
                             body.push(b'\n');
                             count += 1;
                         }
-                        *taken += count;
-                        *taken - count
+                        // Paced: each batch goes count / rate after the one
+                        // before, or now if the schedule fell behind.
+                        let due = (*next_due).max(Instant::now());
+                        if let Some(rate) = rate {
+                            *next_due = due + Duration::from_secs_f64(count as f64 / rate);
+                        }
+                        due
                     };
                     if count == 0 {
                         return Ok(());
                     }
-                    // Paced: the batch that starts at event n goes at n / rate.
-                    if let Some(rate) = rate {
-                        let due = started + Duration::from_secs_f64(taken_before as f64 / rate);
-                        std::thread::sleep(due.saturating_duration_since(Instant::now()));
-                    }
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
                     let (latency, refused) = post_until_accepted(&agent, &url, &body)?;
                     refusals.fetch_add(refused, Ordering::Relaxed);
                     sent.fetch_add(count, Ordering::Relaxed);
@@ -344,7 +358,17 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let sent = sent.load(Ordering::Relaxed);
     // Searchable at the end: every event, and the probes sent so far.
     let catch_up = Instant::now();
+    let mut during_load = None;
+    let join_prober = |prober: std::thread::JoinHandle<anyhow::Result<DuringLoad>>| {
+        prober.join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))?
+    };
     let expected = loop {
+        // A probe that failed is not waited for: its error is the answer.
+        if prober.as_ref().is_some_and(std::thread::JoinHandle::is_finished)
+            && let Some(finished) = prober.take()
+        {
+            during_load = Some(join_prober(finished)?);
+        }
         let expected = before + sent + probes_sent.load(Ordering::Relaxed);
         let total =
             get_json(&agent, &format!("{}/api/v1/search?limit=0", args.url))?["total"].as_u64().unwrap_or(0);
@@ -360,10 +384,9 @@ pub fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let searchable_after = started.elapsed();
     sampling.store(false, Ordering::Relaxed);
     let (peak_backlog, peak_lag) = backlog_sampler.join().unwrap_or_default();
-    let during_load = match prober {
-        Some(prober) => Some(prober.join().map_err(|_| anyhow::anyhow!("the probe thread panicked"))??),
-        None => None,
-    };
+    if let Some(prober) = prober.take() {
+        during_load = Some(join_prober(prober)?);
+    }
 
     // Freshness at rest: the time from an ingest answer to the event being
     // found, and to its alert being listed.

@@ -60,6 +60,10 @@ impl IndexLag {
     }
 
     fn acknowledged_at(&self, end: WalPosition, events: u64, now: Instant) {
+        // A group of empty batches leaves nothing to wait for.
+        if events == 0 {
+            return;
+        }
         let mut inner = self.lock();
         inner.acknowledged += events;
         let acknowledged = inner.acknowledged;
@@ -113,6 +117,8 @@ mod tests {
         let lag = IndexLag::default();
         let start = Instant::now();
         assert_eq!(lag.at(start), Lag::default());
+        lag.acknowledged_at(at(0, 0), 0, start);
+        assert_eq!(lag.at(start + Duration::from_secs(3)), Lag::default(), "nothing was acknowledged");
         lag.acknowledged_at(at(1, 100), 10, start);
         lag.acknowledged_at(at(1, 200), 5, start + Duration::from_secs(1));
         lag.acknowledged_at(at(2, 50), 7, start + Duration::from_secs(2));

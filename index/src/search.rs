@@ -345,13 +345,14 @@ impl Searcher {
         Snapshot::new(&self.partitions.all(), self.threads).num_docs()
     }
 
-    /// The tantivy segments a search of every partition reads.
-    pub fn segment_count(&self) -> usize {
-        self.partitions
-            .all()
+    /// The most tantivy segments a search reads in one partition.
+    pub fn max_partition_segments(&self) -> usize {
+        let partitions = self.partitions.all();
+        partitions
             .iter()
             .map(|partition| partition.reader.searcher().segment_readers().len())
-            .sum()
+            .max()
+            .unwrap_or(0)
     }
 
     /// The largest event id in the index (to keep ids increasing across restarts).

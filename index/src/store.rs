@@ -543,6 +543,8 @@ fn lower_merging_priority(nice: i32) {
             let tid = task.file_name().to_str().and_then(|name| name.parse::<i32>().ok());
             if let (true, Some(tid)) = (merging, tid.and_then(rustix::process::Pid::from_raw))
                 && let Err(error) = rustix::process::setpriority_process(Some(tid), nice)
+                // A closed writer's thread that has just ended.
+                && error != rustix::io::Errno::SRCH
             {
                 tracing::warn!(%error, nice, "cannot lower a merging thread's priority");
             }

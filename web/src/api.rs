@@ -31,7 +31,7 @@ pub async fn not_found() -> ApiError {
 pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let body = state.metrics.render(
         state.searcher.count(),
-        state.searcher.segment_count(),
+        state.searcher.max_partition_segments(),
         state.rules.current().rules().len(),
         state.searcher.indexing_lag(),
     );

@@ -81,7 +81,7 @@ pub const INDEX_LAG_SECONDS: &str = "vigil_index_lag_seconds";
 pub const WAL_READ_BACK: &str = "vigil_wal_read_back_batches_total";
 pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
-pub const INDEX_SEGMENTS: &str = "vigil_index_segments";
+pub const INDEX_SEGMENTS: &str = "vigil_index_max_partition_segments";
 pub const RULES_LOADED: &str = "vigil_rules_loaded";
 pub const NOTIFICATIONS: &str = "vigil_notifications_total";
 pub const NOTIFICATION_RETRIES: &str = "vigil_notification_retries_total";
@@ -102,7 +102,7 @@ impl Metrics {
     pub fn render(
         &self,
         indexed_documents: u64,
-        index_segments: usize,
+        max_partition_segments: usize,
         rules_loaded: usize,
         indexing_lag: Option<vigil_index::Lag>,
     ) -> String {
@@ -221,9 +221,9 @@ impl Metrics {
         let _ = writeln!(out, "{INDEX_DOCUMENTS} {indexed_documents}");
         let _ = writeln!(
             out,
-            "# HELP {INDEX_SEGMENTS} tantivy segments a search of every partition reads (merging brings them down).\n# TYPE {INDEX_SEGMENTS} gauge"
+            "# HELP {INDEX_SEGMENTS} The most tantivy segments a search reads in one partition (merging brings them down).\n# TYPE {INDEX_SEGMENTS} gauge"
         );
-        let _ = writeln!(out, "{INDEX_SEGMENTS} {index_segments}");
+        let _ = writeln!(out, "{INDEX_SEGMENTS} {max_partition_segments}");
         let _ = writeln!(out, "# HELP {RULES_LOADED} Detection rules loaded.\n# TYPE {RULES_LOADED} gauge");
         let _ = writeln!(out, "{RULES_LOADED} {rules_loaded}");
         if !self.notifications.destinations.is_empty() {
