@@ -423,6 +423,7 @@ fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet(
         metrics.lines().any(|line| line == "vigil_index_max_partition_segments 0"),
         "nothing committed: {metrics}"
     );
+    assert!(metrics.lines().any(|line| line == "vigil_index_commits_total 0"), "{metrics}");
     // The page says so once the lag passes the freshness target (5 s).
     let waited = Instant::now();
     while server.get_json("/api/v1/search?limit=0").1["indexing_lag"]["seconds"].as_f64().unwrap() < 5.0 {
@@ -446,5 +447,18 @@ fn searches_and_metrics_say_how_many_acknowledged_events_are_not_searchable_yet(
         metrics.lines().any(|line| line == format!("vigil_index_max_partition_segments {segments}")),
         "one partition: {metrics}"
     );
+    // New events are committed: the commits and their time are counted.
+    let body = event_list(&[audit_event("a-0006", "get", "pods", None, "dana@example.org")]).to_string();
+    let (status, answer, _) =
+        server.post("/api/v1/ingest/k8s-audit", &[("content-type", "application/json")], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    server.search_until("", 6, Duration::from_secs(5));
+    let (_, metrics) = server.get("/metrics");
+    let counter = |name: &str| -> f64 {
+        let line = metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' '));
+        line.and_then(|value| value.parse().ok()).unwrap_or_else(|| panic!("{name}: {metrics}"))
+    };
+    assert!(counter("vigil_index_commits_total") >= 1.0, "{metrics}");
+    assert!(counter("vigil_index_commit_seconds_total") > 0.0, "{metrics}");
     server.stop();
 }

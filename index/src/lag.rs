@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -27,10 +28,21 @@ pub struct Lag {
     pub seconds: f64,
 }
 
-/// The acknowledged stretches of the log the index has yet to commit.
+/// The acknowledged stretches of the log the index has yet to commit, and
+/// the time the index thread has spent committing.
 #[derive(Debug, Default)]
 pub(crate) struct IndexLag {
     inner: Mutex<Inner>,
+    commits: AtomicU64,
+    commit_nanos: AtomicU64,
+}
+
+/// Commits since the store opened, and the time the index thread spent in
+/// them (while it commits, it takes no new events).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Commits {
+    pub count: u64,
+    pub seconds: f64,
 }
 
 #[derive(Debug, Default)]
@@ -84,6 +96,19 @@ impl IndexLag {
         {
             inner.indexed = first.events;
             inner.pending.pop_front();
+        }
+    }
+
+    /// A partition's writer committed, taking `took`.
+    pub(crate) fn committed(&self, took: Duration) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+        self.commit_nanos.fetch_add(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    pub(crate) fn commits(&self) -> Commits {
+        Commits {
+            count: self.commits.load(Ordering::Relaxed),
+            seconds: self.commit_nanos.load(Ordering::Relaxed) as f64 / 1e9,
         }
     }
 

@@ -39,7 +39,7 @@ use std::path::{Path, PathBuf};
 
 pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
 pub use feed::{Backlog, DurableBatch, DurableFeed};
-pub use lag::Lag;
+pub use lag::{Commits, Lag};
 pub use search::{Cursor, MAX_LIMIT, PartitionInfo, SearchRequest, SearchResult, Searcher, SortOrder};
 pub use store::{AppendTicket, Store, StoreOptions};
 pub use time::parse_time_bound;
@@ -747,9 +747,12 @@ mod tests {
         assert_eq!(lag.events, 12, "{lag:?}");
         assert!(lag.seconds >= 0.0 && lag.seconds < 60.0, "{lag:?}");
         assert_eq!(search(store.searcher(), "").total, 0, "nothing is committed yet");
+        assert_eq!(store.searcher().commits().map(|commits| commits.count), Some(0));
         store.shutdown();
         assert_eq!(search(store.searcher(), "").total, 12);
         assert_eq!(store.searcher().indexing_lag(), Some(Lag::default()));
+        let commits = store.searcher().commits().unwrap();
+        assert!(commits.count >= 1 && commits.seconds > 0.0, "{commits:?}");
         let read_only = Searcher::open_read_only(dir.path()).unwrap();
         assert_eq!(read_only.indexing_lag(), None, "a read-only searcher cannot know");
     }

@@ -15,7 +15,7 @@ use vigil_schema::{Event, EventId};
 use crate::by_time::{Ranked, TimeBlocksCache, TopByTime};
 use crate::compile::{CompileError, Compiler};
 use crate::doc::{DocSchema, to_tantivy_time};
-use crate::lag::{IndexLag, Lag};
+use crate::lag::{Commits, IndexLag, Lag};
 use crate::parallel;
 use crate::partition::{Partition, Partitions};
 use crate::query::Query;
@@ -252,6 +252,12 @@ impl Searcher {
     /// which cannot know.
     pub fn indexing_lag(&self) -> Option<Lag> {
         self.lag.as_ref().map(|lag| lag.now())
+    }
+
+    /// The index's commits so far and the time spent in them; `None` for a
+    /// read-only searcher.
+    pub fn commits(&self) -> Option<Commits> {
+        self.lag.as_ref().map(|lag| lag.commits())
     }
 
     /// A view of the partitions a request's time range overlaps.

@@ -777,10 +777,12 @@ impl IndexThread {
             return;
         }
         let payload = serde_json::to_string(&CommitPayload { wal: open.covered_to }).unwrap_or_default();
+        let started = Instant::now();
         let committed = open.writer.prepare_commit().and_then(|mut prepared| {
             prepared.set_payload(&payload);
             prepared.commit()
         });
+        self.lag.committed(started.elapsed());
         match committed {
             Ok(_) => {
                 open.dirty = false;

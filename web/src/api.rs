@@ -34,6 +34,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         state.searcher.max_partition_segments(),
         state.rules.current().rules().len(),
         state.searcher.indexing_lag(),
+        state.searcher.commits(),
     );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

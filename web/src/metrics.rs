@@ -78,6 +78,8 @@ pub const STORE_QUEUE: &str = "vigil_store_queue_batches";
 pub const WAL_BACKLOG: &str = "vigil_wal_backlog_bytes";
 pub const INDEX_LAG_EVENTS: &str = "vigil_index_lag_events";
 pub const INDEX_LAG_SECONDS: &str = "vigil_index_lag_seconds";
+pub const INDEX_COMMITS: &str = "vigil_index_commits_total";
+pub const INDEX_COMMIT_SECONDS: &str = "vigil_index_commit_seconds_total";
 pub const WAL_READ_BACK: &str = "vigil_wal_read_back_batches_total";
 pub const TAIL_ROTATIONS: &str = "vigil_tail_rotations_total";
 pub const INDEX_DOCUMENTS: &str = "vigil_index_documents";
@@ -105,6 +107,7 @@ impl Metrics {
         max_partition_segments: usize,
         rules_loaded: usize,
         indexing_lag: Option<vigil_index::Lag>,
+        commits: Option<vigil_index::Commits>,
     ) -> String {
         let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         let mut out = String::new();
@@ -187,6 +190,18 @@ impl Metrics {
                 "# HELP {INDEX_LAG_SECONDS} How long ago the oldest event searches do not see yet was acknowledged.\n# TYPE {INDEX_LAG_SECONDS} gauge"
             );
             let _ = writeln!(out, "{INDEX_LAG_SECONDS} {:.3}", lag.seconds);
+        }
+        if let Some(commits) = commits {
+            let _ = writeln!(
+                out,
+                "# HELP {INDEX_COMMITS} Index commits (one per partition written, every index.commit_interval_ms).\n# TYPE {INDEX_COMMITS} counter"
+            );
+            let _ = writeln!(out, "{INDEX_COMMITS} {}", commits.count);
+            let _ = writeln!(
+                out,
+                "# HELP {INDEX_COMMIT_SECONDS} Time the index thread spent committing, taking no new events meanwhile.\n# TYPE {INDEX_COMMIT_SECONDS} counter"
+            );
+            let _ = writeln!(out, "{INDEX_COMMIT_SECONDS} {:.6}", commits.seconds);
         }
         let tail = &self.tail;
         let _ =
