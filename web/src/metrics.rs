@@ -180,28 +180,22 @@ impl Metrics {
             }
         }
         if let Some(lag) = indexing_lag {
-            let _ = writeln!(
-                out,
-                "# HELP {INDEX_LAG_EVENTS} Events acknowledged that searches do not see yet.\n# TYPE {INDEX_LAG_EVENTS} gauge"
-            );
-            let _ = writeln!(out, "{INDEX_LAG_EVENTS} {}", lag.events);
-            let _ = writeln!(
-                out,
-                "# HELP {INDEX_LAG_SECONDS} How long ago the oldest event searches do not see yet was acknowledged.\n# TYPE {INDEX_LAG_SECONDS} gauge"
-            );
-            let _ = writeln!(out, "{INDEX_LAG_SECONDS} {:.3}", lag.seconds);
+            let help = "Events acknowledged that searches do not see yet.";
+            one_value(&mut out, INDEX_LAG_EVENTS, "gauge", help, lag.events);
+            let help = "How long ago the oldest event searches do not see yet was acknowledged.";
+            one_value(&mut out, INDEX_LAG_SECONDS, "gauge", help, format_args!("{:.3}", lag.seconds));
         }
         if let Some(commits) = commits {
-            let _ = writeln!(
-                out,
-                "# HELP {INDEX_COMMITS} Index commits (one per partition written, every index.commit_interval_ms).\n# TYPE {INDEX_COMMITS} counter"
+            let help = "Index commits (one per partition written, every index.commit_interval_ms).";
+            one_value(&mut out, INDEX_COMMITS, "counter", help, commits.count);
+            let help = "Time the index thread spent committing, taking no new events meanwhile.";
+            one_value(
+                &mut out,
+                INDEX_COMMIT_SECONDS,
+                "counter",
+                help,
+                format_args!("{:.6}", commits.seconds),
             );
-            let _ = writeln!(out, "{INDEX_COMMITS} {}", commits.count);
-            let _ = writeln!(
-                out,
-                "# HELP {INDEX_COMMIT_SECONDS} Time the index thread spent committing, taking no new events meanwhile.\n# TYPE {INDEX_COMMIT_SECONDS} counter"
-            );
-            let _ = writeln!(out, "{INDEX_COMMIT_SECONDS} {:.6}", commits.seconds);
         }
         let tail = &self.tail;
         let _ =
@@ -234,11 +228,8 @@ impl Metrics {
             "# HELP {INDEX_DOCUMENTS} Events searchable in the index.\n# TYPE {INDEX_DOCUMENTS} gauge"
         );
         let _ = writeln!(out, "{INDEX_DOCUMENTS} {indexed_documents}");
-        let _ = writeln!(
-            out,
-            "# HELP {INDEX_SEGMENTS} The most tantivy segments a search reads in one partition (merging brings them down).\n# TYPE {INDEX_SEGMENTS} gauge"
-        );
-        let _ = writeln!(out, "{INDEX_SEGMENTS} {max_partition_segments}");
+        let help = "The most tantivy segments a search reads in one partition (merging brings them down).";
+        one_value(&mut out, INDEX_SEGMENTS, "gauge", help, max_partition_segments);
         let _ = writeln!(out, "# HELP {RULES_LOADED} Detection rules loaded.\n# TYPE {RULES_LOADED} gauge");
         let _ = writeln!(out, "{RULES_LOADED} {rules_loaded}");
         if !self.notifications.destinations.is_empty() {
@@ -321,4 +312,9 @@ impl Metrics {
             );
         }
     }
+}
+
+/// Writes a metric that has one value: its help, its type and the value.
+fn one_value(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
 }
