@@ -231,6 +231,17 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     match answered {
         Ok(written) => {
             written?;
+            // What the answer could not include, as the API's indexing_lag.
+            match Searcher::unindexed_in_log(&args.data_dir) {
+                Ok(0) => {}
+                Ok(events) => eprintln!(
+                    "vigil: up to {events} events in the write-ahead log were not indexed when this ran: a server running on {} makes them searchable within its commit interval, a stopped one when it starts again",
+                    args.data_dir.display()
+                ),
+                Err(error) => {
+                    eprintln!("vigil: cannot tell whether events wait in the write-ahead log: {error}")
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(error) if error.kind().is_client_error() => {

@@ -97,6 +97,33 @@ fn rules_validate_passes_good_rules_and_fails_bad_ones_with_file_and_line() {
 }
 
 #[test]
+fn a_search_on_the_command_line_says_what_waits_in_the_write_ahead_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // No commit while the test runs: the events wait in the log.
+    let server = crate::support::Server::start(&data, &["--commit-interval-ms", "600000"]);
+    let items: Vec<Value> =
+        (0..3).map(|n| audit_event(&format!("w-{n}"), "get", "pods", None, "dana")).collect();
+    let body = event_list(&items).to_string();
+    let (status, answer, _) = server.post("/api/v1/ingest/k8s-audit", &[], body.as_bytes());
+    assert_eq!(status, 200, "{answer}");
+    let search = || vigil(&["search", "--data-dir", data.to_str().unwrap(), "--count", ""]);
+    let output = search();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "0\n");
+    assert!(
+        stderr(&output).contains("up to 3 events in the write-ahead log were not indexed"),
+        "{}",
+        stderr(&output)
+    );
+    // Stopping commits them.
+    server.stop();
+    let output = search();
+    assert_eq!(stdout(&output), "3\n");
+    assert!(!stderr(&output).contains("write-ahead log"), "{}", stderr(&output));
+}
+
+#[test]
 fn offline_ingest_then_search_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
@@ -121,6 +148,7 @@ fn offline_ingest_then_search_from_the_command_line() {
 
     let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "--json", "user.name:erik"]);
     assert!(output.status.success(), "{}", stderr(&output));
+    assert!(!stderr(&output).contains("write-ahead log"), "all indexed: {}", stderr(&output));
     let hits: Vec<Value> = stdout(&output).lines().map(|line| serde_json::from_str(line).unwrap()).collect();
     assert_eq!(hits.len(), 2);
     assert!(

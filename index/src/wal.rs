@@ -302,6 +302,28 @@ pub fn replay(
     Ok(replayed)
 }
 
+/// How many whole records the log holds after `from`, read while it may be
+/// written: a record still being written, or a segment deleted meanwhile,
+/// ends the count there.
+pub fn count_after(dir: &Path, from: WalPosition) -> io::Result<u64> {
+    let mut count = 0;
+    for segment in list_segments(dir)? {
+        if segment < from.segment {
+            continue;
+        }
+        let start = if segment == from.segment { from.offset } else { 0 };
+        let mut reader = match SegmentReader::open(&segment_path(dir, segment), start) {
+            Ok(reader) => reader,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        while let Some(Ok(_)) = reader.next_record() {
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
 /// Why the log could not be read back.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -400,6 +422,28 @@ mod tests {
     fn events(count: usize) -> Vec<Event> {
         let ids = EventIdGenerator::new();
         (0..count).map(|n| Event::new(ids.next(), Utc::now(), json!({"n": n}))).collect()
+    }
+
+    #[test]
+    fn records_after_a_position_are_counted_across_segments_up_to_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 100).unwrap();
+        let middle = wal.append(&events(4)).unwrap();
+        wal.append(&events(2)).unwrap();
+        let end = wal.append(&events(3)).unwrap();
+        assert!(list_segments(dir.path()).unwrap().len() > 1, "the count crosses segments");
+        assert_eq!(count_after(dir.path(), WalPosition::default()).unwrap(), 9);
+        assert_eq!(count_after(dir.path(), middle).unwrap(), 5);
+        assert_eq!(count_after(dir.path(), end).unwrap(), 0);
+        // Half a record at the end (being written) is not counted.
+        let last = segment_path(dir.path(), *list_segments(dir.path()).unwrap().last().unwrap());
+        let mut file = OpenOptions::new().append(true).open(last).unwrap();
+        file.write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        assert_eq!(count_after(dir.path(), middle).unwrap(), 5);
+        assert_eq!(
+            count_after(&dir.path().join("nowhere"), middle).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
     }
 
     fn read_all(dir: &Path) -> Vec<Event> {
