@@ -232,7 +232,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         Ok(written) => {
             written?;
             // What the answer could not include, as the API's indexing_lag.
-            match Searcher::unindexed_in_log(&args.data_dir) {
+            match searcher.unindexed_in_log(&args.data_dir) {
                 Ok(0) => {}
                 Ok(events) => eprintln!(
                     "vigil: up to {events} events in the write-ahead log were not indexed when this ran: a server running on {} makes them searchable within its commit interval, a stopped one when it starts again",

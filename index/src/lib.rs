@@ -132,33 +132,23 @@ impl Searcher {
         Ok(Searcher::new(std::sync::Arc::new(partitions), 0, None))
     }
 
-    /// At most how many events of a data directory's write-ahead log its
-    /// index has not committed: those past the oldest partition checkpoint
-    /// (a server running on it makes them searchable within its commit
-    /// interval; a stopped one when it starts again). Read-only.
-    pub fn unindexed_in_log(data_dir: &Path) -> Result<u64, StoreError> {
-        let from = oldest_checkpoint(&data_dir.join("index"))?;
+    /// At most how many events of a data directory's write-ahead log this
+    /// searcher's index has not committed: those past the oldest partition
+    /// checkpoint (a server running on it makes them searchable within its
+    /// commit interval; a stopped one when it starts again). Read-only.
+    pub fn unindexed_in_log(&self, data_dir: &Path) -> Result<u64, StoreError> {
+        let mut from: Option<WalPosition> = None;
+        for partition in self.partitions.all() {
+            let checkpoint = partition.checkpoint()?;
+            from = Some(from.map_or(checkpoint, |from| from.min(checkpoint)));
+        }
         let wal_dir = data_dir.join("wal");
-        match wal::count_after(&wal_dir, from) {
+        match wal::count_after(&wal_dir, from.unwrap_or_default()) {
             Ok(count) => Ok(count),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(error) => Err(StoreError::Io { action: "read", path: wal_dir, message: error.to_string() }),
         }
     }
-}
-
-/// The oldest commit checkpoint of the partitions under `index_dir`.
-fn oldest_checkpoint(index_dir: &Path) -> Result<WalPosition, StoreError> {
-    if !index_dir.is_dir() {
-        return Ok(WalPosition::default());
-    }
-    let partitions = partition::Partitions::open(index_dir, 86_400)?;
-    let mut oldest: Option<WalPosition> = None;
-    for partition in partitions.all() {
-        let checkpoint = partition.checkpoint()?;
-        oldest = Some(oldest.map_or(checkpoint, |oldest| oldest.min(checkpoint)));
-    }
-    Ok(oldest.unwrap_or_default())
 }
 
 #[cfg(test)]
