@@ -799,6 +799,14 @@ impl IndexThread {
     /// Commits every writer with new events, then lets the log go up to what
     /// both the index and the consumer have.
     fn commit_dirty(&mut self) {
+        // A writer's merging threads name themselves once they run, which
+        // may be after the scan made when the writer opened: look again
+        // before commits, which start merges.
+        if self.options.merging_nice > self.options.indexing_nice
+            && self.writers.values().any(|open| open.dirty)
+        {
+            lower_merging_priority(self.options.merging_nice);
+        }
         let mut writers = std::mem::take(&mut self.writers);
         let mut all_committed = true;
         for open in writers.values_mut() {
