@@ -11,13 +11,14 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
+use vigil_schema::audit::{self, str_at, strings_at};
 use vigil_schema::{Event, EventId, EventIdGenerator, fields};
 
 use crate::Rejection;
 use crate::records::{Item, json_items};
 
 /// The dataset name of Kubernetes audit events.
-pub const DATASET: &str = "k8s.audit";
+pub const DATASET: &str = audit::DATASET;
 
 /// What the deployment knows that the event does not carry.
 #[derive(Debug, Clone, Default)]
@@ -132,7 +133,7 @@ pub fn normalize(
     event.set(fields::EVENT_DATASET, DATASET);
     event.set(fields::EVENT_KIND, "event");
     event.set(fields::EVENT_CATEGORY, vec!["api"]);
-    event.set(fields::EVENT_TYPE, vec![event_type(verb)]);
+    event.set(fields::EVENT_TYPE, vec![audit::event_type(verb)]);
     event.set(fields::EVENT_ACTION, verb);
     event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
     event.set(fields::ORCHESTRATOR_TYPE, "kubernetes");
@@ -145,58 +146,36 @@ pub fn normalize(
     event.set(fields::K8S_AUDIT_LEVEL, str_at(audit, &["level"]));
 
     // Who.
-    let user_name = str_at(audit, &["user", "username"]);
-    event.set(fields::USER_NAME, user_name);
+    event.set(fields::USER_NAME, str_at(audit, &["user", "username"]));
     event.set(fields::USER_ID, str_at(audit, &["user", "uid"]));
     event.set(fields::USER_GROUP_NAME, strings_at(audit, &["user", "groups"]));
     event.set(fields::USER_EFFECTIVE_NAME, str_at(audit, &["impersonatedUser", "username"]));
     event.set(fields::USER_EFFECTIVE_GROUP_NAME, strings_at(audit, &["impersonatedUser", "groups"]));
 
-    // From where. `sourceIPs` lists X-Forwarded-For, then X-Real-Ip, then the
-    // remote address: only the last is observed by the API server itself, so
-    // it is `source.ip`; the first, when different, is the claimed client.
-    let source_ips = strings_at(audit, &["sourceIPs"]);
-    if let Some(remote) = source_ips.last() {
-        event.set(fields::SOURCE_IP, remote.as_str());
-    }
-    if source_ips.len() > 1 {
-        event.set(fields::NETWORK_FORWARDED_IP, source_ips[0].as_str());
-    }
+    // From where.
+    event.set(fields::SOURCE_IP, audit::source_ip(audit));
+    event.set(fields::NETWORK_FORWARDED_IP, audit::forwarded_ip(audit));
     event.set(fields::USER_AGENT_ORIGINAL, str_at(audit, &["userAgent"]));
 
     // What.
-    let resource = str_at(audit, &["objectRef", "resource"]);
-    let subresource = str_at(audit, &["objectRef", "subresource"]);
-    let namespace = str_at(audit, &["objectRef", "namespace"]);
-    let name = str_at(audit, &["objectRef", "name"]);
-    event.set(fields::ORCHESTRATOR_RESOURCE_TYPE, resource);
-    event.set(fields::ORCHESTRATOR_RESOURCE_SUBRESOURCE, subresource);
-    event.set(fields::ORCHESTRATOR_NAMESPACE, namespace);
-    event.set(fields::ORCHESTRATOR_RESOURCE_NAME, name);
-    event.set(fields::ORCHESTRATOR_API_VERSION, api_version(audit));
+    event.set(fields::ORCHESTRATOR_RESOURCE_TYPE, str_at(audit, &["objectRef", "resource"]));
+    event.set(fields::ORCHESTRATOR_RESOURCE_SUBRESOURCE, str_at(audit, &["objectRef", "subresource"]));
+    event.set(fields::ORCHESTRATOR_NAMESPACE, str_at(audit, &["objectRef", "namespace"]));
+    event.set(fields::ORCHESTRATOR_RESOURCE_NAME, str_at(audit, &["objectRef", "name"]));
+    event.set(fields::ORCHESTRATOR_API_VERSION, audit::api_version(audit));
     event.set(fields::K8S_AUDIT_API_GROUP, str_at(audit, &["objectRef", "apiGroup"]));
-    let request_uri = str_at(audit, &["requestURI"]);
-    event.set(fields::URL_ORIGINAL, request_uri);
+    event.set(fields::URL_ORIGINAL, str_at(audit, &["requestURI"]));
 
     // With what result.
-    let status_code = at(audit, &["responseStatus", "code"]).and_then(Value::as_i64);
+    let status_code = audit::status_code(audit);
     if let Some(code) = status_code {
         event.set(fields::HTTP_RESPONSE_STATUS_CODE, code);
     }
-    let decision = str_at(audit, &["annotations", "authorization.k8s.io/decision"]);
+    let decision = audit::decision(audit);
     event.set(fields::K8S_AUTHZ_DECISION, decision);
     event.set(fields::K8S_AUTHZ_REASON, str_at(audit, &["annotations", "authorization.k8s.io/reason"]));
-    event.set(fields::EVENT_OUTCOME, outcome(status_code, decision));
-
-    let target = describe_target(resource, subresource, namespace, name, request_uri);
-    let mut message = format!("{} {verb} {target}", user_name.unwrap_or("(unknown user)"));
-    if let Some(effective) = str_at(audit, &["impersonatedUser", "username"]) {
-        message.push_str(&format!(" as {effective}"));
-    }
-    if let Some(code) = status_code {
-        message.push_str(&format!(" ({code})"));
-    }
-    event.set(fields::MESSAGE, message);
+    event.set(fields::EVENT_OUTCOME, audit::outcome(status_code, decision));
+    event.set(fields::MESSAGE, audit::message(audit));
 
     event.original = original;
     Ok(event)
@@ -205,89 +184,11 @@ pub fn normalize(
 /// The time of the request: when the API server received it, falling back to
 /// the legacy `timestamp` and then to the stage's time.
 fn event_time(audit: &Map<String, Value>) -> Result<DateTime<Utc>, NormalizeError> {
-    for field in ["requestReceivedTimestamp", "timestamp", "stageTimestamp"] {
-        if let Some(text) = audit.get(field).and_then(Value::as_str) {
-            return DateTime::parse_from_rfc3339(text)
-                .map(|time| time.with_timezone(&Utc))
-                .map_err(|_| NormalizeError::BadTime { field, value: text.chars().take(64).collect() });
-        }
-    }
-    Err(NormalizeError::Missing("time (requestReceivedTimestamp, timestamp or stageTimestamp)"))
-}
-
-/// `objectRef.apiVersion`, prefixed with the API group when it has one
-/// (`apps/v1`), as `kubectl` writes it.
-fn api_version(audit: &Map<String, Value>) -> Option<String> {
-    let version = str_at(audit, &["objectRef", "apiVersion"])?;
-    match str_at(audit, &["objectRef", "apiGroup"]) {
-        Some(group) if !version.contains('/') => Some(format!("{group}/{version}")),
-        _ => Some(version.to_owned()),
-    }
-}
-
-fn outcome(status_code: Option<i64>, decision: Option<&str>) -> &'static str {
-    if decision == Some("forbid") {
-        return "failure";
-    }
-    match status_code {
-        Some(code) if code >= 400 => "failure",
-        Some(_) => "success",
-        None => "unknown",
-    }
-}
-
-/// ECS `event.type` for a Kubernetes verb.
-fn event_type(verb: &str) -> &'static str {
-    match verb {
-        "create" => "creation",
-        "update" | "patch" => "change",
-        "delete" | "deletecollection" => "deletion",
-        "get" | "list" | "watch" => "access",
-        _ => "info",
-    }
-}
-
-fn describe_target(
-    resource: Option<&str>,
-    subresource: Option<&str>,
-    namespace: Option<&str>,
-    name: Option<&str>,
-    request_uri: Option<&str>,
-) -> String {
-    let Some(resource) = resource else {
-        return request_uri.unwrap_or("(no target)").to_owned();
-    };
-    let mut target = resource.to_owned();
-    if let Some(subresource) = subresource {
-        target = format!("{target}/{subresource}");
-    }
-    match (namespace, name) {
-        (Some(namespace), Some(name)) => format!("{target} {namespace}/{name}"),
-        (Some(namespace), None) => format!("{target} in {namespace}"),
-        (None, Some(name)) => format!("{target} {name}"),
-        (None, None) => target,
-    }
-}
-
-fn at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
-    let (first, rest) = path.split_first()?;
-    let mut value = object.get(*first)?;
-    for key in rest {
-        value = value.as_object()?.get(*key)?;
-    }
-    Some(value)
-}
-
-fn str_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a str> {
-    at(object, path).and_then(Value::as_str).filter(|s| !s.is_empty())
-}
-
-fn strings_at(object: &Map<String, Value>, path: &[&str]) -> Vec<String> {
-    match at(object, path) {
-        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
-        Some(Value::String(one)) => vec![one.clone()],
-        _ => Vec::new(),
-    }
+    let (field, text) = audit::time_field(audit)
+        .ok_or(NormalizeError::Missing("time (requestReceivedTimestamp, timestamp or stageTimestamp)"))?;
+    DateTime::parse_from_rfc3339(text)
+        .map(|time| time.with_timezone(&Utc))
+        .map_err(|_| NormalizeError::BadTime { field, value: text.chars().take(64).collect() })
 }
 
 pub(crate) fn json_type_name(value: &Value) -> &'static str {
@@ -385,10 +286,10 @@ mod tests {
 
     #[test]
     fn outcome_follows_the_code_and_the_decision() {
-        assert_eq!(outcome(Some(200), Some("allow")), "success");
-        assert_eq!(outcome(Some(101), None), "success");
-        assert_eq!(outcome(Some(403), Some("forbid")), "failure");
-        assert_eq!(outcome(None, Some("forbid")), "failure");
-        assert_eq!(outcome(None, None), "unknown");
+        assert_eq!(audit::outcome(Some(200), Some("allow")), "success");
+        assert_eq!(audit::outcome(Some(101), None), "success");
+        assert_eq!(audit::outcome(Some(403), Some("forbid")), "failure");
+        assert_eq!(audit::outcome(None, Some("forbid")), "failure");
+        assert_eq!(audit::outcome(None, None), "unknown");
     }
 }

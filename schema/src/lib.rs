@@ -20,6 +20,7 @@
 //! assert_eq!(event.get_str(fields::EVENT_DATASET), Some("k8s.audit"));
 //! ```
 
+pub mod audit;
 pub mod fields;
 mod id;
 pub mod record;

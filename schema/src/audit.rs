@@ -1,0 +1,139 @@
+//! What Vigil computes from a Kubernetes audit event (`audit.k8s.io/v1`):
+//! its time, its one-line message, its ECS categories, its source address.
+//!
+//! The normalizer (`vigil-ingest`) builds an event's fields with these, and
+//! [`crate::record`] leaves the results out of a stored record and computes
+//! them again when the record is read (its `derived` mask), so one function
+//! decides each value both times. A record names its derivations by their
+//! place in [`crate::record::DERIVED`]: changing what one of these functions
+//! returns for some input changes how records already on disk read. To
+//! change a derived value, add a new function and a new entry.
+
+use serde_json::{Map, Value};
+
+/// The dataset name of Kubernetes audit events.
+pub const DATASET: &str = "k8s.audit";
+
+/// The fields that may hold the time of the request, in the order they are
+/// tried: when the API server received it, the legacy `timestamp`, then the
+/// stage's time.
+pub const TIME_FIELDS: [&str; 3] = ["requestReceivedTimestamp", "timestamp", "stageTimestamp"];
+
+/// The first of [`TIME_FIELDS`] the event has, with its text.
+pub fn time_field(audit: &Map<String, Value>) -> Option<(&'static str, &str)> {
+    TIME_FIELDS.iter().find_map(|field| Some((*field, audit.get(*field)?.as_str()?)))
+}
+
+/// The value at a path of nested objects.
+pub fn at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a Value> {
+    let (first, rest) = path.split_first()?;
+    let mut value = object.get(*first)?;
+    for key in rest {
+        value = value.as_object()?.get(*key)?;
+    }
+    Some(value)
+}
+
+/// The non-empty string at a path.
+pub fn str_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Option<&'a str> {
+    at(object, path).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// The strings of the list (or the one string) at a path.
+pub fn strings_at<'a>(object: &'a Map<String, Value>, path: &[&str]) -> Vec<&'a str> {
+    match at(object, path) {
+        Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+        Some(Value::String(one)) => vec![one.as_str()],
+        _ => Vec::new(),
+    }
+}
+
+/// `responseStatus.code`.
+pub fn status_code(audit: &Map<String, Value>) -> Option<i64> {
+    at(audit, &["responseStatus", "code"]).and_then(Value::as_i64)
+}
+
+/// The authorizer's decision (`allow`, `forbid`).
+pub fn decision(audit: &Map<String, Value>) -> Option<&str> {
+    str_at(audit, &["annotations", "authorization.k8s.io/decision"])
+}
+
+/// `source.ip`: the last of `sourceIPs`. The list holds X-Forwarded-For,
+/// then X-Real-Ip, then the remote address: only the last is observed by
+/// the API server itself.
+pub fn source_ip(audit: &Map<String, Value>) -> Option<&str> {
+    strings_at(audit, &["sourceIPs"]).last().copied()
+}
+
+/// `network.forwarded_ip`: the first of several `sourceIPs`, the client
+/// the request claims to come from.
+pub fn forwarded_ip(audit: &Map<String, Value>) -> Option<&str> {
+    let ips = strings_at(audit, &["sourceIPs"]);
+    if ips.len() > 1 { Some(ips[0]) } else { None }
+}
+
+/// `objectRef.apiVersion`, prefixed with the API group when it has one
+/// (`apps/v1`), as `kubectl` writes it.
+pub fn api_version(audit: &Map<String, Value>) -> Option<String> {
+    let version = str_at(audit, &["objectRef", "apiVersion"])?;
+    match str_at(audit, &["objectRef", "apiGroup"]) {
+        Some(group) if !version.contains('/') => Some(format!("{group}/{version}")),
+        _ => Some(version.to_owned()),
+    }
+}
+
+/// `event.outcome`: a refusal by the authorizer or an error status fails.
+pub fn outcome(status_code: Option<i64>, decision: Option<&str>) -> &'static str {
+    if decision == Some("forbid") {
+        return "failure";
+    }
+    match status_code {
+        Some(code) if code >= 400 => "failure",
+        Some(_) => "success",
+        None => "unknown",
+    }
+}
+
+/// ECS `event.type` for a Kubernetes verb.
+pub fn event_type(verb: &str) -> &'static str {
+    match verb {
+        "create" => "creation",
+        "update" | "patch" => "change",
+        "delete" | "deletecollection" => "deletion",
+        "get" | "list" | "watch" => "access",
+        _ => "info",
+    }
+}
+
+/// The event's one-line summary: `alice get secrets prod/db (200)`.
+pub fn message(audit: &Map<String, Value>) -> Option<String> {
+    let verb = str_at(audit, &["verb"])?;
+    let user_name = str_at(audit, &["user", "username"]).unwrap_or("(unknown user)");
+    let target = describe_target(audit);
+    let mut message = format!("{user_name} {verb} {target}");
+    if let Some(effective) = str_at(audit, &["impersonatedUser", "username"]) {
+        message.push_str(" as ");
+        message.push_str(effective);
+    }
+    if let Some(code) = status_code(audit) {
+        message.push_str(&format!(" ({code})"));
+    }
+    Some(message)
+}
+
+fn describe_target(audit: &Map<String, Value>) -> String {
+    let Some(resource) = str_at(audit, &["objectRef", "resource"]) else {
+        return str_at(audit, &["requestURI"]).unwrap_or("(no target)").to_owned();
+    };
+    let mut target = resource.to_owned();
+    if let Some(subresource) = str_at(audit, &["objectRef", "subresource"]) {
+        target = format!("{target}/{subresource}");
+    }
+    let namespace = str_at(audit, &["objectRef", "namespace"]);
+    match (namespace, str_at(audit, &["objectRef", "name"])) {
+        (Some(namespace), Some(name)) => format!("{target} {namespace}/{name}"),
+        (Some(namespace), None) => format!("{target} in {namespace}"),
+        (None, Some(name)) => format!("{target} {name}"),
+        (None, None) => target,
+    }
+}
