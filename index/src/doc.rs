@@ -6,7 +6,7 @@
 //! | `_ts`              | `@timestamp`                           | date (ns), fast only               |
 //! | `_arrival`, `_seq` | the id's top and bottom 64 bits        | u64, fast (order, and lookup by id) |
 //! | `_doc`             | the event's record ([`vigil_schema::record`]) | stored only (zstd doc store)  |
-//! | `_all`             | every string of the event              | words, with positions              |
+//! | `_all`             | every string of the original, but those the message holds | words, with positions |
 //! | `_orig`            | the original event                     | JSON paths, lower-cased exact terms |
 //! | `_extra`           | schema fields outside the fixed list   | JSON paths, lower-cased exact terms |
 //! | one per schema field (`user.name`, ...) | that field        | by its kind: keyword (lower-cased exact term, fast with the original case), long, ip, date, text |
@@ -174,9 +174,24 @@ impl DocSchema {
         // The other schema fields are taken from the original, so their
         // words are there already; the original's copy of the message (a
         // container log's `log`, with its newline) is not indexed again.
+        // An audit event's message holds its user, verb and target whole,
+        // so their words are found there (phrases too) and not indexed again.
         let message = event.get_str(fields::MESSAGE);
+        let in_message = match &event.original {
+            Value::Object(audit) if event.dataset() == vigil_schema::audit::DATASET => {
+                let derived = vigil_schema::audit::message(audit);
+                if derived.is_some() && derived.as_deref() == message {
+                    vigil_schema::audit::message_parts(audit)
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => Vec::new(),
+        };
         for_each_free_text(&event.original, &mut |text| {
-            if message != Some(text.trim_end_matches(['\n', '\r'])) {
+            // The very strings of the original, not equal ones elsewhere.
+            let held = in_message.iter().any(|part| std::ptr::eq(*part, text));
+            if !held && message != Some(text.trim_end_matches(['\n', '\r'])) {
                 document.add_text(self.all, text);
             }
         });
@@ -542,5 +557,41 @@ mod tests {
                 "{original}"
             );
         }
+    }
+
+    /// The strings an event gives free text (`_all`).
+    fn free_text_of(event: &Event) -> Vec<String> {
+        let schema = super::DocSchema::new();
+        let document = schema.to_document(event);
+        document
+            .get_all(schema.all)
+            .filter_map(|value| tantivy::schema::Value::as_str(&value).map(str::to_owned))
+            .collect()
+    }
+
+    #[test]
+    fn an_audit_events_message_holds_its_user_verb_and_target_so_free_text_does_not_repeat_them() {
+        let original = json!({
+            "verb": "get", "requestURI": "/api/v1/namespaces/kube-system/secrets/token",
+            "user": {"username": "system:serviceaccount:kube-system:default", "groups": ["system:authenticated"]},
+            "objectRef": {"resource": "secrets", "namespace": "kube-system", "name": "token"},
+            "userAgent": "kubectl/v1.31.2", "responseStatus": {"code": 200}
+        });
+        let mut event = Event::new(EventIdGenerator::new().next(), Utc::now(), original.clone());
+        event.set(fields::EVENT_DATASET, "k8s.audit");
+        let message = vigil_schema::audit::message(original.as_object().unwrap()).unwrap();
+        assert_eq!(message, "system:serviceaccount:kube-system:default get secrets kube-system/token (200)");
+        event.set(fields::MESSAGE, message);
+        let mut texts = free_text_of(&event);
+        texts.sort();
+        assert_eq!(
+            texts,
+            ["/api/v1/namespaces/kube-system/secrets/token", "kubectl/v1.31.2", "system:authenticated"]
+        );
+
+        // A message that is not the one derived from the original holds
+        // nothing for sure: every string is free text.
+        event.set(fields::MESSAGE, "something else");
+        assert_eq!(free_text_of(&event).len(), 8);
     }
 }

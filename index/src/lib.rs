@@ -213,6 +213,45 @@ mod tests {
     }
 
     #[test]
+    fn free_text_finds_the_user_verb_and_target_of_an_audit_event_in_its_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let events: Vec<Event> = ["kube-system", "payments"]
+            .iter()
+            .map(|namespace| {
+                let original = json!({
+                    "verb": "get", "responseStatus": {"code": 200},
+                    "user": {"username": format!("system:serviceaccount:{namespace}:default")},
+                    "objectRef": {"resource": "secrets", "namespace": namespace, "name": "token"}
+                });
+                let time = Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap();
+                let mut event = Event::new(store.ids().next(), time, original.clone());
+                event.set(fields::EVENT_DATASET, "k8s.audit");
+                event.set(fields::MESSAGE, vigil_schema::audit::message(original.as_object().unwrap()));
+                event
+            })
+            .collect();
+        store.append_blocking(events).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 2);
+        assert_totals(
+            &searcher,
+            &[
+                ("serviceaccount", 2),
+                ("kube-system", 1),
+                ("\"system:serviceaccount:kube-system:default\"", 1),
+                ("\"kube-system/token\"", 1),
+                ("serviceacc*", 2),
+                ("/paym.nts/", 1),
+                ("get AND secrets AND token", 2),
+                ("\"default get secrets\"", 2),
+                ("user.username:\"system:serviceaccount:payments:default\"", 1),
+            ],
+        );
+        store.shutdown();
+    }
+
+    #[test]
     fn appended_events_are_searchable_by_every_kind_of_term_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (store, mut durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();

@@ -121,6 +121,23 @@ pub fn message(audit: &Map<String, Value>) -> Option<String> {
     Some(message)
 }
 
+/// The strings of the original that [`message`] holds whole, each as one
+/// run of the message's words: the user, the verb, the target (or the
+/// request URI when there is none), the impersonated user.
+pub fn message_parts(audit: &Map<String, Value>) -> Vec<&str> {
+    let mut parts: Vec<&str> = [&["user", "username"][..], &["verb"], &["impersonatedUser", "username"]]
+        .iter()
+        .filter_map(|path| str_at(audit, path))
+        .collect();
+    if str_at(audit, &["objectRef", "resource"]).is_some() {
+        let target = ["resource", "subresource", "namespace", "name"];
+        parts.extend(target.iter().filter_map(|key| str_at(audit, &["objectRef", key])));
+    } else {
+        parts.extend(str_at(audit, &["requestURI"]));
+    }
+    parts
+}
+
 fn describe_target(audit: &Map<String, Value>) -> String {
     let Some(resource) = str_at(audit, &["objectRef", "resource"]) else {
         return str_at(audit, &["requestURI"]).unwrap_or("(no target)").to_owned();
