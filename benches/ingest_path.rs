@@ -5,7 +5,6 @@
 
 use std::hint::black_box;
 
-use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use vigil_ingest::k8s_audit::{self, Context};
@@ -31,7 +30,7 @@ fn decode_and_normalize(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(body.len() as u64));
     group.bench_function("decode_and_normalize_webhook_body_400_events", |b| {
         b.iter(|| {
-            let decoded = k8s_audit::decode_body(black_box(&body), &ids, Utc::now(), &context);
+            let decoded = k8s_audit::decode_body(black_box(&body), &ids, &context);
             assert_eq!(decoded.events.len(), 400);
             decoded
         })
@@ -43,7 +42,7 @@ fn match_builtin_rules(c: &mut Criterion) {
     let rules = RuleSet::load(&[RuleSource::Builtin]).unwrap();
     let ids = EventIdGenerator::new();
     let events: Vec<_> = (0..1000)
-        .map(|n| k8s_audit::normalize(ids.next(), Utc::now(), audit_event(n), &Context::default()).unwrap())
+        .map(|n| k8s_audit::normalize(ids.next(), audit_event(n), &Context::default()).unwrap())
         .collect();
     let mut group = c.benchmark_group("rules");
     group.throughput(Throughput::Elements(events.len() as u64));
@@ -60,8 +59,7 @@ fn records_into_documents(c: &mut Criterion) {
     let ids = EventIdGenerator::new();
     let records: Vec<Vec<u8>> = (0..1000)
         .map(|n| {
-            let event =
-                k8s_audit::normalize(ids.next(), Utc::now(), audit_event(n), &Context::default()).unwrap();
+            let event = k8s_audit::normalize(ids.next(), audit_event(n), &Context::default()).unwrap();
             vigil_schema::record::encode(&event).unwrap()
         })
         .collect();

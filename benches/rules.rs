@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use vigil_ingest::k8s_audit::{self, Context};
@@ -57,7 +56,7 @@ fn audit_events() -> Vec<Event> {
     };
     originals
         .into_iter()
-        .map(|original| k8s_audit::normalize(ids.next(), Utc::now(), original, &Context::default()).unwrap())
+        .map(|original| k8s_audit::normalize(ids.next(), original, &Context::default()).unwrap())
         .collect()
 }
 

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_index::{Store, StoreOptions, WalPosition};
 use vigil_ingest::k8s_audit::{self, Context};
@@ -42,13 +41,8 @@ fn append_index_and_commit(c: &mut Criterion) {
                     let events: Vec<_> = chunk
                         .iter()
                         .map(|original| {
-                            k8s_audit::normalize(
-                                store.ids().next(),
-                                Utc::now(),
-                                original.clone(),
-                                &Context::default(),
-                            )
-                            .unwrap()
+                            k8s_audit::normalize(store.ids().next(), original.clone(), &Context::default())
+                                .unwrap()
                         })
                         .collect();
                     store.append_blocking(events).unwrap();

@@ -63,7 +63,6 @@ pub(crate) fn normalize_lines(
     ids: &EventIdGenerator,
     context: &k8s_audit::Context,
 ) -> (Vec<(usize, Event)>, Vec<LineError>) {
-    let now = Utc::now();
     let mut events = Vec::new();
     let mut errors = Vec::new();
     for (line, text) in k8s_audit::split_lines(bytes) {
@@ -95,9 +94,9 @@ pub(crate) fn normalize_lines(
         for item in items {
             let normalized = match kind {
                 Dataset::K8sAudit => {
-                    k8s_audit::normalize(ids.next(), now, item, context).map_err(|e| e.to_string())
+                    k8s_audit::normalize(ids.next(), item, context).map_err(|e| e.to_string())
                 }
-                Dataset::Falco => falco::normalize(ids.next(), now, item).map_err(|e| e.to_string()),
+                Dataset::Falco => falco::normalize(ids.next(), item).map_err(|e| e.to_string()),
             };
             match normalized {
                 Ok(event) => events.push((line, event)),

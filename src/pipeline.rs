@@ -232,7 +232,6 @@ mod tests {
         });
         let event = vigil_ingest::k8s_audit::normalize(
             store.ids().next(),
-            chrono::Utc::now(),
             exec,
             &vigil_ingest::k8s_audit::Context::default(),
         )

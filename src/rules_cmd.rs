@@ -248,13 +248,11 @@ fn run_fixtures(rules: &RuleSet, file_rules: &[Arc<RuleInfo>], fixtures: &Fixtur
 
 /// A fixture event as its source sends it, normalized like ingested events.
 fn normalize_value(value: Value, ids: &EventIdGenerator) -> Result<Event, String> {
-    let now = Utc::now();
     match detect(&value) {
         Some(Dataset::K8sAudit) => {
-            k8s_audit::normalize(ids.next(), now, value, &k8s_audit::Context::default())
-                .map_err(|e| e.to_string())
+            k8s_audit::normalize(ids.next(), value, &k8s_audit::Context::default()).map_err(|e| e.to_string())
         }
-        Some(Dataset::Falco) => falco::normalize(ids.next(), now, value).map_err(|e| e.to_string()),
+        Some(Dataset::Falco) => falco::normalize(ids.next(), value).map_err(|e| e.to_string()),
         None => Err("neither a Kubernetes audit event nor a Falco alert".into()),
     }
 }

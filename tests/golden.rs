@@ -37,9 +37,11 @@ fn check(expected_path: &Path, actual: &str) {
 }
 
 fn normalize(input: Value) -> Result<vigil_schema::Event, k8s_audit::NormalizeError> {
+    // Received at noon: `event.ingested` is the time in the id.
     let ingested = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+    let id = EventId::from_u128((ingested.timestamp_millis() as u128) << 80 | 1);
     let context = k8s_audit::Context { cluster_name: Some("golden".into()), ..Default::default() };
-    k8s_audit::normalize(EventId::from_u128(1), ingested, input, &context)
+    k8s_audit::normalize(id, input, &context)
 }
 
 #[test]
@@ -123,7 +125,7 @@ fn real_public_samples_normalize_without_rejections() {
     let ids = vigil_schema::EventIdGenerator::new();
     let decode = |path: &Path| {
         let bytes = std::fs::read(path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
-        k8s_audit::decode_body(&bytes, &ids, Utc::now(), &k8s_audit::Context::default())
+        k8s_audit::decode_body(&bytes, &ids, &k8s_audit::Context::default())
     };
     for (file, events) in [("microk8s-audit-immudb/k8s.log", 2971), ("audit2rbac-demo/demo.log", 37)] {
         let decoded = decode(&samples.join(file));
@@ -153,7 +155,7 @@ fn real_public_samples_normalize_without_rejections() {
         std::fs::read_to_string(samples.join("falco-json-output/single_rule_with_cat_write.json")).unwrap();
     for (number, line) in falco_alerts.lines().filter(|line| !line.trim().is_empty()).enumerate() {
         let value: Value = serde_json::from_str(line).unwrap();
-        let event = vigil_ingest::falco::normalize(ids.next(), Utc::now(), value)
+        let event = vigil_ingest::falco::normalize(ids.next(), value)
             .unwrap_or_else(|error| panic!("falco alert {}: {error}", number + 1));
         assert_eq!(event.get_str("rule.name"), Some("open_from_cat"));
     }

@@ -55,9 +55,9 @@ pub fn normalize_record(
         Some(Dataset::K8sAudit) => {
             let default_context = k8s_audit::Context::default();
             let audit_context = context.audit.unwrap_or(&default_context);
-            return Ok(k8s_audit::normalize(id, ingested, record, audit_context)?);
+            return Ok(k8s_audit::normalize(id, record, audit_context)?);
         }
-        Some(Dataset::Falco) => return Ok(falco::normalize(id, ingested, record)?),
+        Some(Dataset::Falco) => return Ok(falco::normalize(id, record)?),
         None => {}
     }
     let Value::Object(object) = &record else {
@@ -66,7 +66,7 @@ pub fn normalize_record(
     let time = record_time(object).or(context.time).unwrap_or(ingested);
     let mut event = Event::new(id, time, Value::Null);
     event.set(fields::EVENT_KIND, "event");
-    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
+    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(id.arrival()));
 
     let kubernetes = object.get("kubernetes").and_then(Value::as_object);
     let dataset = if kubernetes.is_some() { DATASET } else { context.dataset.unwrap_or(DEFAULT_DATASET) };

@@ -59,7 +59,7 @@ fn severity(priority: &str) -> Option<i64> {
 }
 
 /// Normalizes one Falco alert into the schema, keeping it whole as `original`.
-pub fn normalize(id: EventId, ingested: DateTime<Utc>, original: Value) -> Result<Event, NormalizeError> {
+pub fn normalize(id: EventId, original: Value) -> Result<Event, NormalizeError> {
     let Value::Object(alert) = &original else {
         return Err(NormalizeError::NotAnObject(json_type_name(&original)));
     };
@@ -72,7 +72,7 @@ pub fn normalize(id: EventId, ingested: DateTime<Utc>, original: Value) -> Resul
     let mut event = Event::new(id, timestamp, Value::Null);
     event.set(fields::EVENT_DATASET, DATASET);
     event.set(fields::EVENT_KIND, "alert");
-    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
+    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(id.arrival()));
     event.set(fields::RULE_NAME, rule);
     event.set(fields::MESSAGE, alert.get("output").and_then(Value::as_str));
     event.set(fields::HOST_NAME, alert.get("hostname").and_then(Value::as_str));
@@ -113,7 +113,7 @@ mod tests {
             "time": "2024-01-01T00:00:00.123456789Z", "hostname": "node-1", "tags": ["shell", "mitre_execution"],
             "output_fields": {"proc.name": "bash", "proc.pid": 42, "k8s.pod.name": "web-1", "k8s.ns.name": "shop", "fd.name": null}
         });
-        let event = normalize(EventIdGenerator::new().next(), Utc::now(), alert).unwrap();
+        let event = normalize(EventIdGenerator::new().next(), alert).unwrap();
         assert_eq!(event.get_str(fields::PROCESS_NAME), Some("bash"));
         assert_eq!(event.get(fields::PROCESS_PID), Some(&json!(42)));
         assert_eq!(event.get(fields::EVENT_SEVERITY), Some(&json!(4)));
@@ -124,7 +124,7 @@ mod tests {
 
     #[test]
     fn missing_rule_is_named() {
-        let error = normalize(EventIdGenerator::new().next(), Utc::now(), json!({"time": "x"})).unwrap_err();
+        let error = normalize(EventIdGenerator::new().next(), json!({"time": "x"})).unwrap_err();
         assert_eq!(error.to_string(), "missing rule");
     }
 }

@@ -38,17 +38,12 @@ pub struct Decoded {
 
 /// Decodes and normalizes a body holding an `EventList`, an `Event`, a JSON
 /// array of Events, or newline-delimited Events.
-pub fn decode_body(
-    body: &[u8],
-    ids: &EventIdGenerator,
-    ingested: DateTime<Utc>,
-    context: &Context,
-) -> Decoded {
+pub fn decode_body(body: &[u8], ids: &EventIdGenerator, context: &Context) -> Decoded {
     let mut decoded = Decoded::default();
     for item in split_items(body) {
         let result = item.value.and_then(|value| {
             context.limits.check(&value)?;
-            normalize(ids.next(), ingested, value, context).map_err(|err| err.to_string())
+            normalize(ids.next(), value, context).map_err(|err| err.to_string())
         });
         match result {
             Ok(event) => decoded.events.push(event),
@@ -106,12 +101,7 @@ pub enum NormalizeError {
 }
 
 /// Normalizes one audit Event into the schema, keeping it whole as `original`.
-pub fn normalize(
-    id: EventId,
-    ingested: DateTime<Utc>,
-    original: Value,
-    context: &Context,
-) -> Result<Event, NormalizeError> {
+pub fn normalize(id: EventId, original: Value, context: &Context) -> Result<Event, NormalizeError> {
     let Value::Object(audit) = &original else {
         return Err(NormalizeError::NotAnObject(json_type_name(&original)));
     };
@@ -135,7 +125,7 @@ pub fn normalize(
     event.set(fields::EVENT_CATEGORY, vec!["api"]);
     event.set(fields::EVENT_TYPE, vec![audit::event_type(verb)]);
     event.set(fields::EVENT_ACTION, verb);
-    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
+    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(id.arrival()));
     event.set(fields::ORCHESTRATOR_TYPE, "kubernetes");
     if let Some(cluster) = &context.cluster_name {
         event.set(fields::ORCHESTRATOR_CLUSTER_NAME, cluster.as_str());
@@ -222,7 +212,7 @@ mod tests {
     }
 
     fn decode(body: &str) -> Decoded {
-        decode_body(body.as_bytes(), &EventIdGenerator::new(), Utc::now(), &Context::default())
+        decode_body(body.as_bytes(), &EventIdGenerator::new(), &Context::default())
     }
 
     #[test]

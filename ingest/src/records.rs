@@ -128,16 +128,11 @@ pub fn decode_msgpack_logs(
 
 /// Falco alerts: one JSON object per request (`http_output`, Falcosidekick)
 /// or one per line.
-pub fn decode_falco(
-    body: &[u8],
-    ids: &EventIdGenerator,
-    ingested: DateTime<Utc>,
-    limits: &RecordLimits,
-) -> Decoded {
+pub fn decode_falco(body: &[u8], ids: &EventIdGenerator, limits: &RecordLimits) -> Decoded {
     decode_with(body, |value| match value {
         Value::Object(_) => {
             limits.check(&value)?;
-            falco::normalize(ids.next(), ingested, value).map_err(|error| error.to_string())
+            falco::normalize(ids.next(), value).map_err(|error| error.to_string())
         }
         _ => Err("expected a Falco alert as a JSON object (set json_output: true in falco.yaml)".to_owned()),
     })
@@ -350,7 +345,6 @@ mod tests {
         let decoded = decode_falco(
             b"08:15:02.000111000: Notice Attach/Exec to pod",
             &EventIdGenerator::new(),
-            Utc::now(),
             &RecordLimits::default(),
         );
         assert_eq!(decoded.rejected.len(), 1);

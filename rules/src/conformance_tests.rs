@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
 use rsigma_eval::{Engine, JsonEvent};
 use serde_json::{Map, Value, json};
 use vigil_schema::EventIdGenerator;
@@ -182,13 +181,8 @@ fn audit_event(overrides: Value) -> vigil_schema::Event {
     if let (Value::Object(base), Value::Object(overrides)) = (&mut event, overrides) {
         base.extend(overrides);
     }
-    vigil_ingest::k8s_audit::normalize(
-        IDS.next(),
-        Utc::now(),
-        event,
-        &vigil_ingest::k8s_audit::Context::default(),
-    )
-    .unwrap()
+    vigil_ingest::k8s_audit::normalize(IDS.next(), event, &vigil_ingest::k8s_audit::Context::default())
+        .unwrap()
 }
 
 #[test]

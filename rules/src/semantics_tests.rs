@@ -2,7 +2,6 @@
 //! one table row per decision: a detection, an audit event, and whether the
 //! rule must match.
 
-use chrono::Utc;
 use serde_json::{Value, json};
 use vigil_schema::{Event, EventIdGenerator};
 
@@ -27,13 +26,8 @@ fn audit(overrides: Value) -> Event {
     if let (Value::Object(base), Value::Object(overrides)) = (&mut event, overrides) {
         base.extend(overrides);
     }
-    vigil_ingest::k8s_audit::normalize(
-        IDS.next(),
-        Utc::now(),
-        event,
-        &vigil_ingest::k8s_audit::Context::default(),
-    )
-    .unwrap()
+    vigil_ingest::k8s_audit::normalize(IDS.next(), event, &vigil_ingest::k8s_audit::Context::default())
+        .unwrap()
 }
 
 fn rule_text(detection: &str) -> String {
@@ -372,7 +366,7 @@ fn falco_output_fields_resolve_by_their_dotted_names() {
         "output": "A shell was spawned", "source": "syscall", "hostname": "node-1",
         "output_fields": {"proc.name": "bash", "container.id": "abc123", "k8s.ns.name": "shop"}
     });
-    let event = vigil_ingest::falco::normalize(IDS.next(), Utc::now(), falco).unwrap();
+    let event = vigil_ingest::falco::normalize(IDS.next(), falco).unwrap();
     let text = "title: Falco Shell\nid: falco-1\nlevel: low\nlogsource:\n  product: falco\ndetection:\n  s:\n    output_fields.proc.name: bash\n    output_fields.k8s.ns.name: shop\n  condition: s\n";
     let rules = load_texts(&[("falco.yml", text.to_owned())], &RuleOptions::default()).unwrap();
     assert_eq!(rules.evaluate(&event).len(), 1);

@@ -1,4 +1,3 @@
-use chrono::Utc;
 use serde_json::{Value, json};
 use vigil_ingest::k8s_audit::{Context, normalize};
 use vigil_schema::{Event, EventIdGenerator};
@@ -16,7 +15,7 @@ fn audit(overrides: Value) -> Event {
     });
     merge(&mut event, overrides);
     static IDS: std::sync::LazyLock<EventIdGenerator> = std::sync::LazyLock::new(EventIdGenerator::new);
-    normalize(IDS.next(), Utc::now(), event, &Context::default()).unwrap()
+    normalize(IDS.next(), event, &Context::default()).unwrap()
 }
 
 fn merge(base: &mut Value, overrides: Value) {

@@ -31,6 +31,12 @@ impl EventId {
     pub const fn arrival_millis(self) -> u64 {
         (self.0 >> COUNTER_BITS) as u64
     }
+
+    /// The arrival time encoded in the id (to the millisecond): the event's
+    /// `event.ingested`.
+    pub fn arrival(self) -> chrono::DateTime<chrono::Utc> {
+        chrono::DateTime::from_timestamp_millis(self.arrival_millis() as i64).unwrap_or_default()
+    }
 }
 
 impl fmt::Display for EventId {

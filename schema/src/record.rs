@@ -67,10 +67,17 @@ pub const FROM_ORIGINAL: &[(&str, &str)] = &[
 /// The mask is a `u64`.
 const _: () = assert!(FROM_ORIGINAL.len() <= 64);
 
-/// Computes a value from a record's dataset and original; `None` where it
-/// does not apply. It must read nothing else, so that reading the record
-/// gives what writing it saw.
-pub type Derivation = fn(dataset: &str, original: &Map<String, Value>) -> Option<Value>;
+/// What a derivation may read of a record: its id, its dataset and its
+/// original, nothing else, so that reading the record gives what writing
+/// it saw.
+pub struct Source<'a> {
+    pub id: EventId,
+    pub dataset: &'a str,
+    pub original: &'a Map<String, Value>,
+}
+
+/// Computes a value from a record's [`Source`]; `None` where it does not apply.
+pub type Derivation = fn(&Source) -> Option<Value>;
 
 /// The fields (and `@timestamp`) that a record may leave out because the
 /// function beside each computes them from the original.
@@ -79,41 +86,38 @@ pub type Derivation = fn(dataset: &str, original: &Map<String, Value>) -> Option
 /// what it returns (add a new entry instead).
 pub const DERIVED: &[(&str, Derivation)] = &[
     (TIMESTAMP, audit_timestamp),
-    (MESSAGE, |dataset, original| Some(audit::message(is_audit(dataset, original)?)?.into())),
-    (SOURCE_IP, |dataset, original| Some(audit::source_ip(is_audit(dataset, original)?)?.into())),
-    (NETWORK_FORWARDED_IP, |dataset, original| {
-        Some(audit::forwarded_ip(is_audit(dataset, original)?)?.into())
-    }),
-    (EVENT_KIND, |dataset, _| is_kubernetes(dataset).then(|| "event".into())),
-    (ORCHESTRATOR_TYPE, |dataset, _| is_kubernetes(dataset).then(|| "kubernetes".into())),
-    (EVENT_CATEGORY, |dataset, _| (dataset == audit::DATASET).then(|| vec!["api"].into())),
-    (EVENT_TYPE, |dataset, original| {
-        let verb = audit::str_at(is_audit(dataset, original)?, &["verb"])?;
-        Some(vec![audit::event_type(verb)].into())
-    }),
-    (EVENT_OUTCOME, |dataset, original| {
-        let audit = is_audit(dataset, original)?;
+    (MESSAGE, |source| Some(audit::message(source.audit()?)?.into())),
+    (SOURCE_IP, |source| Some(audit::source_ip(source.audit()?)?.into())),
+    (NETWORK_FORWARDED_IP, |source| Some(audit::forwarded_ip(source.audit()?)?.into())),
+    (EVENT_KIND, |source| source.is_kubernetes().then(|| "event".into())),
+    (ORCHESTRATOR_TYPE, |source| source.is_kubernetes().then(|| "kubernetes".into())),
+    (EVENT_CATEGORY, |source| source.audit().map(|_| vec!["api"].into())),
+    (EVENT_TYPE, |source| Some(vec![audit::event_type(audit::str_at(source.audit()?, &["verb"])?)].into())),
+    (EVENT_OUTCOME, |source| {
+        let audit = source.audit()?;
         Some(audit::outcome(audit::status_code(audit), audit::decision(audit)).into())
     }),
-    (ORCHESTRATOR_API_VERSION, |dataset, original| {
-        Some(audit::api_version(is_audit(dataset, original)?)?.into())
-    }),
+    (ORCHESTRATOR_API_VERSION, |source| Some(audit::api_version(source.audit()?)?.into())),
+    (EVENT_INGESTED, |source| Some(crate::format_timestamp(source.id.arrival()).into())),
 ];
 
 const _: () = assert!(DERIVED.len() <= 64);
 
-fn audit_timestamp(dataset: &str, original: &Map<String, Value>) -> Option<Value> {
-    let (_, text) = audit::time_field(is_audit(dataset, original)?)?;
+fn audit_timestamp(source: &Source) -> Option<Value> {
+    let (_, text) = audit::time_field(source.audit()?)?;
     let time = chrono::DateTime::parse_from_rfc3339(text).ok()?;
     Some(crate::format_timestamp(time.with_timezone(&chrono::Utc)).into())
 }
 
-fn is_audit<'a>(dataset: &str, original: &'a Map<String, Value>) -> Option<&'a Map<String, Value>> {
-    (dataset == audit::DATASET).then_some(original)
-}
+impl Source<'_> {
+    /// The original, when the record is an audit event's.
+    fn audit(&self) -> Option<&Map<String, Value>> {
+        (self.dataset == audit::DATASET).then_some(self.original)
+    }
 
-fn is_kubernetes(dataset: &str) -> bool {
-    dataset == audit::DATASET || dataset == "k8s.container"
+    fn is_kubernetes(&self) -> bool {
+        self.dataset == audit::DATASET || self.dataset == "k8s.container"
+    }
 }
 
 /// The record of an event.
@@ -152,7 +156,7 @@ pub fn decode(bytes: &[u8]) -> serde_json::Result<Event> {
             if derived & (1 << bit) == 0 {
                 continue;
             }
-            let value = derive(&dataset, object).ok_or_else(|| {
+            let value = derive(&Source { id, dataset: &dataset, original: object }).ok_or_else(|| {
                 serde::de::Error::custom(format_args!(
                     "the record derives {name}, which its original does not give"
                 ))
@@ -192,16 +196,15 @@ fn from_original(event: &Event) -> u64 {
 /// The bits of the values that [`DERIVED`] computes from the original, of
 /// those the record does not copy from it already.
 fn derived(event: &Event, from_original: u64) -> u64 {
-    let Value::Object(original) = &event.original else {
-        return 0;
-    };
-    let dataset = event.dataset();
+    let empty = Map::new();
+    let original = event.original.as_object().unwrap_or(&empty);
+    let source = Source { id: event.id, dataset: event.dataset(), original };
     let mut mask = 0u64;
     for (bit, (name, derive)) in DERIVED.iter().enumerate() {
         if copied(from_original, name) {
             continue;
         }
-        let Some(derived) = derive(dataset, original) else {
+        let Some(derived) = derive(&source) else {
             continue;
         };
         let same = match (*name, &derived) {
@@ -340,6 +343,7 @@ mod tests {
         event.set(EVENT_TYPE, json!(["access"]));
         event.set(EVENT_OUTCOME, "success");
         event.set(ORCHESTRATOR_TYPE, "kubernetes");
+        event.set(EVENT_INGESTED, crate::format_timestamp(event.id.arrival()));
         event
     }
 
@@ -373,11 +377,13 @@ mod tests {
         assert!(record.get("@timestamp").is_some());
         assert_eq!(decode(&encode(&changed).unwrap()).unwrap(), changed);
 
-        // Other datasets derive nothing from an audit-shaped original.
+        // Other datasets derive nothing from an audit-shaped original, only
+        // event.ingested from the id.
         let mut falco = derived_audit_event();
         falco.set(EVENT_DATASET, "falco");
         let record: Value = serde_json::from_slice(&encode(&falco).unwrap()).unwrap();
-        assert!(record["fields"].get(MESSAGE).is_some() && record.get("derived").is_none(), "{record}");
+        let ingested = DERIVED.iter().position(|(name, _)| *name == EVENT_INGESTED).unwrap();
+        assert!(record["fields"].get(MESSAGE).is_some() && record["derived"] == 1u64 << ingested, "{record}");
         assert_eq!(decode(&encode(&falco).unwrap()).unwrap(), falco);
     }
 
@@ -421,7 +427,9 @@ mod tests {
         }
         // Records on disk name derivations by index, and read back through
         // these functions: pin what each gives for one event.
-        let event = derived_audit_event();
+        let mut event = derived_audit_event();
+        let arrival = chrono::DateTime::parse_from_rfc3339("2026-11-24T10:00:01.25Z").unwrap();
+        event.id = EventId::from_u128((arrival.timestamp_millis() as u128) << 80 | 7);
         let original = event.original.as_object().unwrap();
         let mut original_with_proxy = original.clone();
         original_with_proxy.insert("sourceIPs".into(), json!(["192.0.2.7", "10.0.0.1"]));
@@ -434,7 +442,7 @@ mod tests {
                 } else {
                     original
                 };
-                (*name, derive("k8s.audit", from))
+                (*name, derive(&Source { id: event.id, dataset: "k8s.audit", original: from }))
             })
             .collect();
         assert_eq!(
@@ -450,6 +458,7 @@ mod tests {
                 (EVENT_TYPE, Some(json!(["access"]))),
                 (EVENT_OUTCOME, Some(json!("success"))),
                 (ORCHESTRATOR_API_VERSION, Some(json!("apps/v1"))),
+                (EVENT_INGESTED, Some(json!("2026-11-24T10:00:01.250000000Z"))),
             ]
         );
     }

@@ -108,7 +108,7 @@ pub async fn k8s_audit(
     }
     let decode_state = state.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        k8s_audit::decode_body(&bytes, decode_state.sink.ids(), Utc::now(), &context)
+        k8s_audit::decode_body(&bytes, decode_state.sink.ids(), &context)
     })
     .await?;
     submit(&state, &state.metrics.audit, decoded, "audit events").await
@@ -124,7 +124,7 @@ pub async fn falco(
     let bytes = read_decoded(&state, &state.metrics.falco, &headers, body).await?;
     let decode_state = state.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        records::decode_falco(&bytes, decode_state.sink.ids(), Utc::now(), &decode_state.audit_context.limits)
+        records::decode_falco(&bytes, decode_state.sink.ids(), &decode_state.audit_context.limits)
     })
     .await?;
     submit(&state, &state.metrics.falco, decoded, "Falco alerts").await

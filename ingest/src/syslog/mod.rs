@@ -115,7 +115,7 @@ pub fn normalize(
     let mut event = Event::new(id, timestamp, Value::Null);
     event.set(fields::EVENT_DATASET, DATASET);
     event.set(fields::EVENT_KIND, "event");
-    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(ingested));
+    event.set(fields::EVENT_INGESTED, vigil_schema::format_timestamp(id.arrival()));
     event.set(fields::MESSAGE, message.message.as_str());
     event.set(fields::HOST_NAME, message.hostname.as_deref());
     event.set(fields::PROCESS_NAME, message.app_name.as_deref());
