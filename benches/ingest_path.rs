@@ -78,7 +78,7 @@ fn records_into_documents(c: &mut Criterion) {
         b.iter(|| {
             for record in &records {
                 let event = vigil_schema::record::decode(record).unwrap();
-                black_box(schema.to_document_with_stored(&event, record));
+                black_box(schema.to_document_with_stored(&event, record, vigil_index::doc::Layout::CURRENT));
             }
         })
     });

@@ -322,6 +322,9 @@ fn catalog_name(tantivy_name: &str, typ: Type) -> Option<(String, bool, &'static
     if let Some(path) = tantivy_name.strip_prefix("_orig.") {
         return Some((path.to_owned(), false, kind));
     }
+    if let Some(name) = tantivy_name.strip_prefix(crate::identifier::HASH_PREFIX) {
+        return Some((name.to_owned(), false, "keyword"));
+    }
     if tantivy_name.starts_with('_') {
         return if tantivy_name == "_ts" { Some(("@timestamp".into(), false, "date")) } else { None };
     }

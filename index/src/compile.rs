@@ -21,6 +21,7 @@ use tantivy::{DateTime, Term};
 use vigil_schema::fields::{self, FieldKind};
 
 use crate::doc::{DocSchema, to_ipv6, to_tantivy_time};
+use crate::identifier::{IdentifierQuery, Wanted};
 use crate::query::{Bound, Query, TermValue};
 use crate::range::NumericRangeQuery;
 
@@ -125,6 +126,10 @@ impl Compiler<'_> {
         Ok(match (twin, original) {
             (Ok(twin), Ok(original)) => self.scoped_or(twin, dataset, original),
             (Ok(twin), Err(_)) => self.in_dataset(twin, dataset),
+            // An identifier's value is in its twin only (see `identifier`).
+            (Err(error), Ok(_)) if fields::alias(name).is_some_and(fields::is_identifier) => {
+                return Err(error);
+            }
             (Err(_), Ok(original)) => original,
             (Err(error), Err(_)) => return Err(error),
         })
@@ -172,6 +177,24 @@ impl Compiler<'_> {
                 _ => Err(error("takes one exact event id".into())),
             },
             Target::Timestamp => self.date_query(self.schema.timestamp, name, value),
+            Target::Named { field, name: schema_name, .. } if fields::is_identifier(schema_name) => {
+                let value = match value {
+                    TermValue::Word(text) => text.clone(),
+                    TermValue::Phrase(text) => {
+                        return Ok(self.identifier(
+                            schema_name,
+                            field,
+                            Wanted::Value { value: text.clone(), exact: true },
+                        ));
+                    }
+                    _ => {
+                        return Err(error(format!(
+                            "{schema_name} identifies one request and is found by its whole value; wildcards, patterns and ranges do not apply"
+                        )));
+                    }
+                };
+                Ok(self.identifier(schema_name, field, Wanted::Value { value, exact: false }))
+            }
             Target::Named { kind, field, name: schema_name } => match kind {
                 FieldKind::Keyword => self.keyword_query(field, name, value),
                 FieldKind::Text => match value {
@@ -345,10 +368,7 @@ impl Compiler<'_> {
                 TantivyBound::Unbounded,
             )),
             Target::Named { field, name, .. } if fields::is_identifier(name) => {
-                Box::new(InvertedIndexRangeQuery::new(
-                    TantivyBound::Included(Term::from_field_text(field, "")),
-                    TantivyBound::Unbounded,
-                ))
+                self.identifier(name, field, Wanted::Any)
             }
             Target::Named { name: schema_name, .. } => {
                 Box::new(ExistsQuery::new(schema_name.to_owned(), false))
@@ -368,6 +388,14 @@ impl Compiler<'_> {
                     TantivyBound::Excluded(bound(2)),
                 ))
             }
+        }
+    }
+
+    /// An identifier field's query ([`crate::identifier`]).
+    fn identifier(&self, name: &str, text: Field, wanted: Wanted) -> Box<dyn TantivyQuery> {
+        match fields::IDENTIFIERS.iter().find(|known| **known == name) {
+            Some(name) => Box::new(IdentifierQuery { name, text, doc: self.schema.doc, wanted }),
+            None => Box::new(EmptyQuery),
         }
     }
 

@@ -44,10 +44,19 @@ pub struct DocSchema {
     pub extra: Field,
     /// The schema's own fields, by name, with their kind.
     pub named: std::collections::HashMap<&'static str, (FieldKind, Field)>,
+    /// The hash column of each identifier field ([`crate::identifier`]), by name.
+    pub hashes: std::collections::HashMap<&'static str, Field>,
 }
 
 impl DocSchema {
+    /// The schema of the partitions this version creates.
     pub fn new() -> DocSchema {
+        DocSchema::with_layout(Layout::CURRENT)
+    }
+
+    /// The schema of a partition of this layout (the fields it lacks are
+    /// not in it; [`DocSchema::new`]'s other fields are the same).
+    pub fn with_layout(layout: Layout) -> DocSchema {
         let mut builder = Schema::builder();
         // No field norms anywhere: hits are ordered by time, never scored.
         let keyword_indexing = TextFieldIndexing::default()
@@ -80,6 +89,11 @@ impl DocSchema {
                 continue;
             }
             let field = match kind {
+                // Kept in place for the partitions that indexed it; found by
+                // its hash column now.
+                FieldKind::Keyword if fields::is_identifier(name) && layout.hashed_identifiers => {
+                    builder.add_text_field(name, TextOptions::default())
+                }
                 FieldKind::Keyword if fields::is_identifier(name) => builder.add_text_field(
                     name,
                     TextOptions::default().set_indexing_options(keyword_indexing.clone()),
@@ -108,8 +122,18 @@ impl DocSchema {
             };
             named.insert(*name, (*kind, field));
         }
+        // Fields added since the first partitions: appended, so that a
+        // partition without them keeps its fields' places.
+        let added = if layout.hashed_identifiers { fields::IDENTIFIERS } else { &[] };
+        let hashes = added
+            .iter()
+            .map(|name| {
+                let column = NumericOptions::default().set_fast();
+                (*name, builder.add_u64_field(&crate::identifier::hash_field_name(name), column))
+            })
+            .collect();
         let schema = builder.build();
-        DocSchema { schema, timestamp, arrival, seq, doc, all, original, extra, named }
+        DocSchema { schema, timestamp, arrival, seq, doc, all, original, extra, named, hashes }
     }
 
     /// Registers the tokenizers this schema names.
@@ -128,15 +152,16 @@ impl DocSchema {
         self.named.get(name).copied()
     }
 
-    /// The tantivy document of an event.
+    /// The tantivy document of an event, for a partition of this version.
     pub fn to_document(&self, event: &Event) -> TantivyDocument {
         // Serializing a Value-based struct cannot fail.
         let stored = vigil_schema::record::encode(event).unwrap_or_default();
-        self.to_document_with_stored(event, &stored)
+        self.to_document_with_stored(event, &stored, Layout::CURRENT)
     }
 
-    /// The tantivy document of an event whose record is already at hand.
-    pub fn to_document_with_stored(&self, event: &Event, stored: &[u8]) -> TantivyDocument {
+    /// The tantivy document of an event whose record is already at hand,
+    /// for a partition of this layout.
+    pub fn to_document_with_stored(&self, event: &Event, stored: &[u8], layout: Layout) -> TantivyDocument {
         let mut document = TantivyDocument::new();
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
         document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
@@ -145,6 +170,14 @@ impl DocSchema {
 
         let mut extra = serde_json::Map::new();
         for (name, value) in &event.fields {
+            if let Some(hash) = self.hashes.get(name.as_str()) {
+                match (layout.hashed_identifiers, value.as_str(), self.named.get(name.as_str())) {
+                    (true, Some(text), _) => document.add_u64(*hash, crate::identifier::hash(text)),
+                    (false, Some(text), Some((_, field))) => document.add_text(*field, text),
+                    _ => {}
+                }
+                continue;
+            }
             match self.named_field(name) {
                 Some((kind, field)) => add_typed(&mut document, kind, field, value),
                 None => {
@@ -196,6 +229,26 @@ impl DocSchema {
             }
         });
         document
+    }
+}
+
+/// What a partition's schema holds, where versions of Vigil differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    /// Identifier fields are hash columns (else terms of their own field).
+    pub hashed_identifiers: bool,
+}
+
+impl Layout {
+    /// The layout of the partitions this version creates.
+    pub const CURRENT: Layout = Layout { hashed_identifiers: true };
+
+    /// The layout of a partition's schema.
+    pub fn of(schema: &Schema) -> Layout {
+        let hashed_identifiers = fields::IDENTIFIERS
+            .iter()
+            .all(|name| schema.get_field(&crate::identifier::hash_field_name(name)).is_ok());
+        Layout { hashed_identifiers }
     }
 }
 

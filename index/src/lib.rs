@@ -24,6 +24,7 @@ mod by_time;
 pub mod compile;
 pub mod doc;
 mod feed;
+mod identifier;
 mod lag;
 mod parallel;
 mod partition;
@@ -549,9 +550,96 @@ mod tests {
         // No container logs here: their names (`log` for `message`) are not listed.
         assert!(!catalog.iter().any(|field| field.name == "log" || field.name == "kubernetes.pod_name"));
         assert!(catalog.iter().any(|field| field.name == "labels.team" && field.aggregatable));
+        // Identifiers are listed (by their hash column), not aggregatable.
+        for name in ["kubernetes.audit.id", "auditID"] {
+            assert!(catalog.iter().any(|field| field.name == name && !field.aggregatable), "{name}");
+        }
         assert!(
             catalog.iter().any(|field| field.name == "http.response.status_code" && field.kind == "number")
         );
+        store.shutdown();
+    }
+
+    /// Two ids with the same identifier hash.
+    fn colliding_ids() -> (String, String) {
+        let mut seen = std::collections::HashMap::new();
+        for n in 0u64.. {
+            let id = format!("id-{n}");
+            if let Some(other) = seen.insert(crate::identifier::hash(&id), id.clone()) {
+                return (other, id);
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn an_audit_id_is_found_by_its_hash_and_checked_against_the_stored_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let (first, second) = colliding_ids();
+        let mut events = vec![audit_event(&store, "alice", "pods", 1), audit_event(&store, "bob", "pods", 2)];
+        events[0].set(fields::K8S_AUDIT_ID, first.as_str());
+        events[1].set(fields::K8S_AUDIT_ID, "Mixed-Case-Id");
+        store.append_blocking(events).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 2);
+        assert_totals(
+            &searcher,
+            &[
+                (&format!("kubernetes.audit.id:{first}"), 1),
+                // Same hash, another id: the stored event says no.
+                (&format!("kubernetes.audit.id:{second}"), 0),
+                ("kubernetes.audit.id:mixed-case-id", 1),
+                ("auditID:MIXED-CASE-ID", 1),
+                ("kubernetes.audit.id:\"Mixed-Case-Id\"", 1),
+                ("kubernetes.audit.id:\"mixed-case-id\"", 0),
+                ("kubernetes.audit.id:mixed-case-id AND user.name:bob", 1),
+                ("kubernetes.audit.id:mixed-case-id AND user.name:alice", 0),
+                ("_exists_:kubernetes.audit.id", 2),
+                ("-_exists_:auditID", 0),
+            ],
+        );
+        for pattern in ["kubernetes.audit.id:mixed*", "auditID:/m.*/", "kubernetes.audit.id:[a TO z]"] {
+            let request = SearchRequest { query: query::parse(pattern).unwrap(), ..Default::default() };
+            let error = searcher.search(&request).unwrap_err();
+            assert!(error.to_string().contains("found by its whole value"), "{pattern}: {error}");
+        }
+        store.shutdown();
+    }
+
+    #[test]
+    fn a_partition_written_before_identifier_hashes_still_finds_its_ids_and_takes_new_events() {
+        use crate::doc::{DocSchema, Layout};
+        let dir = tempfile::tempdir().unwrap();
+        // 2025-02-03's partition, as versions before the hash columns made it.
+        let legacy = Layout { hashed_identifiers: false };
+        let path = dir.path().join("index").join("20250203T000000Z");
+        std::fs::create_dir_all(&path).unwrap();
+        tantivy::Index::create_in_dir(&path, DocSchema::with_layout(legacy).schema).unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let mut events = vec![audit_event(&store, "alice", "pods", 1), audit_event(&store, "bob", "pods", 2)];
+        // The next day: a partition of this version.
+        events[1].timestamp += chrono::Duration::days(1);
+        for event in &mut events {
+            event.set(fields::K8S_AUDIT_ID, "Same-Request");
+        }
+        store.append_blocking(events).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 2);
+        assert_totals(
+            &searcher,
+            &[
+                ("kubernetes.audit.id:same-request", 2),
+                ("kubernetes.audit.id:\"Same-Request\"", 2),
+                ("kubernetes.audit.id:\"same-request\"", 0),
+                ("kubernetes.audit.id:same-request AND user.name:alice", 1),
+                ("_exists_:kubernetes.audit.id", 2),
+                ("kubernetes.audit.id:other", 0),
+            ],
+        );
+        let layouts: Vec<Layout> =
+            store.searcher().partitions.all().iter().map(|partition| partition.layout).collect();
+        assert_eq!(layouts, vec![legacy, Layout::CURRENT]);
         store.shutdown();
     }
 

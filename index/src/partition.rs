@@ -14,7 +14,7 @@ use tantivy::directory::MmapDirectory;
 use tantivy::store::{Compressor, ZstdCompressor};
 use tantivy::{Index, IndexReader, IndexSettings, ReloadPolicy};
 
-use crate::doc::DocSchema;
+use crate::doc::{DocSchema, Layout};
 use crate::wal::WalPosition;
 use crate::{StoreError, store::CommitPayload};
 
@@ -29,6 +29,8 @@ pub(crate) struct Partition {
     pub path: PathBuf,
     pub index: Index,
     pub reader: IndexReader,
+    /// What its schema holds (it keeps the one it was created with).
+    pub layout: Layout,
 }
 
 impl Partition {
@@ -68,8 +70,9 @@ impl Partition {
             Index::exists(&directory).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
         let index = if exists {
             // A partition written by an earlier version may differ in a
-            // field's options (a column kept or not); the fields themselves
-            // must be the same, in the same order.
+            // field's options (a column kept or not) and lack the fields
+            // added since; the fields it has must be the same, in the same
+            // order.
             let index = Index::open(directory)?;
             compatible(&index.schema(), &expected)
                 .map_err(|why| StoreError::Corrupt { message: format!("{}: {why}", path.display()) })?;
@@ -78,8 +81,9 @@ impl Partition {
             Index::builder().schema(expected).settings(settings).open_or_create(directory)?
         };
         DocSchema::register_tokenizers(index.tokenizers());
+        let layout = Layout::of(&index.schema());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
-        Ok(Partition { start, end: start + span, path: path.to_owned(), index, reader })
+        Ok(Partition { start, end: start + span, path: path.to_owned(), index, reader, layout })
     }
 
     /// The log position its last commit covers.
@@ -196,11 +200,16 @@ impl Partitions {
 }
 
 /// Whether a partition's schema has the fields of this version's, by name,
-/// order and type (their options may differ).
+/// order and type (their options may differ), but for the fields added
+/// since the first version ([`ADDED_FIELD_PREFIXES`]), which it may lack.
 fn compatible(found: &tantivy::schema::Schema, expected: &tantivy::schema::Schema) -> Result<(), String> {
     let found_fields: Vec<_> = found.fields().collect();
     let expected_fields: Vec<_> = expected.fields().collect();
-    if found_fields.len() != expected_fields.len() {
+    let lacks_only_added = expected_fields
+        .iter()
+        .skip(found_fields.len())
+        .all(|(_, entry)| ADDED_FIELD_PREFIXES.iter().any(|prefix| entry.name().starts_with(prefix)));
+    if found_fields.len() > expected_fields.len() || !lacks_only_added {
         return Err(format!(
             "written by an incompatible version of Vigil ({} fields, this version has {})",
             found_fields.len(),
@@ -220,6 +229,10 @@ fn compatible(found: &tantivy::schema::Schema, expected: &tantivy::schema::Schem
     }
     Ok(())
 }
+
+/// The fields appended to the schema since the first partitions: the hash
+/// columns of identifiers.
+const ADDED_FIELD_PREFIXES: &[&str] = &[crate::identifier::HASH_PREFIX];
 
 #[cfg(test)]
 mod tests {
@@ -244,5 +257,22 @@ mod tests {
         let mut builder = Schema::builder();
         builder.add_text_field("a", STRING);
         assert!(compatible(&builder.build(), &expected).unwrap_err().contains("1 fields"));
+    }
+
+    #[test]
+    fn a_partition_may_lack_the_fields_added_since_the_first_version() {
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        let old = builder.build();
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        builder.add_u64_field("_hash.a", STORED);
+        let expected = builder.build();
+        assert_eq!(compatible(&old, &expected), Ok(()));
+        assert!(compatible(&expected, &old).is_err(), "a newer version's partition");
+        let mut builder = Schema::builder();
+        builder.add_text_field("a", STRING);
+        builder.add_u64_field("b", STORED);
+        assert!(compatible(&old, &builder.build()).is_err(), "b is not an added field");
     }
 }

@@ -689,20 +689,25 @@ impl IndexThread {
             by_partition.entry(self.partitions.start_for(event.timestamp)).or_default().push(index);
         }
         for (start, indices) in by_partition {
-            let documents: Vec<_> = indices
-                .iter()
-                .map(|&index| match items[index] {
-                    (event, Some(stored)) => self.schema.to_document_with_stored(event, stored),
-                    (event, None) => self.schema.to_document(event),
-                })
-                .collect();
-            let open = match self.writer_for(start, indices.len()) {
-                Ok(open) => open,
+            let layout = match self.writer_for(start, indices.len()) {
+                Ok(open) => open.partition.layout,
                 Err(error) => {
                     tracing::error!(%error, events = indices.len(), "cannot open a partition; its events stay in the log");
                     continue;
                 }
             };
+            let documents: Vec<_> = indices
+                .iter()
+                .map(|&index| match items[index] {
+                    (event, Some(stored)) => self.schema.to_document_with_stored(event, stored, layout),
+                    (event, None) => {
+                        let stored = vigil_schema::record::encode(event).unwrap_or_default();
+                        self.schema.to_document_with_stored(event, &stored, layout)
+                    }
+                })
+                .collect();
+            // Opened just above: found in the open writers.
+            let Some(open) = self.writers.get_mut(&start) else { continue };
             for document in documents {
                 if let Err(error) = open.writer.add_document(document) {
                     tracing::error!(%error, "cannot index an event");
