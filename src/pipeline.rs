@@ -149,6 +149,7 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         feed_batches: config.index.feed_batches,
         indexing_nice: config.index.indexing_nice,
         merging_nice: config.index.merging_nice,
+        store_compression_level: config.index.store_compression_level,
         wal_segment_bytes: config.index.wal_segment_bytes,
         wal_max_backlog_bytes: config.index.wal_max_backlog_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,
@@ -205,6 +206,20 @@ mod tests {
         fn update(&self, id: i64, update: &AlertUpdate) -> Result<Alert, AlertError> {
             self.inner.update(id, update)
         }
+    }
+
+    #[test]
+    fn the_configurations_defaults_are_the_stores() {
+        let from_config = store_options(&vigil_config::Config::default(), Path::new("d"));
+        let store = StoreOptions::new("d");
+        assert_eq!(
+            (from_config.store_compression_level, from_config.indexing_nice, from_config.merging_nice),
+            (store.store_compression_level, store.indexing_nice, store.merging_nice)
+        );
+        assert_eq!(
+            (from_config.feed_batches, from_config.commit_interval),
+            (store.feed_batches, store.commit_interval)
+        );
     }
 
     #[test]

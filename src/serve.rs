@@ -99,6 +99,9 @@ pub struct ServeArgs {
     /// Niceness of merging index segments, 0-19 [default: 19]; above --indexing-nice, new events become searchable before segments are merged when the CPU is short.
     #[arg(long, value_name = "NICE")]
     merging_nice: Option<i32>,
+    /// zstd level of stored events in partitions created from now on, 1-22 [default: 6]; higher is smaller and costs more CPU while indexing.
+    #[arg(long, value_name = "LEVEL")]
+    store_compression_level: Option<i32>,
     /// Threads one search may use, its own included, 0-64 [default: 0, as many as the process may run on, at most 4].
     #[arg(long, value_name = "THREADS")]
     search_threads: Option<usize>,
@@ -196,6 +199,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(nice) = args.merging_nice {
         anyhow::ensure!((0..=19).contains(&nice), "--merging-nice must be from 0 to 19");
         config.index.merging_nice = nice;
+    }
+    if let Some(level) = args.store_compression_level {
+        anyhow::ensure!((1..=22).contains(&level), "--store-compression-level must be from 1 to 22");
+        config.index.store_compression_level = level;
     }
     if let Some(bytes) = args.writer_heap_bytes {
         anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");

@@ -188,6 +188,9 @@ pub struct IndexConfig {
     /// events become searchable before segments are merged when the CPU is
     /// short.
     pub merging_nice: i32,
+    /// zstd level (1-22) of the stored events in partitions created from
+    /// now on: higher is smaller and costs more CPU while indexing.
+    pub store_compression_level: i32,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
     /// Threads one search may use, its own included (0: as many as the
@@ -268,6 +271,7 @@ impl Default for Config {
                 feed_batches: 8,
                 indexing_nice: 10,
                 merging_nice: 19,
+                store_compression_level: 6,
                 writer_heap_bytes: 128 * 1024 * 1024,
                 search_threads: 0,
                 wal_segment_bytes: 64 * 1024 * 1024,
@@ -412,6 +416,7 @@ struct RawIndex {
     feed_batches: Option<i64>,
     indexing_nice: Option<i64>,
     merging_nice: Option<i64>,
+    store_compression_level: Option<i64>,
     writer_heap_bytes: Option<i64>,
     search_threads: Option<i64>,
     wal_segment_bytes: Option<i64>,
@@ -650,6 +655,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             _ => problem("index.merging_nice", format!("must be from 0 to 19, found {nice}")),
         }
     }
+    if let Some(level) = raw.index.store_compression_level {
+        match i32::try_from(level) {
+            Ok(level @ 1..=22) => config.index.store_compression_level = level,
+            _ => problem("index.store_compression_level", format!("must be from 1 to 22, found {level}")),
+        }
+    }
     if config.http.max_decoded_bytes < config.http.max_body_bytes {
         problem("http.max_decoded_bytes", "must not be smaller than http.max_body_bytes".into());
     }
@@ -825,7 +836,7 @@ mod tests {
                 .unwrap();
         assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
         let error = Config::from_toml(
-            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\nmerging_nice = -1\n",
+            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\nmerging_nice = -1\nstore_compression_level = 0\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
@@ -836,11 +847,14 @@ mod tests {
                 "index.wal_max_backlog_bytes",
                 "index.search_threads",
                 "index.indexing_nice",
-                "index.merging_nice"
+                "index.merging_nice",
+                "index.store_compression_level"
             ]
         );
-        let config = Config::from_toml("version = 1\n[index]\nsearch_threads = 1\n").unwrap();
-        assert_eq!(config.index.search_threads, 1);
+        let config =
+            Config::from_toml("version = 1\n[index]\nsearch_threads = 1\nstore_compression_level = 3\n")
+                .unwrap();
+        assert_eq!((config.index.search_threads, config.index.store_compression_level), (1, 3));
         assert_eq!(Config::default().index.search_threads, 0);
     }
 

@@ -35,8 +35,9 @@ pub(crate) struct Partition {
 
 impl Partition {
     /// Opens or creates a partition. A partition keeps the span it was
-    /// created with (in `vigil-span`), whatever the configuration says later.
-    fn open(path: &Path, start: i64, span: i64) -> Result<Partition, StoreError> {
+    /// created with (in `vigil-span`) and the zstd level of its stored
+    /// events (in tantivy's settings), whatever the configuration says later.
+    fn open(path: &Path, start: i64, span: i64, store_level: i32) -> Result<Partition, StoreError> {
         std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
         let span_file = path.join("vigil-span");
         let span = match std::fs::read_to_string(&span_file) {
@@ -61,7 +62,7 @@ impl Partition {
             // that are not repeated: 64 KiB instead of 256 KiB costs 9 % more
             // bytes and makes such a search's hits about 3 times cheaper.
             // A partition keeps the settings it was created with.
-            docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(3) }),
+            docstore_compression: Compressor::Zstd(ZstdCompressor { compression_level: Some(store_level) }),
             docstore_blocksize: 64 * 1024,
             ..IndexSettings::default()
         };
@@ -125,12 +126,14 @@ fn parse_partition_name(name: &str) -> Option<i64> {
 pub(crate) struct Partitions {
     root: PathBuf,
     span: i64,
+    /// zstd level of the stored events of the partitions it creates.
+    store_level: i32,
     map: RwLock<BTreeMap<i64, Arc<Partition>>>,
 }
 
 impl Partitions {
     /// Opens the partitions under `root` (creating `root`).
-    pub fn open(root: &Path, span: i64) -> Result<Partitions, StoreError> {
+    pub fn open(root: &Path, span: i64, store_level: i32) -> Result<Partitions, StoreError> {
         std::fs::create_dir_all(root).map_err(|source| StoreError::io("create", root, source))?;
         let mut map = BTreeMap::new();
         let entries = std::fs::read_dir(root).map_err(|source| StoreError::io("read", root, source))?;
@@ -142,10 +145,10 @@ impl Partitions {
                 continue;
             }
             // A partition keeps the span it was created with.
-            let partition = Partition::open(&entry.path(), start, span)?;
+            let partition = Partition::open(&entry.path(), start, span, store_level)?;
             map.insert(start, Arc::new(partition));
         }
-        Ok(Partitions { root: root.to_owned(), span, map: RwLock::new(map) })
+        Ok(Partitions { root: root.to_owned(), span, store_level, map: RwLock::new(map) })
     }
 
     /// The span of the partitions this store creates, in seconds.
@@ -166,7 +169,8 @@ impl Partitions {
         if let Some(existing) = self.get(start) {
             return Ok(existing);
         }
-        let partition = Arc::new(Partition::open(&self.root.join(partition_name(start)), start, self.span)?);
+        let path = self.root.join(partition_name(start));
+        let partition = Arc::new(Partition::open(&path, start, self.span, self.store_level)?);
         let mut map = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(map.entry(start).or_insert(partition).clone())
     }

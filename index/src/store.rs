@@ -58,6 +58,9 @@ pub struct StoreOptions {
     /// `indexing_nice`, new events become searchable before segments are
     /// merged when the CPU is short.
     pub merging_nice: i32,
+    /// zstd level (1-22) of the stored events in partitions created from
+    /// now on: higher is smaller and costs more CPU while indexing.
+    pub store_compression_level: i32,
     /// Batches each consumer's feed holds in memory; past that, batches
     /// wait in the log and the consumer reads them back.
     pub feed_batches: usize,
@@ -90,6 +93,7 @@ impl StoreOptions {
             queue_batches: 32,
             indexing_nice: 10,
             merging_nice: 19,
+            store_compression_level: crate::DEFAULT_STORE_COMPRESSION_LEVEL,
             feed_batches: 8,
             wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
@@ -183,7 +187,11 @@ impl Store {
         let data_dir = &options.data_dir;
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::io("create", data_dir, source))?;
         let lock = lock_data_dir(data_dir)?;
-        let partitions = Arc::new(Partitions::open(&data_dir.join("index"), options.partition_span_seconds)?);
+        let partitions = Arc::new(Partitions::open(
+            &data_dir.join("index"),
+            options.partition_span_seconds,
+            options.store_compression_level,
+        )?);
         let lag = Arc::new(IndexLag::default());
         let searcher = Searcher::new(partitions.clone(), options.search_threads, Some(lag.clone()));
         let mut checkpoints = HashMap::new();
