@@ -44,7 +44,8 @@ pub struct DocSchema {
     pub extra: Field,
     /// The schema's own fields, by name, with their kind.
     pub named: std::collections::HashMap<&'static str, (FieldKind, Field)>,
-    /// The hash column of each identifier field ([`crate::identifier`]), by name.
+    /// The hash column of each identifier field (`_hash.<name>`: see
+    /// `identifier.rs`), by name.
     pub hashes: std::collections::HashMap<&'static str, Field>,
 }
 
