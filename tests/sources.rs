@@ -397,6 +397,10 @@ fn tailed_container_logs_follow_rotation_and_a_restart_repeats_nothing() {
     );
     assert_eq!(found["total"], 5, "{found}");
     assert_eq!(found["hits"][0]["event"]["container.id"], id.as_str());
+    // Received now: the id is given when the tailer hands the lines on.
+    let ingested = found["hits"][0]["event"]["event.ingested"].as_str().unwrap();
+    let age = chrono::Utc::now() - chrono::DateTime::parse_from_rfc3339(ingested).unwrap().to_utc();
+    assert!(age < chrono::Duration::minutes(5), "{ingested}");
 
     // More lines, a CRI line split in two parts, then rotation by rename.
     let mut appended = std::fs::OpenOptions::new().append(true).open(&file).unwrap();

@@ -74,6 +74,13 @@ impl Event {
         self.fields.get(name)
     }
 
+    /// Gives the event its id, assigned on arrival, and the arrival time
+    /// (`event.ingested`) that the id holds.
+    pub fn assign_id(&mut self, id: EventId) {
+        self.id = id;
+        self.set(fields::EVENT_INGESTED, format_timestamp(id.arrival()));
+    }
+
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.fields.get(name).and_then(Value::as_str)
     }
@@ -144,6 +151,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_assigned_id_brings_the_arrival_time() {
+        let mut event = Event::new(EventId::from_u128(0), Utc::now(), json!({}));
+        let id = EventIdGenerator::new().next();
+        event.assign_id(id);
+        assert_eq!(event.id, id);
+        assert_eq!(event.get_str(fields::EVENT_INGESTED), Some(format_timestamp(id.arrival()).as_str()));
+        assert!(Utc::now() - id.arrival() < chrono::Duration::seconds(5));
+    }
 
     #[test]
     fn dotted_lookup_prefers_flat_keys_then_walks_nested_objects() {

@@ -192,7 +192,7 @@ pub async fn run(
         };
         // Ids are given here, in arrival order, from the store's generator.
         for event in &mut batch {
-            event.id = sink.ids().next();
+            event.assign_id(sink.ids().next());
         }
         if batch.is_empty() {
             current.save_checkpoints_if_changed();
