@@ -52,6 +52,7 @@ fn k8s_audit_normalization_matches_the_golden_files() {
             normalize(input.clone()).unwrap_or_else(|error| panic!("{}: {error}", input_path.display()));
         assert_eq!(event.original, input, "{}: the original is kept whole", input_path.display());
         assert_stored_whole(&event, &input_path.display().to_string());
+        assert_derived_left_out(&event, &input_path.display().to_string());
         let shown =
             json!({ "@timestamp": vigil_schema::format_timestamp(event.timestamp), "fields": event.fields });
         let expected_path =
@@ -78,6 +79,19 @@ fn k8s_audit_normalization_errors_match_the_golden_files() {
 fn assert_stored_whole(event: &vigil_schema::Event, what: &str) {
     let record = vigil_schema::record::encode(event).unwrap();
     assert_eq!(&vigil_schema::record::decode(&record).unwrap(), event, "{what}: the record reads back whole");
+}
+
+/// The normalizer and the record's derivations compute the same values: an
+/// audit event's record keeps none of the fields `DERIVED` computes.
+fn assert_derived_left_out(event: &vigil_schema::Event, what: &str) {
+    let record: Value = serde_json::from_slice(&vigil_schema::record::encode(event).unwrap()).unwrap();
+    for (name, _) in vigil_schema::record::DERIVED {
+        let kept = if *name == "@timestamp" { record.get(*name) } else { record["fields"].get(*name) };
+        assert!(
+            kept.is_none(),
+            "{what}: the record keeps {name}, which the normalizer derived otherwise: {record}"
+        );
+    }
 }
 
 #[test]

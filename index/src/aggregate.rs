@@ -215,6 +215,11 @@ impl Searcher {
                 {
                     continue;
                 }
+                if metadata.field_name.starts_with(crate::identifier::HASH_PREFIX)
+                    && segment.fast_fields().u64(&metadata.field_name)?.values.num_vals() == 0
+                {
+                    continue;
+                }
                 let info = seen.entry(name.clone()).or_insert_with(|| FieldInfo {
                     name: name.clone(),
                     kind,

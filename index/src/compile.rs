@@ -180,6 +180,12 @@ impl Compiler<'_> {
             Target::Named { field, name: schema_name, .. } if fields::is_identifier(schema_name) => {
                 let value = match value {
                     TermValue::Word(text) => text.clone(),
+                    TermValue::Wildcard(pattern) if pattern == "*" => {
+                        return Ok(self.identifier(schema_name, field, Wanted::Any));
+                    }
+                    TermValue::Range { lower: Bound::Unbounded, upper: Bound::Unbounded } => {
+                        return Ok(self.identifier(schema_name, field, Wanted::Any));
+                    }
                     TermValue::Phrase(text) => {
                         return Ok(self.identifier(
                             schema_name,

@@ -236,7 +236,9 @@ impl DocSchema {
 /// What a partition's schema holds, where versions of Vigil differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// Identifier fields are hash columns (else terms of their own field).
+    /// The identifier fields (all of [`fields::IDENTIFIERS`], added together
+    /// on 2026-11-24) are hash columns, else terms of their own field. An
+    /// identifier added later needs a flag of its own.
     pub hashed_identifiers: bool,
 }
 
@@ -647,5 +649,87 @@ mod tests {
         // nothing for sure: every string is free text.
         event.set(fields::MESSAGE, "something else");
         assert_eq!(free_text_of(&event).len(), 8);
+    }
+
+    /// Partitions on disk hold their fields in this order, and a partition
+    /// of an earlier version is opened only if its fields are a prefix of
+    /// this version's: a new field goes at the end, with its name's prefix
+    /// in `partition::ADDED_FIELD_PREFIXES` (and a `Layout` flag if earlier
+    /// partitions must be written differently).
+    #[test]
+    fn the_fields_keep_their_places() {
+        let schema = super::DocSchema::new().schema;
+        let names: Vec<&str> = schema.fields().map(|(_, entry)| entry.name()).collect();
+        let first_version = [
+            "_ts",
+            "_arrival",
+            "_seq",
+            "_doc",
+            "_all",
+            "_orig",
+            "_extra",
+            "event.ingested",
+            "event.dataset",
+            "event.kind",
+            "event.category",
+            "event.action",
+            "event.type",
+            "event.outcome",
+            "event.severity",
+            "message",
+            "host.name",
+            "tags",
+            "user.name",
+            "user.id",
+            "user.group.name",
+            "user.effective.name",
+            "user.effective.group.name",
+            "source.ip",
+            "network.forwarded_ip",
+            "user_agent.original",
+            "orchestrator.type",
+            "orchestrator.cluster.name",
+            "orchestrator.namespace",
+            "orchestrator.resource.type",
+            "orchestrator.resource.subresource",
+            "orchestrator.resource.name",
+            "orchestrator.api_version",
+            "url.original",
+            "http.response.status_code",
+            "kubernetes.audit.id",
+            "kubernetes.audit.stage",
+            "kubernetes.audit.level",
+            "kubernetes.audit.api_group",
+            "kubernetes.audit.authorization.decision",
+            "kubernetes.audit.authorization.reason",
+            "kubernetes.namespace",
+            "kubernetes.pod.name",
+            "kubernetes.pod.uid",
+            "kubernetes.container.name",
+            "kubernetes.node.name",
+            "container.id",
+            "container.name",
+            "container.image.name",
+            "process.name",
+            "process.executable",
+            "process.command_line",
+            "process.pid",
+            "process.parent.name",
+            "file.path",
+            "log.level",
+            "log.file.path",
+            "log.syslog.priority",
+            "log.syslog.facility.code",
+            "log.syslog.facility.name",
+            "log.syslog.severity.code",
+            "log.syslog.severity.name",
+            "log.syslog.msgid",
+            "rule.name",
+        ];
+        let added_since = ["_hash.kubernetes.audit.id"];
+        assert_eq!(names, [&first_version[..], &added_since[..]].concat());
+        let legacy = super::DocSchema::with_layout(super::Layout { hashed_identifiers: false }).schema;
+        let legacy_names: Vec<&str> = legacy.fields().map(|(_, entry)| entry.name()).collect();
+        assert_eq!(legacy_names, first_version);
     }
 }

@@ -33,13 +33,18 @@ pub fn hash(value: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut hash = OFFSET;
-    for character in value.chars().flat_map(char::to_lowercase) {
+    for character in lower_case(value) {
         let mut buffer = [0u8; 4];
         for byte in character.encode_utf8(&mut buffer).bytes() {
             hash = (hash ^ u64::from(byte)).wrapping_mul(PRIME);
         }
     }
     (hash >> 32) ^ (hash & 0xffff_ffff)
+}
+
+/// The characters of a value, lower-cased one by one (as hashed and compared).
+fn lower_case(value: &str) -> impl Iterator<Item = char> + '_ {
+    value.chars().flat_map(char::to_lowercase)
 }
 
 /// What an identifier query matches.
@@ -126,7 +131,7 @@ impl IdentifierQuery {
             let event = vigil_schema::record::decode(bytes)
                 .map_err(|error| tantivy::TantivyError::InternalError(format!("stored event: {error}")))?;
             let held = event.fields.get(self.name).and_then(serde_json::Value::as_str).unwrap_or_default();
-            let same = if *exact { held == value } else { held.to_lowercase() == value.to_lowercase() };
+            let same = if *exact { held == value } else { lower_case(held).eq(lower_case(value)) };
             if same {
                 matching.push(doc);
             }

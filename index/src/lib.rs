@@ -603,6 +603,8 @@ mod tests {
                 ("kubernetes.audit.id:mixed-case-id AND user.name:alice", 0),
                 ("_exists_:kubernetes.audit.id", 2),
                 ("-_exists_:auditID", 0),
+                ("kubernetes.audit.id:*", 2),
+                ("auditID:[* TO *]", 2),
             ],
         );
         for pattern in ["kubernetes.audit.id:mixed*", "auditID:/m.*/", "kubernetes.audit.id:[a TO z]"] {
@@ -610,6 +612,21 @@ mod tests {
             let error = searcher.search(&request).unwrap_err();
             assert!(error.to_string().contains("found by its whole value"), "{pattern}: {error}");
         }
+        store.shutdown();
+    }
+
+    #[test]
+    fn the_field_catalog_lists_no_identifier_that_no_event_has() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let time = Utc.with_ymd_and_hms(2025, 2, 3, 8, 0, 0).unwrap();
+        let mut event = Event::new(store.ids().next(), time, json!({"rule": "Terminal shell in container"}));
+        event.set(fields::EVENT_DATASET, "falco");
+        store.append_blocking(vec![event]).unwrap();
+        wait_for_count(store.searcher(), 1);
+        let catalog = store.searcher().field_catalog().unwrap();
+        assert!(catalog.iter().any(|field| field.name == "event.dataset"));
+        assert!(!catalog.iter().any(|field| field.name == "kubernetes.audit.id"), "{catalog:?}");
         store.shutdown();
     }
 

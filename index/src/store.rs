@@ -544,6 +544,7 @@ fn lower_priority(nice: i32) {
 fn lower_merging_priority(nice: i32) {
     #[cfg(target_os = "linux")]
     {
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return };
         for task in tasks.filter_map(Result::ok) {
             let merging = std::fs::read_to_string(task.path().join("comm"))
@@ -553,6 +554,8 @@ fn lower_merging_priority(nice: i32) {
                 && let Err(error) = rustix::process::setpriority_process(Some(tid), nice)
                 // A closed writer's thread that has just ended.
                 && error != rustix::io::Errno::SRCH
+                // This runs before every commit: say it once.
+                && !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed)
             {
                 tracing::warn!(%error, nice, "cannot lower a merging thread's priority");
             }
@@ -715,7 +718,13 @@ impl IndexThread {
                 })
                 .collect();
             // Opened just above: found in the open writers.
-            let Some(open) = self.writers.get_mut(&start) else { continue };
+            let Some(open) = self.writers.get_mut(&start) else {
+                tracing::error!(
+                    events = indices.len(),
+                    "a partition's writer closed at once; its events stay in the log"
+                );
+                continue;
+            };
             for document in documents {
                 if let Err(error) = open.writer.add_document(document) {
                     tracing::error!(%error, "cannot index an event");

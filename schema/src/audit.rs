@@ -154,3 +154,100 @@ fn describe_target(audit: &Map<String, Value>) -> String {
         (None, None) => target,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn audit(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    /// Stored records read back through these functions: what they give is
+    /// pinned, branch by branch.
+    #[test]
+    fn messages_are_pinned_for_every_shape_of_target() {
+        let cases = [
+            (
+                json!({"verb": "get", "user": {"username": "ann"}, "objectRef": {"resource": "secrets", "namespace": "prod", "name": "db"}, "responseStatus": {"code": 200}}),
+                "ann get secrets prod/db (200)",
+            ),
+            (
+                json!({"verb": "list", "user": {"username": "ann"}, "objectRef": {"resource": "pods", "namespace": "prod"}}),
+                "ann list pods in prod",
+            ),
+            (
+                json!({"verb": "get", "user": {"username": "ann"}, "objectRef": {"resource": "nodes", "name": "n1"}}),
+                "ann get nodes n1",
+            ),
+            (
+                json!({"verb": "list", "user": {"username": "ann"}, "objectRef": {"resource": "namespaces"}}),
+                "ann list namespaces",
+            ),
+            (
+                json!({"verb": "create", "user": {"username": "ann"}, "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "prod", "name": "web"},
+                    "impersonatedUser": {"username": "bob"}, "responseStatus": {"code": 101}}),
+                "ann create pods/exec prod/web as bob (101)",
+            ),
+            (
+                json!({"verb": "get", "requestURI": "/healthz", "responseStatus": {"code": 403}}),
+                "(unknown user) get /healthz (403)",
+            ),
+            (json!({"verb": "get"}), "(unknown user) get (no target)"),
+        ];
+        for (original, message) in cases {
+            assert_eq!(super::message(&audit(original)).as_deref(), Some(message));
+        }
+        assert_eq!(super::message(&audit(json!({"user": {"username": "ann"}}))), None, "no verb");
+    }
+
+    #[test]
+    fn categories_outcomes_addresses_and_versions_are_pinned() {
+        let types: Vec<&str> =
+            ["create", "update", "patch", "delete", "deletecollection", "get", "list", "watch", "proxy"]
+                .iter()
+                .map(|verb| event_type(verb))
+                .collect();
+        assert_eq!(
+            types,
+            ["creation", "change", "change", "deletion", "deletion", "access", "access", "access", "info"]
+        );
+        assert_eq!(outcome(Some(200), Some("allow")), "success");
+        assert_eq!(outcome(Some(200), Some("forbid")), "failure");
+        assert_eq!(outcome(Some(404), None), "failure");
+        assert_eq!(outcome(None, None), "unknown");
+        let proxied = audit(json!({"sourceIPs": ["192.0.2.7", "10.0.0.2", "10.0.0.1"]}));
+        assert_eq!((source_ip(&proxied), forwarded_ip(&proxied)), (Some("10.0.0.1"), Some("192.0.2.7")));
+        let direct = audit(json!({"sourceIPs": ["10.0.0.1"]}));
+        assert_eq!((source_ip(&direct), forwarded_ip(&direct)), (Some("10.0.0.1"), None));
+        let grouped = audit(json!({"objectRef": {"apiGroup": "apps", "apiVersion": "v1"}}));
+        let core = audit(json!({"objectRef": {"apiVersion": "v1"}}));
+        let qualified = audit(json!({"objectRef": {"apiGroup": "apps", "apiVersion": "apps/v1"}}));
+        assert_eq!(
+            [api_version(&grouped), api_version(&core), api_version(&qualified)],
+            [Some("apps/v1".to_owned()), Some("v1".to_owned()), Some("apps/v1".to_owned())]
+        );
+        let legacy =
+            audit(json!({"timestamp": "2018-10-26T09:00:00Z", "stageTimestamp": "2018-10-26T09:00:01Z"}));
+        assert_eq!(time_field(&legacy), Some(("timestamp", "2018-10-26T09:00:00Z")));
+    }
+
+    #[test]
+    fn the_parts_of_a_message_are_in_it_whole() {
+        let original =
+            audit(json!({"verb": "create", "user": {"username": "system:serviceaccount:ci:deployer"},
+            "objectRef": {"resource": "pods", "subresource": "exec", "namespace": "prod", "name": "web-0"},
+            "impersonatedUser": {"username": "bob"}, "requestURI": "/api/v1/x"}));
+        let message = super::message(&original).unwrap();
+        let parts = message_parts(&original);
+        assert_eq!(
+            parts,
+            ["system:serviceaccount:ci:deployer", "create", "bob", "pods", "exec", "prod", "web-0"]
+        );
+        assert!(parts.iter().all(|part| message.contains(part)), "{message}");
+        let no_target = audit(json!({"verb": "get", "requestURI": "/healthz"}));
+        assert_eq!(message_parts(&no_target), ["get", "/healthz"]);
+    }
+}

@@ -275,7 +275,8 @@ impl Serialize for Kept<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
         for (name, value) in self.fields {
-            if !self.masks.leaves_out(name) {
+            // `@timestamp` is the record's own key, not one of its fields.
+            if name == TIMESTAMP || !self.masks.leaves_out(name) {
                 map.serialize_entry(name, value)?;
             }
         }
@@ -367,6 +368,11 @@ mod tests {
         assert_eq!(kept, vec![EVENT_DATASET, ORCHESTRATOR_RESOURCE_NAME]);
         assert!(record.get("@timestamp").is_none(), "{record}");
         assert_eq!(decode(&bytes).unwrap(), event);
+
+        // A field that happens to be named `@timestamp` is kept.
+        let mut named_like_the_time = derived_audit_event();
+        named_like_the_time.fields.insert(TIMESTAMP.into(), json!("a field"));
+        assert_eq!(decode(&encode(&named_like_the_time).unwrap()).unwrap(), named_like_the_time);
 
         // A value that differs from what its function gives is kept as it is.
         let mut changed = derived_audit_event();
