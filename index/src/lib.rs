@@ -47,7 +47,7 @@ pub use time::parse_time_bound;
 pub use wal::WalPosition;
 
 /// zstd level of the stored events of new partitions unless configured: on
-/// audit events, 6 stores them in about 13 bytes less than 3 for about 3
+/// audit events, 6 stores them in about 13 bytes less than 3 for about 5
 /// microseconds more CPU each (`docs/performance.md`).
 pub const DEFAULT_STORE_COMPRESSION_LEVEL: i32 = 6;
 
