@@ -348,12 +348,18 @@ mod tests {
         event
     }
 
+    /// An event's record, and the names of the fields it keeps.
+    fn record_of(event: &Event) -> (Vec<u8>, Value, Vec<String>) {
+        let bytes = encode(event).unwrap();
+        let record: Value = serde_json::from_slice(&bytes).unwrap();
+        let kept = record["fields"].as_object().unwrap().keys().cloned().collect();
+        (bytes, record, kept)
+    }
+
     #[test]
     fn a_record_leaves_out_the_copies_of_the_original_and_reads_back_whole() {
         let event = audit_event();
-        let bytes = encode(&event).unwrap();
-        let record: Value = serde_json::from_slice(&bytes).unwrap();
-        let kept: Vec<&str> = record["fields"].as_object().unwrap().keys().map(String::as_str).collect();
+        let (bytes, _, kept) = record_of(&event);
         assert_eq!(kept, vec![EVENT_DATASET, ORCHESTRATOR_RESOURCE_NAME]);
         assert_eq!(decode(&bytes).unwrap(), event);
         assert!(bytes.len() < serde_json::to_vec(&event).unwrap().len());
@@ -362,9 +368,7 @@ mod tests {
     #[test]
     fn a_record_leaves_out_what_the_normalizer_derives_and_computes_it_again() {
         let event = derived_audit_event();
-        let bytes = encode(&event).unwrap();
-        let record: Value = serde_json::from_slice(&bytes).unwrap();
-        let kept: Vec<&str> = record["fields"].as_object().unwrap().keys().map(String::as_str).collect();
+        let (bytes, record, kept) = record_of(&event);
         assert_eq!(kept, vec![EVENT_DATASET, ORCHESTRATOR_RESOURCE_NAME]);
         assert!(record.get("@timestamp").is_none(), "{record}");
         assert_eq!(decode(&bytes).unwrap(), event);
@@ -408,22 +412,21 @@ mod tests {
 
     #[test]
     fn records_that_do_not_add_up_are_errors_not_guesses() {
-        let event = audit_event();
-        let mut record: Value = serde_json::from_slice(&encode(&event).unwrap()).unwrap();
+        let refused = |record: &Value, why: &str| {
+            let error = decode(&serde_json::to_vec(record).unwrap()).unwrap_err();
+            assert!(error.to_string().contains(why), "{error}");
+        };
+        let (_, mut record, _) = record_of(&audit_event());
         record["original"].as_object_mut().unwrap().remove("verb");
-        let error = decode(&serde_json::to_vec(&record).unwrap()).unwrap_err();
-        assert!(error.to_string().contains("event.action from verb"), "{error}");
+        refused(&record, "event.action from verb");
         record["from_original"] = json!(1u64 << 63);
-        let error = decode(&serde_json::to_vec(&record).unwrap()).unwrap_err();
-        assert!(error.to_string().contains("does not know"), "{error}");
+        refused(&record, "does not know");
 
-        let mut record: Value = serde_json::from_slice(&encode(&derived_audit_event()).unwrap()).unwrap();
+        let (_, mut record, _) = record_of(&derived_audit_event());
         record["original"].as_object_mut().unwrap().remove("requestReceivedTimestamp");
-        let error = decode(&serde_json::to_vec(&record).unwrap()).unwrap_err();
-        assert!(error.to_string().contains("derives @timestamp"), "{error}");
+        refused(&record, "derives @timestamp");
         record["derived"] = json!(1u64 << 63);
-        let error = decode(&serde_json::to_vec(&record).unwrap()).unwrap_err();
-        assert!(error.to_string().contains("does not know"), "{error}");
+        refused(&record, "does not know");
     }
 
     #[test]
