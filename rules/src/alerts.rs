@@ -201,6 +201,22 @@ pub struct RecordOutcome {
     pub new_alert_ids: Vec<i64>,
 }
 
+/// The key under which a rule's match on an audit event marks its request
+/// as seen, so that the request's other stages do not count again: the
+/// time the API server received the request (the same in every stage),
+/// then the audit id. Keys in time order are written next to each other:
+/// a commit rewrites a few pages of the table, where random ids made it
+/// rewrite one page per match. Events without that time (legacy captures)
+/// are keyed by the id alone, as every event was before 2026-11-24.
+pub(crate) fn request_key(event: &Event) -> Option<String> {
+    let audit_id = event.get_str(fields::K8S_AUDIT_ID)?;
+    let received = event.original.get("requestReceivedTimestamp").and_then(serde_json::Value::as_str);
+    Some(match received {
+        Some(received) => format!("audit:{received}:{audit_id}"),
+        None => format!("audit:{audit_id}"),
+    })
+}
+
 /// Alert state in an embedded SQLite database.
 pub struct SqliteAlertStore {
     connection: Mutex<Connection>,
@@ -380,11 +396,11 @@ impl AlertStore for SqliteAlertStore {
                 .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
                 .execute(params![rule.id, event_id])?
                 == 1;
-            let first_for_request = match event.get_str(fields::K8S_AUDIT_ID) {
-                Some(audit_id) => {
+            let first_for_request = match request_key(event) {
+                Some(key) => {
                     transaction
                         .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
-                        .execute(params![rule.id, format!("audit:{audit_id}")])?
+                        .execute(params![rule.id, key])?
                         == 1
                 }
                 None => true,

@@ -317,3 +317,17 @@ fn analysts_work_alerts_and_the_work_survives_a_restart() {
     };
     assert_eq!(store.update(id, &empty).unwrap_err().kind(), AlertErrorKind::Invalid);
 }
+
+#[test]
+fn a_requests_stages_share_a_key_in_the_order_of_their_time() {
+    let stage = |stage: &str| audit(json!({"stage": stage, "auditID": "req-9"}));
+    let started = crate::alerts::request_key(&stage("ResponseStarted"));
+    assert_eq!(started.as_deref(), Some("audit:2025-02-03T08:15:01.482113Z:req-9"));
+    assert_eq!(crate::alerts::request_key(&stage("ResponseComplete")), started);
+    // Legacy captures without the request's time: the id alone, as before.
+    let mut legacy = stage("ResponseComplete");
+    legacy.original.as_object_mut().unwrap().remove("requestReceivedTimestamp");
+    assert_eq!(crate::alerts::request_key(&legacy).as_deref(), Some("audit:req-9"));
+    let falco = Event::new(EventIdGenerator::new().next(), chrono::Utc::now(), json!({"rule": "x"}));
+    assert_eq!(crate::alerts::request_key(&falco), None);
+}
