@@ -178,28 +178,18 @@ impl Compiler<'_> {
             },
             Target::Timestamp => self.date_query(self.schema.timestamp, name, value),
             Target::Named { field, name: schema_name, .. } if fields::is_identifier(schema_name) => {
-                let value = match value {
-                    TermValue::Word(text) => text.clone(),
-                    TermValue::Wildcard(pattern) if pattern == "*" => {
-                        return Ok(self.identifier(schema_name, field, Wanted::Any));
-                    }
-                    TermValue::Range { lower: Bound::Unbounded, upper: Bound::Unbounded } => {
-                        return Ok(self.identifier(schema_name, field, Wanted::Any));
-                    }
-                    TermValue::Phrase(text) => {
-                        return Ok(self.identifier(
-                            schema_name,
-                            field,
-                            Wanted::Value { value: text.clone(), exact: true },
-                        ));
-                    }
+                let wanted = match value {
+                    TermValue::Word(text) => Wanted::Value { value: text.clone(), exact: false },
+                    TermValue::Phrase(text) => Wanted::Value { value: text.clone(), exact: true },
+                    TermValue::Wildcard(pattern) if pattern == "*" => Wanted::Any,
+                    TermValue::Range { lower: Bound::Unbounded, upper: Bound::Unbounded } => Wanted::Any,
                     _ => {
                         return Err(error(format!(
                             "{schema_name} identifies one request and is found by its whole value; wildcards, patterns and ranges do not apply"
                         )));
                     }
                 };
-                Ok(self.identifier(schema_name, field, Wanted::Value { value, exact: false }))
+                Ok(self.identifier(schema_name, field, wanted))
             }
             Target::Named { kind, field, name: schema_name } => match kind {
                 FieldKind::Keyword => self.keyword_query(field, name, value),

@@ -153,11 +153,11 @@ impl DocSchema {
         self.named.get(name).copied()
     }
 
-    /// The tantivy document of an event, for a partition of this version.
-    pub fn to_document(&self, event: &Event) -> TantivyDocument {
+    /// The tantivy document of an event, for a partition of this layout.
+    pub fn to_document(&self, event: &Event, layout: Layout) -> TantivyDocument {
         // Serializing a Value-based struct cannot fail.
         let stored = vigil_schema::record::encode(event).unwrap_or_default();
-        self.to_document_with_stored(event, &stored, Layout::CURRENT)
+        self.to_document_with_stored(event, &stored, layout)
     }
 
     /// The tantivy document of an event whose record is already at hand,
@@ -618,7 +618,7 @@ mod tests {
     /// The strings an event gives free text (`_all`).
     fn free_text_of(event: &Event) -> Vec<String> {
         let schema = super::DocSchema::new();
-        let document = schema.to_document(event);
+        let document = schema.to_document(event, super::Layout::CURRENT);
         document
             .get_all(schema.all)
             .filter_map(|value| tantivy::schema::Value::as_str(&value).map(str::to_owned))

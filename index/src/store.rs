@@ -711,10 +711,7 @@ impl IndexThread {
                 .iter()
                 .map(|&index| match items[index] {
                     (event, Some(stored)) => self.schema.to_document_with_stored(event, stored, layout),
-                    (event, None) => {
-                        let stored = vigil_schema::record::encode(event).unwrap_or_default();
-                        self.schema.to_document_with_stored(event, &stored, layout)
-                    }
+                    (event, None) => self.schema.to_document(event, layout),
                 })
                 .collect();
             // Opened just above: found in the open writers.
