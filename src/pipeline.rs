@@ -153,6 +153,7 @@ pub fn store_options(config: &vigil_config::Config, data_dir: &Path) -> StoreOpt
         wal_segment_bytes: config.index.wal_segment_bytes,
         wal_max_backlog_bytes: config.index.wal_max_backlog_bytes,
         writer_heap_bytes: config.index.writer_heap_bytes,
+        writer_threads: config.index.writer_threads,
         search_threads: config.index.search_threads,
         partition_span_seconds: config.index.partition_span.as_secs() as i64,
         retention_max_age: config.retention.max_age,
@@ -219,6 +220,10 @@ mod tests {
         assert_eq!(
             (from_config.feed_batches, from_config.commit_interval),
             (store.feed_batches, store.commit_interval)
+        );
+        assert_eq!(
+            (from_config.writer_threads, from_config.writer_heap_bytes),
+            (store.writer_threads, store.writer_heap_bytes)
         );
     }
 

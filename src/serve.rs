@@ -108,6 +108,9 @@ pub struct ServeArgs {
     /// Memory for the index writer, in bytes [default: 134217728].
     #[arg(long, value_name = "BYTES")]
     writer_heap_bytes: Option<usize>,
+    /// Indexing threads of the present's index writer, 1-8 [default: 1]; more may help on machines with cores to spare.
+    #[arg(long, value_name = "THREADS")]
+    writer_threads: Option<usize>,
     /// Size at which the write-ahead log starts a new segment, in bytes [default: 67108864].
     #[arg(long, value_name = "BYTES")]
     wal_segment_bytes: Option<u64>,
@@ -207,6 +210,11 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(bytes) = args.writer_heap_bytes {
         anyhow::ensure!(bytes >= 15_000_000, "--writer-heap-bytes must be at least 15000000");
         config.index.writer_heap_bytes = bytes;
+    }
+    if let Some(threads) = args.writer_threads {
+        let most = vigil_config::MAX_WRITER_THREADS;
+        anyhow::ensure!((1..=most).contains(&threads), "--writer-threads must be from 1 to {most}");
+        config.index.writer_threads = threads;
     }
     if let Some(bytes) = args.wal_segment_bytes {
         anyhow::ensure!(bytes >= 4096, "--wal-segment-bytes must be at least 4096");

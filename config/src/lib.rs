@@ -67,6 +67,9 @@ pub enum NotifyKind {
     Slack,
 }
 
+/// The most threads an index writer may have (tantivy's own limit).
+pub const MAX_WRITER_THREADS: usize = 8;
+
 /// The Sigma levels, lowest first.
 pub const LEVELS: &[&str] = &["informational", "low", "medium", "high", "critical"];
 
@@ -193,6 +196,9 @@ pub struct IndexConfig {
     pub store_compression_level: i32,
     /// Memory for the index writer.
     pub writer_heap_bytes: usize,
+    /// Threads of the index writer of the present's partition (and of a
+    /// past one written in bulk), 1-8.
+    pub writer_threads: usize,
     /// Threads one search may use, its own included (0: as many as the
     /// process may run on, at most four).
     pub search_threads: usize,
@@ -273,6 +279,7 @@ impl Default for Config {
                 merging_nice: 19,
                 store_compression_level: 6,
                 writer_heap_bytes: 128 * 1024 * 1024,
+                writer_threads: 1,
                 search_threads: 0,
                 wal_segment_bytes: 64 * 1024 * 1024,
                 wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
@@ -418,6 +425,7 @@ struct RawIndex {
     merging_nice: Option<i64>,
     store_compression_level: Option<i64>,
     writer_heap_bytes: Option<i64>,
+    writer_threads: Option<i64>,
     search_threads: Option<i64>,
     wal_segment_bytes: Option<i64>,
     wal_max_backlog_bytes: Option<i64>,
@@ -655,6 +663,15 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
             _ => problem("index.merging_nice", format!("must be from 0 to 19, found {nice}")),
         }
     }
+    if let Some(threads) = raw.index.writer_threads {
+        match usize::try_from(threads) {
+            Ok(threads @ 1..=MAX_WRITER_THREADS) => config.index.writer_threads = threads,
+            _ => problem(
+                "index.writer_threads",
+                format!("must be from 1 to {MAX_WRITER_THREADS}, found {threads}"),
+            ),
+        }
+    }
     if let Some(level) = raw.index.store_compression_level {
         match i32::try_from(level) {
             Ok(level @ 1..=22) => config.index.store_compression_level = level,
@@ -836,7 +853,7 @@ mod tests {
                 .unwrap();
         assert_eq!((config.index.feed_batches, config.index.wal_max_backlog_bytes), (4, 1 << 30));
         let error = Config::from_toml(
-            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\nmerging_nice = -1\nstore_compression_level = 0\n",
+            "version = 1\n[index]\nfeed_batches = 0\nwal_max_backlog_bytes = 1000\nsearch_threads = 65\nindexing_nice = 20\nmerging_nice = -1\nwriter_threads = 9\nstore_compression_level = 0\n",
         )
         .unwrap_err();
         let keys: Vec<&str> = error.problems.iter().map(|problem| problem.key.as_str()).collect();
@@ -848,12 +865,15 @@ mod tests {
                 "index.search_threads",
                 "index.indexing_nice",
                 "index.merging_nice",
+                "index.writer_threads",
                 "index.store_compression_level"
             ]
         );
-        let config =
-            Config::from_toml("version = 1\n[index]\nsearch_threads = 1\nstore_compression_level = 3\n")
-                .unwrap();
+        let config = Config::from_toml(
+            "version = 1\n[index]\nsearch_threads = 1\nstore_compression_level = 3\nwriter_threads = 2\n",
+        )
+        .unwrap();
+        assert_eq!(config.index.writer_threads, 2);
         assert_eq!((config.index.search_threads, config.index.store_compression_level), (1, 3));
         assert_eq!(Config::default().index.search_threads, 0);
     }

@@ -696,6 +696,37 @@ mod tests {
         store.shutdown();
     }
 
+    /// The present's writer gets the configured threads, each with at least
+    /// tantivy's minimum heap even when the configured heap is smaller.
+    #[test]
+    fn the_present_is_indexed_with_the_configured_writer_threads() {
+        for threads in [1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let options = StoreOptions {
+                writer_threads: threads,
+                writer_heap_bytes: 15_000_000,
+                ..options(dir.path())
+            };
+            let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+            for batch in 0..4 {
+                let events: Vec<Event> = (0..50)
+                    .map(|n| {
+                        let mut event = audit_event(&store, &format!("user{batch}"), "pods", 0);
+                        event.timestamp = Utc::now() - chrono::Duration::seconds(n);
+                        event
+                    })
+                    .collect();
+                store.append_blocking(events).unwrap();
+            }
+            wait_for_count(store.searcher(), 200);
+            assert_totals(
+                store.searcher(),
+                &[("user.name:user2", 50), ("orchestrator.resource.type:pods", 200)],
+            );
+            store.shutdown();
+        }
+    }
+
     #[test]
     fn paging_with_a_cursor_neither_skips_nor_repeats_while_events_arrive() {
         let dir = tempfile::tempdir().unwrap();

@@ -71,6 +71,11 @@ pub struct StoreOptions {
     pub wal_segment_bytes: u64,
     /// Memory each open index writer may use before it flushes a segment.
     pub writer_heap_bytes: usize,
+    /// Indexing threads of a full writer (the present's partition, or a
+    /// past one written in bulk), each with its share of the heap. One
+    /// makes fewer, larger segments, so less is written and merged: on two
+    /// cores it costs about 6 % less CPU per event than two.
+    pub writer_threads: usize,
     /// Threads one search may use, its own included (0: as many as the
     /// process may run on, at most four; 1: the calling thread alone).
     pub search_threads: usize,
@@ -98,6 +103,7 @@ impl StoreOptions {
             wal_max_backlog_bytes: 8 * 1024 * 1024 * 1024,
             wal_segment_bytes: 64 * 1024 * 1024,
             writer_heap_bytes: 128 * 1024 * 1024,
+            writer_threads: 1,
             search_threads: 0,
             partition_span_seconds: 86_400,
             retention_max_age: None,
@@ -768,7 +774,11 @@ impl IndexThread {
             let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
             let full = present || (events >= BULK_EVENTS && bulk_open < MAX_FULL_WRITERS);
             let writer = if full {
-                partition.index.writer(self.options.writer_heap_bytes.max(2 * SMALL_WRITER_HEAP_BYTES))?
+                let threads = self.options.writer_threads.max(1);
+                partition.index.writer_with_num_threads(
+                    threads,
+                    self.options.writer_heap_bytes.max(threads * SMALL_WRITER_HEAP_BYTES),
+                )?
             } else {
                 partition.index.writer_with_num_threads(1, SMALL_WRITER_HEAP_BYTES)?
             };
