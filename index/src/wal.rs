@@ -189,8 +189,6 @@ pub enum RecordError {
     Checksum,
     #[error("record length {0} is implausible")]
     Length(u32),
-    #[error("record is not an event: {0}")]
-    Decode(serde_json::Error),
     #[error(transparent)]
     Io(io::Error),
 }
@@ -264,7 +262,9 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 
 /// Reads every event after `from` up to `until` (both positions), calling
 /// `visit` with each event and the position past it. A damaged record stops
-/// the reading of its segment, with an error logged.
+/// the reading of its segment, with an error logged; a whole record (its
+/// checksum holds) that is not an event this version reads is skipped
+/// alone, with an error logged.
 pub fn replay(
     dir: &Path,
     from: WalPosition,
@@ -280,15 +280,16 @@ pub fn replay(
         let path = segment_path(dir, segment);
         let mut reader = SegmentReader::open(&path, start)?;
         while let Some(record) = reader.next_record() {
-            match record.and_then(|(offset, payload)| {
-                vigil_schema::record::decode(&payload)
-                    .map(|event| (offset, event))
-                    .map_err(RecordError::Decode)
-            }) {
-                Ok((offset, event)) => {
-                    replayed += 1;
-                    visit(event, WalPosition { segment, offset });
-                }
+            match record {
+                Ok((offset, payload)) => match vigil_schema::record::decode(&payload) {
+                    Ok(event) => {
+                        replayed += 1;
+                        visit(event, WalPosition { segment, offset });
+                    }
+                    Err(error) => {
+                        skip_unreadable(segment, offset - payload.len() as u64 - HEADER_BYTES, &error)
+                    }
+                },
                 Err(error) => {
                     tracing::error!(
                         segment = %path.display(), offset = reader.offset, %error,
@@ -300,6 +301,13 @@ pub fn replay(
         }
     }
     Ok(replayed)
+}
+
+/// Logs a whole record (its checksum holds) that is not an event this
+/// version reads, at a segment's offset: it is skipped, its neighbours are
+/// not.
+fn skip_unreadable(segment: u64, offset: u64, error: &serde_json::Error) {
+    tracing::error!(segment, offset, %error, "a write-ahead log record is not an event this version reads; it alone is skipped");
 }
 
 /// How many whole records the log holds after `from`, read while it may be
@@ -383,9 +391,10 @@ pub fn read_range(
                     if next > until {
                         return Ok(position);
                     }
-                    let event = vigil_schema::record::decode(&payload)
-                        .map_err(|error| damaged(format!("record is not an event: {error}")))?;
-                    visit(event, payload, next);
+                    match vigil_schema::record::decode(&payload) {
+                        Ok(event) => visit(event, payload, next),
+                        Err(error) => skip_unreadable(position.segment, position.offset, &error),
+                    }
                     position = next;
                     read += 1;
                 }
@@ -496,6 +505,30 @@ mod tests {
         let mut seen = Vec::new();
         replay(dir.path(), middle, end, &mut |event, _| seen.push(event)).unwrap();
         assert_eq!(seen, written[4..]);
+    }
+
+    /// A record whose frame is whole but which is not an event (written by
+    /// a version with another record format, or by a bug) costs only itself.
+    #[test]
+    fn a_whole_record_that_is_not_an_event_is_skipped_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(2);
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let records: Vec<Vec<u8>> = vec![
+            vigil_schema::record::encode(&written[0]).unwrap(),
+            b"{\"not\": \"an event\"}".to_vec(),
+            vigil_schema::record::encode(&written[1]).unwrap(),
+        ];
+        let positions = wal.append_payloads(records.iter().map(Vec::as_slice)).unwrap();
+        assert_eq!(read_all(dir.path()), written);
+        let mut read_back = Vec::new();
+        let end =
+            read_range(dir.path(), WalPosition::default(), positions[2], 10, &mut |event, _, position| {
+                read_back.push((event, position))
+            })
+            .unwrap();
+        assert_eq!(end, positions[2]);
+        assert_eq!(read_back, vec![(written[0].clone(), positions[0]), (written[1].clone(), positions[2])]);
     }
 
     #[test]

@@ -125,9 +125,52 @@ pub fn lookup_dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     None
 }
 
+/// [`lookup_dotted`] over one value, many times: when no key of its
+/// top-level object holds a dot (most events), a dotted name can only start
+/// with its first segment, and the flat keys it cannot be are not looked up.
+pub(crate) struct DottedLookup<'v> {
+    value: &'v Value,
+    top_keys_with_dots: bool,
+}
+
+impl<'v> DottedLookup<'v> {
+    pub(crate) fn new(value: &'v Value) -> DottedLookup<'v> {
+        let top_keys_with_dots =
+            value.as_object().is_some_and(|object| object.keys().any(|key| key.as_bytes().contains(&b'.')));
+        DottedLookup { value, top_keys_with_dots }
+    }
+
+    /// What [`lookup_dotted`] gives for `path`.
+    pub(crate) fn get(&self, path: &str) -> Option<&'v Value> {
+        match path.split_once('.') {
+            Some((head, rest)) if !self.top_keys_with_dots => {
+                lookup_dotted(self.value.as_object()?.get(head)?, rest)
+            }
+            _ => lookup_dotted(self.value, path),
+        }
+    }
+}
+
 /// Formats a time as the schema writes it: RFC 3339, UTC, nanoseconds.
 pub fn format_timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Reads a time as [`format_timestamp`] writes it, or any RFC 3339 time.
+/// A time past year 9999 (an event stamped `9999-12-31T23:59:59-05:00` is
+/// one, in UTC) is written with a signed year, `+10000-01-01T04:59:59Z`,
+/// which RFC 3339 has no room for: it is read back all the same.
+pub fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, chrono::ParseError> {
+    match DateTime::parse_from_rfc3339(text) {
+        Ok(time) => Ok(time.with_timezone(&Utc)),
+        Err(error) => match text.strip_suffix('Z') {
+            Some(naive) if naive.starts_with(['+', '-']) => {
+                chrono::NaiveDateTime::parse_from_str(naive, "%Y-%m-%dT%H:%M:%S%.f")
+                    .map(|time| time.and_utc())
+            }
+            _ => Err(error),
+        },
+    }
 }
 
 mod rfc3339_nanos {
@@ -140,9 +183,7 @@ mod rfc3339_nanos {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
         let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
-        DateTime::parse_from_rfc3339(&text)
-            .map(|time| time.with_timezone(&Utc))
-            .map_err(serde::de::Error::custom)
+        super::parse_timestamp(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -175,6 +216,57 @@ mod tests {
         assert_eq!(lookup_dotted(&value, "a.b"), Some(&json!(1)));
         assert_eq!(lookup_dotted(&value, "objectRef.name"), None);
         assert_eq!(lookup_dotted(&value, "objectRef.resource.deeper"), None);
+    }
+
+    #[test]
+    fn every_time_the_schema_writes_reads_back() {
+        let times = [
+            "9999-12-31T23:59:59-05:00",
+            "0000-01-01T00:00:00+01:00",
+            "2025-02-03T08:00:00.123456789Z",
+            "+262142-12-31T23:59:59.999999999Z",
+            "-0005-06-07T08:09:10Z",
+        ];
+        for text in times {
+            let time = parse_timestamp(text).unwrap();
+            assert_eq!(parse_timestamp(&format_timestamp(time)).unwrap(), time, "{text}");
+        }
+        assert_eq!(format_timestamp(parse_timestamp(times[0]).unwrap()), "+10000-01-01T04:59:59.000000000Z");
+        for bad in ["", "yesterday", "+10000-01-01", "+10000-13-01T00:00:00Z", "2025-02-03T08:00:00"] {
+            assert!(parse_timestamp(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_dotted_lookup_over_one_value_finds_what_lookup_dotted_finds() {
+        let values = [
+            json!({"objectRef": {"resource": "pods"}, "annotations": {"authorization.k8s.io/decision": "allow"}, "verb": "get"}),
+            json!({"objectRef": {"resource": "pods"}, "objectRef.resource": "flat", "a.b": {"c": 1}, "a": {"b.c": 2}}),
+            json!({"output_fields": {"proc.name": "bash", "proc": {"name": "sh"}}, "kubernetes": {"pod_name": "web"}}),
+            json!(["not", "an", "object"]),
+            json!("text"),
+        ];
+        let paths = [
+            "objectRef.resource",
+            "annotations.authorization.k8s.io/decision",
+            "verb",
+            "a.b.c",
+            "a.b",
+            "output_fields.proc.name",
+            "kubernetes.pod_name",
+            "missing.path",
+            "objectRef",
+            "objectRef.resource.deeper",
+            ".",
+            "objectRef.",
+            ".resource",
+        ];
+        for value in &values {
+            let lookup = DottedLookup::new(value);
+            for path in paths {
+                assert_eq!(lookup.get(path), lookup_dotted(value, path), "{path} in {value}");
+            }
+        }
     }
 
     #[test]

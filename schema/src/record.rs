@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use crate::fields::*;
-use crate::{Event, EventId, Fields, audit, lookup_dotted};
+use crate::{DottedLookup, Event, EventId, Fields, audit};
 
 /// The schema fields that a record may leave out because they copy a value
 /// of the original, each with its path in the original. Every alias of
@@ -123,9 +123,7 @@ impl Source<'_> {
 /// The record of an event.
 pub fn encode(event: &Event) -> serde_json::Result<Vec<u8>> {
     let mut bytes = Vec::with_capacity(2048);
-    let from_original = from_original(event);
-    let derived = derived(event, from_original);
-    serde_json::to_writer(&mut bytes, &Record { event, masks: Masks { from_original, derived } })?;
+    serde_json::to_writer(&mut bytes, &Record { event, masks: masks(event) })?;
     Ok(bytes)
 }
 
@@ -138,11 +136,12 @@ pub fn decode(bytes: &[u8]) -> serde_json::Result<Event> {
             "the record leaves out fields this version does not know (masks {from_original:#x}, {derived:#x})"
         )));
     }
+    let lookup = DottedLookup::new(&original);
     for (bit, (path, name)) in FROM_ORIGINAL.iter().enumerate() {
         if from_original & (1 << bit) == 0 {
             continue;
         }
-        let value = lookup_dotted(&original, path).ok_or_else(|| {
+        let value = lookup.get(path).ok_or_else(|| {
             serde::de::Error::custom(format_args!("the record copies {name} from {path}, which it lacks"))
         })?;
         fields.insert((*name).to_owned(), value.clone());
@@ -174,53 +173,115 @@ pub fn decode(bytes: &[u8]) -> serde_json::Result<Event> {
 }
 
 fn parse_time(text: &str) -> serde_json::Result<chrono::DateTime<chrono::Utc>> {
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|time| time.with_timezone(&chrono::Utc))
-        .map_err(serde::de::Error::custom)
+    crate::parse_timestamp(text).map_err(serde::de::Error::custom)
 }
 
-/// The bits of the fields that hold exactly the value at their path in the
-/// original. (No two entries name the same field.)
-fn from_original(event: &Event) -> u64 {
-    let mut mask = 0u64;
-    for (bit, (path, name)) in FROM_ORIGINAL.iter().enumerate() {
-        if let Some(value) = event.fields.get(*name)
-            && lookup_dotted(&event.original, path) == Some(value)
-        {
-            mask |= 1 << bit;
+/// The masks of an event's record, from one pass over its fields:
+/// `from_original`, the fields that hold exactly the value at their path in
+/// the original (no two entries of [`FROM_ORIGINAL`] name the same field);
+/// `derived`, the values that [`DERIVED`] computes from the original, of
+/// those the record does not copy from it already.
+fn masks(event: &Event) -> Masks {
+    let lookup = DottedLookup::new(&event.original);
+    let mut from_original = 0u64;
+    // The event's value of each entry of DERIVED (but `@timestamp`, which
+    // is not one of its fields).
+    let mut held: [Option<&Value>; DERIVED.len()] = [None; DERIVED.len()];
+    for (name, value) in &event.fields {
+        let slots = slots(name);
+        for bit in set_bits(slots.from_original) {
+            if lookup.get(FROM_ORIGINAL[bit].0) == Some(value) {
+                from_original |= 1 << bit;
+            }
+        }
+        for bit in set_bits(slots.derived) {
+            held[bit] = Some(value);
         }
     }
-    mask
-}
-
-/// The bits of the values that [`DERIVED`] computes from the original, of
-/// those the record does not copy from it already.
-fn derived(event: &Event, from_original: u64) -> u64 {
     let empty = Map::new();
     let original = event.original.as_object().unwrap_or(&empty);
     let source = Source { id: event.id, dataset: event.dataset(), original };
-    let mut mask = 0u64;
+    let mut derived = 0u64;
     for (bit, (name, derive)) in DERIVED.iter().enumerate() {
-        if copied(from_original, name) {
+        if slots(name).from_original & from_original != 0 {
             continue;
         }
-        let Some(derived) = derive(&source) else {
+        // Only what the event holds can be left out: nothing to derive for
+        // a field it does not have.
+        let held = match *name {
+            TIMESTAMP => None,
+            _ => match held[bit] {
+                Some(held) => Some(held),
+                None => continue,
+            },
+        };
+        let Some(value) = derive(&source) else {
             continue;
         };
-        let same = match (*name, &derived) {
-            (TIMESTAMP, Value::String(text)) => *text == crate::format_timestamp(event.timestamp),
-            _ => event.fields.get(*name) == Some(&derived),
+        let same = match (held, &value) {
+            (Some(held), value) => held == value,
+            (None, Value::String(text)) => *text == crate::format_timestamp(event.timestamp),
+            (None, _) => false,
         };
         if same {
-            mask |= 1 << bit;
+            derived |= 1 << bit;
         }
     }
-    mask
+    Masks { from_original, derived }
 }
 
-/// Whether the mask names `name` as a copy of the original.
-fn copied(from_original: u64, name: &str) -> bool {
-    FROM_ORIGINAL.iter().enumerate().any(|(bit, (_, copy))| *copy == name && from_original & (1 << bit) != 0)
+/// The places of the bits set in a mask, lowest first.
+fn set_bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        let bit = mask.trailing_zeros() as usize;
+        (mask != 0).then(|| {
+            mask &= mask - 1;
+            bit
+        })
+    })
+}
+
+/// Where a field name sits in [`FROM_ORIGINAL`] and [`DERIVED`]: the bits
+/// that name it in each mask (a field may be in both).
+#[derive(Clone, Copy, Default)]
+struct Slots {
+    from_original: u64,
+    derived: u64,
+}
+
+/// The [`Slots`] of a name; none for a name in neither table. Every field
+/// of a record is checked against the masks, so the names are grouped by
+/// length, and a name is compared with the few of its length only.
+fn slots(name: &str) -> Slots {
+    static BY_LENGTH: std::sync::LazyLock<Vec<Vec<(&'static str, Slots)>>> = std::sync::LazyLock::new(|| {
+        let names = FROM_ORIGINAL.iter().map(|(_, name)| *name).chain(DERIVED.iter().map(|(name, _)| *name));
+        let mut by_length: Vec<Vec<(&'static str, Slots)>> = Vec::new();
+        for name in names {
+            if by_length.len() <= name.len() {
+                by_length.resize(name.len() + 1, Vec::new());
+            }
+            let same_length = &mut by_length[name.len()];
+            if same_length.iter().any(|(known, _)| *known == name) {
+                continue;
+            }
+            let bits = |table: &mut dyn Iterator<Item = &'static str>| {
+                table
+                    .enumerate()
+                    .filter(|(_, entry)| *entry == name)
+                    .fold(0u64, |mask, (bit, _)| mask | 1 << bit)
+            };
+            let slots = Slots {
+                from_original: bits(&mut FROM_ORIGINAL.iter().map(|(_, name)| *name)),
+                derived: bits(&mut DERIVED.iter().map(|(name, _)| *name)),
+            };
+            same_length.push((name, slots));
+        }
+        by_length
+    });
+    BY_LENGTH
+        .get(name.len())
+        .and_then(|same_length| same_length.iter().find(|(known, _)| *known == name))
+        .map_or_else(Slots::default, |(_, slots)| *slots)
 }
 
 #[derive(Clone, Copy)]
@@ -232,11 +293,8 @@ struct Masks {
 impl Masks {
     /// Whether the record leaves `name` out.
     fn leaves_out(self, name: &str) -> bool {
-        copied(self.from_original, name)
-            || DERIVED
-                .iter()
-                .enumerate()
-                .any(|(bit, (derived, _))| *derived == name && self.derived & (1 << bit) != 0)
+        let slots = slots(name);
+        slots.from_original & self.from_original != 0 || slots.derived & self.derived != 0
     }
 }
 
@@ -408,6 +466,26 @@ mod tests {
         let mut event = Event::new(EventIdGenerator::new().next(), Utc::now(), json!({"rule": "x"}));
         event.set(EVENT_DATASET, "falco");
         assert_eq!(encode(&event).unwrap(), serde_json::to_vec(&event).unwrap());
+    }
+
+    /// An event stamped at the end of year 9999 west of Greenwich is in
+    /// year 10000 in UTC, which RFC 3339 cannot write: its record, left out
+    /// time or not, reads back (it used to make the log's reader skip the
+    /// rest of its segment).
+    #[test]
+    fn a_time_past_year_9999_in_utc_reads_back() {
+        let received = "9999-12-31T23:59:59-05:00";
+        let time = crate::parse_timestamp(received).unwrap();
+        let original = json!({"verb": "get", "auditID": "a-1", "requestReceivedTimestamp": received});
+        let mut audit = Event::new(EventIdGenerator::new().next(), time, original);
+        audit.set(EVENT_DATASET, audit::DATASET);
+        let mut other = audit.clone();
+        other.set(EVENT_DATASET, "syslog");
+        for event in [audit, other] {
+            let read = decode(&encode(&event).unwrap()).unwrap();
+            assert_eq!(read.timestamp, time);
+            assert_eq!(read, event);
+        }
     }
 
     #[test]
