@@ -696,6 +696,32 @@ mod tests {
         store.shutdown();
     }
 
+    /// Times outside years 0-9999 (a bad clock, a typo in a replayed
+    /// capture) get partitions whose names carry a signed year: they are
+    /// found again after a restart, not left out of every search.
+    #[test]
+    fn events_stamped_before_year_0_or_after_9999_are_kept_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let times = ["+10000-01-01T04:59:59Z", "-0002-11-27T00:00:00Z", "2025-02-03T08:00:00Z"];
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let events: Vec<Event> = times
+            .iter()
+            .map(|time| {
+                let mut event = audit_event(&store, "alice", "pods", 0);
+                event.timestamp = vigil_schema::parse_timestamp(time).unwrap();
+                event
+            })
+            .collect();
+        store.append_blocking(events).unwrap();
+        wait_for_count(store.searcher(), 3);
+        store.shutdown();
+        drop(store);
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().partitions.all().len(), 3);
+        assert_totals(store.searcher(), &[("", 3), ("user.name:alice", 3)]);
+        store.shutdown();
+    }
+
     /// The present's writer gets the configured threads, each with at least
     /// tantivy's minimum heap even when the configured heap is smaller.
     #[test]

@@ -118,8 +118,20 @@ pub(crate) fn partition_name(start: i64) -> String {
     DateTime::from_timestamp(start, 0).unwrap_or_default().format(NAME_FORMAT).to_string()
 }
 
+/// The start of a partition named by [`partition_name`]. A year before 0
+/// or after 9999 is written with its sign and as many digits as it takes
+/// (`+100000102T000000Z`), which the format cannot read back as one run of
+/// digits: the year is split off first, the rest of the name having a fixed
+/// length.
 fn parse_partition_name(name: &str) -> Option<i64> {
-    NaiveDateTime::parse_from_str(name, NAME_FORMAT).ok().map(|time| time.and_utc().timestamp())
+    let time = match name.strip_prefix(['+', '-']) {
+        None => NaiveDateTime::parse_from_str(name, NAME_FORMAT).ok()?,
+        Some(_) => {
+            let (year, rest) = name.split_at_checked(name.len().checked_sub("0102T150405Z".len())?)?;
+            NaiveDateTime::parse_from_str(&format!("{year}-{rest}"), "%Y-%m%dT%H%M%SZ").ok()?
+        }
+    };
+    Some(time.and_utc().timestamp())
 }
 
 /// Every partition of a data directory, by start.
@@ -242,7 +254,32 @@ const ADDED_FIELD_PREFIXES: &[&str] = &[crate::identifier::HASH_PREFIX];
 mod tests {
     use tantivy::schema::{STORED, STRING, Schema, TEXT};
 
-    use super::compatible;
+    use super::{compatible, parse_partition_name, partition_name};
+
+    #[test]
+    fn every_partition_name_reads_back_as_its_start() {
+        let day = 86_400;
+        let min = chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp().div_euclid(day) * day + day;
+        let max = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp().div_euclid(day) * day;
+        let year_10000 = 253_402_300_800;
+        for start in [
+            0,
+            1_738_540_800,
+            1_738_540_800 + 3600,
+            year_10000,
+            year_10000 + 86_400,
+            -62_201_779_200,
+            min,
+            max,
+        ] {
+            let name = partition_name(start);
+            assert_eq!(parse_partition_name(&name), Some(start), "{name}");
+        }
+        assert_eq!(partition_name(year_10000), "+100000101T000000Z");
+        for name in ["", "+", "-", "x", "+1234", "20250203", "+10000-01-01T000000Z", "2025020T000000Z"] {
+            assert_eq!(parse_partition_name(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn a_partition_schema_may_differ_in_options_but_not_in_fields() {
