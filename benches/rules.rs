@@ -18,6 +18,11 @@ use vigil_ingest::k8s_audit::{self, Context};
 use vigil_rules::{LiveRules, RuleOptions, RuleSet, RuleSource, RulesOrigin};
 use vigil_schema::{Event, EventIdGenerator};
 
+/// The allocator of the `vigil` binary, so per-event costs (allocation
+/// heavy) are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn external(relative: &str) -> Option<PathBuf> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/external").join(relative);
     if path.exists() {

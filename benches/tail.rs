@@ -8,6 +8,11 @@ use std::sync::Arc;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use vigil_ingest::tail::{TailOptions, TailStats, Tailer};
 
+/// The allocator of the `vigil` binary, so per-event costs (allocation
+/// heavy) are the server's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LINES: usize = 50_000;
 
 fn read_cri_lines(c: &mut Criterion) {
