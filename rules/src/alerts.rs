@@ -17,7 +17,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use vigil_schema::{Event, fields};
@@ -376,7 +376,7 @@ fn event_ids_of(connection: &Connection, alert: &mut Alert) -> Result<(), AlertE
 }
 
 fn seconds_between(earlier: &str, later: &str) -> Option<i64> {
-    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok();
+    let parse = |text: &str| vigil_schema::parse_timestamp(text).ok();
     Some((parse(later)? - parse(earlier)?).num_seconds())
 }
 
@@ -579,10 +579,30 @@ fn later(a: &str, b: &str) -> String {
 }
 
 fn min_time(a: &str, b: &str, want_earlier: bool) -> String {
-    let parse = |text: &str| DateTime::parse_from_rfc3339(text).ok().map(|time| time.with_timezone(&Utc));
+    // Times as the schema writes them: a year past 9999 has a sign, and
+    // text order is not time order.
+    let parse = |text: &str| vigil_schema::parse_timestamp(text).ok();
     match (parse(a), parse(b)) {
         (Some(x), Some(y)) if (x <= y) == want_earlier => a.to_owned(),
         (Some(_), Some(_)) => b.to_owned(),
         _ => b.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod time_order_tests {
+    use super::{earlier, later, seconds_between};
+
+    /// A time past year 9999 (an event stamped in 9999 west of Greenwich)
+    /// is written with a signed year, which sorts before digits as text.
+    #[test]
+    fn alert_times_are_compared_as_times_not_text() {
+        let now = "2025-02-03T08:00:00.000000000Z";
+        let far = "+10000-01-01T04:59:59.000000000Z";
+        assert_eq!(earlier(far, now), now);
+        assert_eq!(later(now, far), far);
+        assert_eq!(later(far, now), far);
+        assert_eq!(seconds_between(now, "2025-02-03T08:01:30.000000000Z"), Some(90));
+        assert!(seconds_between(now, far).is_some_and(|gap| gap > 0));
     }
 }
