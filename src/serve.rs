@@ -450,15 +450,17 @@ enum ReloadCause {
 /// Reloads the rules when their files change (polled) or on SIGHUP; runs
 /// until every sender of `requests` is gone. A set that fails to load is
 /// refused whole: the running one stays and the errors are kept for
-/// `/api/v1/rules` and logged.
+/// `/api/v1/rules` and logged. `fingerprint` is the sources' fingerprint
+/// taken before the running set was loaded: a change made after that, even
+/// before this thread first runs, is reloaded.
 fn reload_loop(
     live: Arc<LiveRules>,
     sources: Vec<RuleSource>,
     paths: Vec<PathBuf>,
     options: RuleOptions,
     requests: std::sync::mpsc::Receiver<ReloadCause>,
+    mut fingerprint: u64,
 ) {
-    let mut fingerprint = sources_fingerprint(&sources);
     loop {
         let cause = match requests.recv_timeout(RULES_POLL_INTERVAL) {
             Ok(cause) => cause,
@@ -506,6 +508,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let forward = forward_options(&config)?;
     let sources = rule_sources(config.rules.builtin, &config.rules.paths);
     let options = rule_options(&config.rules);
+    // Taken before loading: a rule file changed while the server starts is
+    // reloaded at the first poll, not missed.
+    let fingerprint = sources_fingerprint(&sources);
     let rules = load_rules(&sources, &options)?;
     tracing::info!(rules = rules.rules().len(), "rules loaded");
     let live = live_rules(rules, &config.rules.paths);
@@ -520,7 +525,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         let (live, paths) = (live.clone(), config.rules.paths.clone());
         std::thread::Builder::new()
             .name("vigil-rules-reload".into())
-            .spawn(move || reload_loop(live, sources, paths, options, reload_receiver))
+            .spawn(move || reload_loop(live, sources, paths, options, reload_receiver, fingerprint))
             .context("cannot start the rules reload thread")?
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -739,5 +744,42 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             std::future::pending::<()>().await;
         }
         tracing::info!("interrupted; shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: &str = "title: Exec\nid: exec-1\nlevel: medium\nlogsource:\n  product: kubernetes\n  service: audit\ndetection:\n  selection:\n    objectRef.subresource: exec\n  condition: selection\n";
+
+    /// The CI caught this: a rule file written right after the server
+    /// answered, before its reload thread had looked at the files, was never
+    /// reloaded, because the thread took the files as they were then as its
+    /// starting point.
+    #[test]
+    fn a_rule_file_changed_before_the_reload_thread_runs_is_reloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("exec.yml"), RULE).unwrap();
+        let paths = vec![dir.path().to_owned()];
+        let sources = rule_sources(false, &paths);
+        let options = RuleOptions::default();
+        let fingerprint = sources_fingerprint(&sources);
+        let live = live_rules(load_rules(&sources, &options).unwrap(), &paths);
+        // Between the first load and the reload thread's first look.
+        std::fs::write(dir.path().join("exec2.yml"), RULE.replace("exec-1", "exec-2")).unwrap();
+        let (requests, receiver) = std::sync::mpsc::channel();
+        let thread = {
+            let live = live.clone();
+            std::thread::spawn(move || reload_loop(live, sources, paths, options, receiver, fingerprint))
+        };
+        let deadline = std::time::Instant::now() + RULES_POLL_INTERVAL * 5;
+        while live.status().rules.rules().len() != 2 {
+            assert!(std::time::Instant::now() < deadline, "the second rule was never loaded");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(live.status().generation, 2);
+        drop(requests);
+        thread.join().unwrap();
     }
 }
