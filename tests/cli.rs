@@ -293,6 +293,11 @@ fn gen_writes_valid_deterministic_audit_events_and_load_measures_a_server() {
     assert!(during["search_ms"]["p99"].as_f64().unwrap() > 0.0, "{report}");
     assert!(during["alert_ms"]["max"].as_f64().unwrap() > 0.0, "{report}");
     assert!(report["server_peak_rss_mib"].as_f64().unwrap() > 0.0, "{report}");
+    // In clock ticks of 10 ms: a light run may read as no time at all.
+    assert!(
+        report["server_cpu_us_per_event_until_searchable"].as_f64().is_some_and(|us| us >= 0.0),
+        "{report}"
+    );
     assert!(report["peak_indexing_lag_seconds"].as_f64().is_some_and(|seconds| seconds >= 0.0), "{report}");
     assert!(report["ingest_events_per_second"].as_f64().unwrap() > 0.0);
     assert!(report["bytes_per_event"].as_f64().unwrap() > 0.0);
