@@ -57,20 +57,29 @@ fn match_builtin_rules(c: &mut Criterion) {
     group.finish();
 }
 
-/// What the index thread does with each record it reads back from the log:
+/// What the WAL thread does with each event (encode its record), and what
+/// the index thread does with each record it reads back from the log:
 /// parse it (putting back the fields it copies from its original), make the
 /// tantivy document, and drop the event.
 fn records_into_documents(c: &mut Criterion) {
     let ids = EventIdGenerator::new();
-    let records: Vec<Vec<u8>> = (0..1000)
-        .map(|n| {
-            let event = k8s_audit::normalize(ids.next(), audit_event(n), &Context::default()).unwrap();
-            vigil_schema::record::encode(&event).unwrap()
-        })
+    let events: Vec<_> = (0..1000)
+        .map(|n| k8s_audit::normalize(ids.next(), audit_event(n), &Context::default()).unwrap())
         .collect();
+    let records: Vec<Vec<u8>> =
+        events.iter().map(|event| vigil_schema::record::encode(event).unwrap()).collect();
     let schema = vigil_index::doc::DocSchema::new();
     let mut group = c.benchmark_group("record");
     group.throughput(Throughput::Elements(records.len() as u64));
+    // What the WAL thread does with each event it is given.
+    group.bench_function("encode_1000_audit_events", |b| {
+        b.iter(|| {
+            events
+                .iter()
+                .map(|event| vigil_schema::record::encode(black_box(event)).unwrap().len())
+                .sum::<usize>()
+        })
+    });
     group.bench_function("decode_1000_audit_records", |b| {
         b.iter(|| {
             records
