@@ -62,6 +62,12 @@ impl Notifier {
 
     /// Queues a new alert for every destination whose level it reaches.
     /// Never waits: a full queue drops the alert for that destination.
+    /// Whether any destination is configured: with none, there is nothing
+    /// to read a new alert back for.
+    pub fn has_destinations(&self) -> bool {
+        !self.queues.is_empty()
+    }
+
     pub fn notify(&self, alert: &Alert) {
         let rank = |level: &str| LEVELS.iter().position(|known| *known == level).unwrap_or(0);
         for queue in &self.queues {
@@ -272,6 +278,7 @@ mod tests {
         };
         let counters = Arc::new(NotificationCounters::for_destinations(&["down".into()]));
         let notifier = Notifier::start(std::slice::from_ref(&destination), counters.clone());
+        assert!(notifier.has_destinations());
         let started = Instant::now();
         for _ in 0..6 {
             notifier.notify(&alert("high"));
@@ -287,6 +294,14 @@ mod tests {
         // Every alert at or above the level is accounted for; the
         // informational one was never queued.
         assert_eq!(failed + dropped_in_all, 6, "failed {failed}, dropped {dropped_in_all}");
+    }
+
+    #[test]
+    fn a_notifier_knows_whether_it_has_destinations() {
+        let counters = Arc::new(NotificationCounters::for_destinations(&[]));
+        let notifier = Notifier::start(&[], counters);
+        assert!(!notifier.has_destinations());
+        notifier.shutdown();
     }
 
     #[test]

@@ -126,7 +126,7 @@ fn consume(
             );
         }
         store.mark_consumed(end);
-        if let Some(notifier) = notifier {
+        if let Some(notifier) = notifier.filter(|notifier| notifier.has_destinations()) {
             for id in &outcome.new_alert_ids {
                 match alerts.get(*id) {
                     Ok(alert) => notifier.notify(&alert),

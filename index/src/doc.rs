@@ -171,8 +171,8 @@ impl DocSchema {
 
         let mut extra = serde_json::Map::new();
         for (name, value) in &event.fields {
-            if let Some(hash) = self.hashes.get(name.as_str()) {
-                match (layout.hashed_identifiers, value.as_str(), self.named.get(name.as_str())) {
+            if let Some(hash) = self.hashes.get(name) {
+                match (layout.hashed_identifiers, value.as_str(), self.named.get(name)) {
                     (true, Some(text), _) => document.add_u64(*hash, crate::identifier::hash(text)),
                     (false, Some(text), Some((_, field))) => document.add_text(*field, text),
                     _ => {}
@@ -182,7 +182,7 @@ impl DocSchema {
             match self.named_field(name) {
                 Some((kind, field)) => add_typed(&mut document, kind, field, value),
                 None => {
-                    extra.insert(name.clone(), value.clone());
+                    extra.insert(name.to_owned(), value.clone());
                 }
             }
         }
@@ -333,7 +333,7 @@ fn leave_out_of_audit<'v>(event: &'v Event, left_out: &mut LeftOut<'v>) {
     // Only where the twin holds the value: an event whose normalizer did
     // not set it keeps the path searchable here.
     for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
-        if event.fields.contains_key(*schema_name) {
+        if event.fields.contains_key(schema_name) {
             left_out.path(&event.original, path);
         }
     }
@@ -469,7 +469,7 @@ mod tests {
             // Only where the twin holds the value: an event whose normalizer did
             // not set it keeps the path searchable here.
             for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
-                if event.fields.contains_key(*schema_name) {
+                if event.fields.contains_key(schema_name) {
                     remove_path(&mut pruned, path);
                 }
             }
@@ -535,11 +535,11 @@ mod tests {
         tantivy::Document::to_json(&document, &schema)
     }
 
-    fn audit(original: Value, twins: &[&str]) -> Event {
+    fn audit(original: Value, twins: &[&'static str]) -> Event {
         let mut event = Event::new(EventIdGenerator::new().next(), Utc::now(), original);
         event.set(fields::EVENT_DATASET, "k8s.audit");
         for twin in twins {
-            event.set(twin, "x");
+            event.set(*twin, "x");
         }
         event
     }

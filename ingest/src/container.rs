@@ -121,7 +121,7 @@ fn add_kubernetes(event: &mut Event, kubernetes: &Map<String, Value>) {
     if let Some(Value::Object(labels)) = kubernetes.get("labels") {
         for (key, value) in labels {
             if let Some(value) = scalar_text(value) {
-                event.set(&format!("kubernetes.labels.{key}"), value);
+                event.set(format!("kubernetes.labels.{key}"), value);
             }
         }
     }
@@ -139,7 +139,7 @@ fn add_structured_line(event: &mut Event, line: &str, parsed: &Map<String, Value
     }
     for (key, value) in parsed.iter().take(MAX_JSON_LABELS) {
         if let Some(text) = scalar_text(value) {
-            event.set(&format!("labels.{key}"), text);
+            event.set(format!("labels.{key}"), text);
         }
     }
 }

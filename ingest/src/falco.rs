@@ -88,7 +88,7 @@ pub fn normalize(id: EventId, original: Value) -> Result<Event, NormalizeError> 
     if let Some(Value::Object(output_fields)) = alert.get("output_fields") {
         for (falco_name, schema_name) in OUTPUT_FIELDS {
             if let Some(value @ (Value::String(_) | Value::Number(_))) = output_fields.get(*falco_name) {
-                event.set(schema_name, value.clone());
+                event.set(*schema_name, value.clone());
             }
         }
         if output_fields.get("k8s.pod.name").is_some_and(Value::is_string) {

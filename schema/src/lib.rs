@@ -21,6 +21,7 @@
 //! ```
 
 pub mod audit;
+mod field_map;
 pub mod fields;
 mod id;
 pub mod record;
@@ -28,14 +29,11 @@ mod sink;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
+pub use field_map::{FieldName, Fields, intern};
 pub use id::{EventId, EventIdGenerator, ParseEventIdError};
 pub use sink::{BoxFuture, EventSink, Receipt, SinkError, SinkErrorKind};
-
-/// The schema's fields of one event, keyed by their flat dotted names
-/// (`user.name`, `orchestrator.resource.type`), in sorted order.
-pub type Fields = Map<String, Value>;
 
 /// One normalized event.
 ///
@@ -57,7 +55,7 @@ impl Event {
 
     /// Sets a schema field; `Value::Null`, empty strings and empty arrays are
     /// not stored, so that a missing value and an absent field look the same.
-    pub fn set(&mut self, name: &str, value: impl Into<Value>) {
+    pub fn set(&mut self, name: impl Into<FieldName>, value: impl Into<Value>) {
         let value = value.into();
         let is_empty = match &value {
             Value::Null => true,
@@ -66,7 +64,7 @@ impl Event {
             _ => false,
         };
         if !is_empty {
-            self.fields.insert(name.to_owned(), value);
+            self.fields.insert(name, value);
         }
     }
 
@@ -93,7 +91,7 @@ impl Event {
     /// The schema's fields as one flat JSON object, with `@timestamp` and
     /// `event.id` included: what the search API shows as `event`.
     pub fn to_schema_json(&self) -> Value {
-        let mut object = self.fields.clone();
+        let mut object = self.fields.to_map();
         object.insert(fields::TIMESTAMP.to_owned(), Value::String(format_timestamp(self.timestamp)));
         object.insert(fields::EVENT_ID.to_owned(), Value::String(self.id.to_string()));
         Value::Object(object)

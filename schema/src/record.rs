@@ -136,6 +136,8 @@ pub fn decode(bytes: &[u8]) -> serde_json::Result<Event> {
             "the record leaves out fields this version does not know (masks {from_original:#x}, {derived:#x})"
         )));
     }
+    // What the record left out, put back in one sort.
+    let mut put_back: Vec<(&'static str, Value)> = Vec::with_capacity(FROM_ORIGINAL.len() + DERIVED.len());
     let lookup = DottedLookup::new(&original);
     for (bit, (path, name)) in FROM_ORIGINAL.iter().enumerate() {
         if from_original & (1 << bit) == 0 {
@@ -144,30 +146,29 @@ pub fn decode(bytes: &[u8]) -> serde_json::Result<Event> {
         let value = lookup.get(path).ok_or_else(|| {
             serde::de::Error::custom(format_args!("the record copies {name} from {path}, which it lacks"))
         })?;
-        fields.insert((*name).to_owned(), value.clone());
+        put_back.push((name, value.clone()));
     }
     let mut timestamp = timestamp.map(|text| parse_time(&text)).transpose()?;
     if derived != 0 {
-        let dataset = fields.get(EVENT_DATASET).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let dataset = fields.get(EVENT_DATASET).and_then(Value::as_str).unwrap_or_default();
         let empty = Map::new();
         let object = original.as_object().unwrap_or(&empty);
         for (bit, (name, derive)) in DERIVED.iter().enumerate() {
             if derived & (1 << bit) == 0 {
                 continue;
             }
-            let value = derive(&Source { id, dataset: &dataset, original: object }).ok_or_else(|| {
+            let value = derive(&Source { id, dataset, original: object }).ok_or_else(|| {
                 serde::de::Error::custom(format_args!(
                     "the record derives {name}, which its original does not give"
                 ))
             })?;
             match (*name, value) {
                 (TIMESTAMP, Value::String(text)) => timestamp = Some(parse_time(&text)?),
-                (_, value) => {
-                    fields.insert((*name).to_owned(), value);
-                }
+                (_, value) => put_back.push((name, value)),
             }
         }
     }
+    fields.extend(put_back);
     let timestamp = timestamp.ok_or_else(|| serde::de::Error::missing_field("@timestamp"))?;
     Ok(Event { id, timestamp, fields, original })
 }
@@ -433,7 +434,7 @@ mod tests {
 
         // A field that happens to be named `@timestamp` is kept.
         let mut named_like_the_time = derived_audit_event();
-        named_like_the_time.fields.insert(TIMESTAMP.into(), json!("a field"));
+        named_like_the_time.fields.insert(TIMESTAMP, json!("a field"));
         assert_eq!(decode(&encode(&named_like_the_time).unwrap()).unwrap(), named_like_the_time);
 
         // A value that differs from what its function gives is kept as it is.

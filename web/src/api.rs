@@ -151,9 +151,7 @@ impl Serialize for SchemaFields<'_> {
         let mut extra = [(fields::TIMESTAMP, &timestamp), (fields::EVENT_ID, &id)].into_iter().peekable();
         let mut map = serializer.serialize_map(Some(event.fields.len() + 2))?;
         for (name, value) in &event.fields {
-            while let Some((extra_name, extra_value)) =
-                extra.next_if(|(extra_name, _)| *extra_name < name.as_str())
-            {
+            while let Some((extra_name, extra_value)) = extra.next_if(|(extra_name, _)| *extra_name < name) {
                 map.serialize_entry(extra_name, extra_value)?;
             }
             map.serialize_entry(name, value)?;

@@ -193,7 +193,7 @@ pub async fn event_page(
         id: event.id.to_string(),
         time: vigil_schema::format_timestamp(event.timestamp),
         message: text_of(&event, fields::MESSAGE),
-        fields: event.fields.iter().map(|(name, value)| (name.clone(), display_value(value))).collect(),
+        fields: event.fields.iter().map(|(name, value)| (name.to_owned(), display_value(value))).collect(),
         pivots,
         original: serde_json::to_string_pretty(&event.original).unwrap_or_default(),
     };
