@@ -13,6 +13,7 @@
 
 use std::net::IpAddr;
 
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Field, IndexRecordOption, IpAddrOptions, JsonObjectOptions,
@@ -42,11 +43,12 @@ pub struct DocSchema {
     pub all: Field,
     pub original: Field,
     pub extra: Field,
-    /// The schema's own fields, by name, with their kind.
-    pub named: std::collections::HashMap<&'static str, (FieldKind, Field)>,
+    /// The schema's own fields, by name, with their kind (looked up for
+    /// every field of every event: a fast hash, not SipHash).
+    pub named: FxHashMap<&'static str, (FieldKind, Field)>,
     /// The hash column of each identifier field (`_hash.<name>`: see
     /// `identifier.rs`), by name.
-    pub hashes: std::collections::HashMap<&'static str, Field>,
+    pub hashes: FxHashMap<&'static str, Field>,
 }
 
 impl DocSchema {
@@ -84,7 +86,7 @@ impl DocSchema {
             .set_expand_dots_enabled();
         let original = builder.add_json_field("_orig", json_options.clone());
         let extra = builder.add_json_field("_extra", json_options.set_fast("raw"));
-        let mut named = std::collections::HashMap::new();
+        let mut named = FxHashMap::default();
         for (name, kind) in fields::ALL {
             if *name == fields::TIMESTAMP || *name == fields::EVENT_ID {
                 continue;
@@ -163,7 +165,9 @@ impl DocSchema {
     /// The tantivy document of an event whose record is already at hand,
     /// for a partition of this layout.
     pub fn to_document_with_stored(&self, event: &Event, stored: &[u8], layout: Layout) -> TantivyDocument {
-        let mut document = TantivyDocument::new();
+        // Room for the record, the original's leaves, the fields and the
+        // free text, so that the document is not grown three times.
+        let mut document = TantivyDocument::with_capacity(stored.len() * 3 + 1024);
         document.add_date(self.timestamp, to_tantivy_time(event.timestamp));
         document.add_u64(self.arrival, (event.id.as_u128() >> 64) as u64);
         document.add_u64(self.seq, event.id.as_u128() as u64);
@@ -212,13 +216,11 @@ impl DocSchema {
         // so their words are found there (phrases too) and not indexed again.
         let message = event.get_str(fields::MESSAGE);
         let in_message = match &event.original {
-            Value::Object(audit) if event.dataset() == vigil_schema::audit::DATASET => {
-                let derived = vigil_schema::audit::message(audit);
-                if derived.is_some() && derived.as_deref() == message {
-                    vigil_schema::audit::message_parts(audit)
-                } else {
-                    Vec::new()
-                }
+            Value::Object(audit)
+                if event.dataset() == vigil_schema::audit::DATASET
+                    && message.is_some_and(|message| vigil_schema::audit::is_message(audit, message)) =>
+            {
+                vigil_schema::audit::message_parts(audit)
             }
             _ => Vec::new(),
         };

@@ -17,6 +17,10 @@ pub(crate) struct LeftOut<'v> {
     /// Objects on the paths walked, with their depth: an object all of
     /// whose entries are left out is left out too.
     on_paths: Vec<(usize, &'v Value)>,
+    /// The last root walked from (by address), and whether none of its
+    /// keys holds a dot (most events): a dotted path then starts with its
+    /// first segment, and its longer heads are not looked up.
+    plain_root: Option<(usize, bool)>,
 }
 
 fn address(value: &Value) -> usize {
@@ -33,7 +37,24 @@ impl<'v> LeftOut<'v> {
     /// level the whole rest of the path as a key, else the first head that
     /// is a key, walked into.
     pub(crate) fn path(&mut self, value: &'v Value, path: &str) {
-        self.walk(value, path, 0);
+        let plain = match self.plain_root {
+            Some((root, plain)) if root == address(value) => plain,
+            _ => {
+                let plain =
+                    value.as_object().is_some_and(|object| !object.keys().any(|key| key.contains('.')));
+                self.plain_root = Some((address(value), plain));
+                plain
+            }
+        };
+        match path.split_once('.') {
+            Some((head, rest)) if plain => {
+                if let Some(child) = value.get(head) {
+                    self.on_paths.push((0, child));
+                    self.walk(child, rest, 1);
+                }
+            }
+            _ => self.walk(value, path, 0),
+        }
     }
 
     fn walk(&mut self, value: &'v Value, path: &str, depth: usize) {

@@ -107,18 +107,65 @@ pub fn event_type(verb: &str) -> &'static str {
 
 /// The event's one-line summary: `alice get secrets prod/db (200)`.
 pub fn message(audit: &Map<String, Value>) -> Option<String> {
+    let mut message = String::with_capacity(64);
+    message_pieces(audit, &mut |piece| {
+        message.push_str(piece);
+        true
+    })?;
+    Some(message)
+}
+
+/// Whether `text` is the event's [`message`], without building it (the
+/// index and the log's records ask for every audit event).
+pub fn is_message(audit: &Map<String, Value>, text: &str) -> bool {
+    let mut rest = text;
+    let whole = message_pieces(audit, &mut |piece| match rest.strip_prefix(piece) {
+        Some(after) => {
+            rest = after;
+            true
+        }
+        None => false,
+    });
+    whole == Some(true) && rest.is_empty()
+}
+
+/// Gives [`message`] piece by piece to `piece`, which answers whether to go
+/// on; `None` for an event without a verb, else whether every piece was taken.
+fn message_pieces(audit: &Map<String, Value>, piece: &mut dyn FnMut(&str) -> bool) -> Option<bool> {
     let verb = str_at(audit, &["verb"])?;
     let user_name = str_at(audit, &["user", "username"]).unwrap_or("(unknown user)");
-    let target = describe_target(audit);
-    let mut message = format!("{user_name} {verb} {target}");
-    if let Some(effective) = str_at(audit, &["impersonatedUser", "username"]) {
-        message.push_str(" as ");
-        message.push_str(effective);
+    let mut digits = [0u8; 20];
+    let code = status_code(audit).map(|code| decimal(code, &mut digits));
+    Some(
+        piece(user_name)
+            && piece(" ")
+            && piece(verb)
+            && piece(" ")
+            && target_pieces(audit, piece)
+            && str_at(audit, &["impersonatedUser", "username"])
+                .is_none_or(|effective| piece(" as ") && piece(effective))
+            && code.is_none_or(|code| piece(" (") && piece(code) && piece(")")),
+    )
+}
+
+/// A number in decimal, written at the end of `digits`.
+fn decimal(number: i64, digits: &mut [u8; 20]) -> &str {
+    let mut at = digits.len();
+    let mut rest = number.unsigned_abs();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
     }
-    if let Some(code) = status_code(audit) {
-        message.push_str(&format!(" ({code})"));
+    if number < 0 {
+        at -= 1;
+        digits[at] = b'-';
     }
-    Some(message)
+    // ASCII digits and a sign.
+    std::str::from_utf8(&digits[at..]).unwrap_or_default()
 }
 
 /// The strings of the original that [`message`] holds whole, each as one
@@ -138,21 +185,21 @@ pub fn message_parts(audit: &Map<String, Value>) -> Vec<&str> {
     parts
 }
 
-fn describe_target(audit: &Map<String, Value>) -> String {
+/// The target of the request, piece by piece: `secrets prod/db`,
+/// `pods/exec prod/web`, `pods in prod`, `nodes n1`, else its URI.
+fn target_pieces(audit: &Map<String, Value>, piece: &mut dyn FnMut(&str) -> bool) -> bool {
     let Some(resource) = str_at(audit, &["objectRef", "resource"]) else {
-        return str_at(audit, &["requestURI"]).unwrap_or("(no target)").to_owned();
+        return piece(str_at(audit, &["requestURI"]).unwrap_or("(no target)"));
     };
-    let mut target = resource.to_owned();
-    if let Some(subresource) = str_at(audit, &["objectRef", "subresource"]) {
-        target = format!("{target}/{subresource}");
-    }
-    let namespace = str_at(audit, &["objectRef", "namespace"]);
-    match (namespace, str_at(audit, &["objectRef", "name"])) {
-        (Some(namespace), Some(name)) => format!("{target} {namespace}/{name}"),
-        (Some(namespace), None) => format!("{target} in {namespace}"),
-        (None, Some(name)) => format!("{target} {name}"),
-        (None, None) => target,
-    }
+    piece(resource)
+        && str_at(audit, &["objectRef", "subresource"])
+            .is_none_or(|subresource| piece("/") && piece(subresource))
+        && match (str_at(audit, &["objectRef", "namespace"]), str_at(audit, &["objectRef", "name"])) {
+            (Some(namespace), Some(name)) => piece(" ") && piece(namespace) && piece("/") && piece(name),
+            (Some(namespace), None) => piece(" in ") && piece(namespace),
+            (None, Some(name)) => piece(" ") && piece(name),
+            (None, None) => true,
+        }
 }
 
 #[cfg(test)]
@@ -198,7 +245,17 @@ mod tests {
             (json!({"verb": "get"}), "(unknown user) get (no target)"),
         ];
         for (original, message) in cases {
-            assert_eq!(super::message(&audit(original)).as_deref(), Some(message));
+            let original = audit(original);
+            assert_eq!(super::message(&original).as_deref(), Some(message));
+            assert!(is_message(&original, message), "{message}");
+            // A message that differs anywhere is not the event's.
+            for other in [&message[1..], &message[..message.len() - 1], &format!("{message} "), "", "x"] {
+                assert!(!is_message(&original, other), "{other:?} taken for {message:?}");
+            }
+        }
+        assert!(!is_message(&audit(json!({"user": {"username": "ann"}})), "ann"), "no verb, no message");
+        for code in [0, 7, 10, 200, 99999, -1, -404, i64::MAX, i64::MIN] {
+            assert_eq!(decimal(code, &mut [0; 20]), code.to_string());
         }
         assert_eq!(super::message(&audit(json!({"user": {"username": "ann"}}))), None, "no verb");
     }
