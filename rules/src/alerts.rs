@@ -398,20 +398,15 @@ impl AlertStore for SqliteAlertStore {
         for (found, event) in matches {
             let rule = &found.rule;
             let event_id = event.id.to_string();
+            // A match is marked seen once: under its request's key when it
+            // has one (the same event again has the same key, and so has
+            // another stage of its request), else under the event's id.
+            let key = request_key(event);
             let first_time = transaction
                 .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
-                .execute(params![rule.id, event_id])?
+                .execute(params![rule.id, key.as_deref().unwrap_or(&event_id)])?
                 == 1;
-            let first_for_request = match request_key(event) {
-                Some(key) => {
-                    transaction
-                        .prepare_cached("INSERT OR IGNORE INTO seen (rule_id, key) VALUES (?1, ?2)")?
-                        .execute(params![rule.id, key])?
-                        == 1
-                }
-                None => true,
-            };
-            if !(first_time && first_for_request) {
+            if !first_time {
                 outcome.duplicates += 1;
                 continue;
             }

@@ -167,6 +167,32 @@ fn one_request_raises_one_alert_and_replays_change_nothing() {
     assert_eq!(without_rowid(&path), 0);
 }
 
+#[test]
+fn an_event_without_a_request_is_counted_once_however_often_it_is_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteAlertStore::open(&dir.path().join("alerts.db")).unwrap();
+    let rules = builtin();
+    let ids = EventIdGenerator::new();
+    let falco = || {
+        let alert = json!({"time": "2026-11-20T10:00:00Z", "rule": "Container escape attempt", "priority": "Critical",
+            "output": "escape", "source": "syscall", "hostname": "node-1"});
+        vigil_ingest::falco::normalize(ids.next(), alert).unwrap()
+    };
+    // Two alike events (two ids), the first of them again.
+    let (first, second) = (falco(), falco());
+    let matches: Vec<(RuleMatch, &Event)> = [&first, &second, &first]
+        .into_iter()
+        .flat_map(|event| rules.evaluate(event).into_iter().map(move |found| (found, event)))
+        .collect();
+    assert_eq!(matches.len(), 3);
+    let context = |checkpoint| RecordContext { checkpoint, rules_commit: None };
+    let outcome = store.record(&matches, context("c1")).unwrap();
+    assert_eq!((outcome.new_alerts, outcome.updated_alerts, outcome.duplicates), (1, 1, 1));
+    assert_eq!(store.record(&matches, context("c2")).unwrap().duplicates, 3);
+    let alerts = store.list(None, 10).unwrap();
+    assert_eq!((alerts.len(), alerts[0].count, alerts[0].event_ids.len()), (1, 2, 2));
+}
+
 fn one_request_raises_one_alert(store: &SqliteAlertStore) {
     let rules = builtin();
     let exec = |stage: &str, audit_id: &str| {
