@@ -116,7 +116,7 @@ pub fn message(audit: &Map<String, Value>) -> Option<String> {
 }
 
 /// Whether `text` is the event's [`message`], without building it (the
-/// index and the log's records ask for every audit event).
+/// index asks for every audit event).
 pub fn is_message(audit: &Map<String, Value>, text: &str) -> bool {
     let mut rest = text;
     let whole = message_pieces(audit, &mut |piece| match rest.strip_prefix(piece) {

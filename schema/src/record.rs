@@ -216,14 +216,6 @@ fn masks(event: &Event) -> Masks {
                 None => continue,
             },
         };
-        // The message is compared piece by piece, not built (every audit
-        // event has one).
-        if let (MESSAGE, Some(audit), Some(Value::String(text))) = (*name, source.audit(), held) {
-            if audit::is_message(audit, text) {
-                derived |= 1 << bit;
-            }
-            continue;
-        }
         let Some(value) = derive(&source) else {
             continue;
         };
