@@ -194,7 +194,7 @@ impl DocSchema {
             document.add_field_value(self.extra, &Value::Object(extra));
         }
         if event.original.is_object() {
-            let mut left_out = LeftOut::default();
+            let mut left_out = LeftOut::new(&event.original);
             match event.dataset() {
                 "k8s.audit" => leave_out_of_audit(event, &mut left_out),
                 "k8s.container" => leave_out_of_container(
@@ -205,7 +205,7 @@ impl DocSchema {
                 ),
                 _ => {}
             }
-            document.add_field_value(self.original, left_out.view(&event.original));
+            document.add_field_value(self.original, left_out.view());
         }
         // Free text is `message` (a field of its own, searched with `_all`)
         // and every string of the original, but for identifiers and times.
@@ -336,11 +336,11 @@ fn leave_out_of_audit<'v>(event: &'v Event, left_out: &mut LeftOut<'v>) {
     // not set it keeps the path searchable here.
     for (path, schema_name) in fields::K8S_AUDIT_ALIASES {
         if event.fields.contains_key(schema_name) {
-            left_out.path(&event.original, path);
+            left_out.path(path);
         }
     }
     for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
-        left_out.key(&event.original, key);
+        left_out.key(key);
     }
 }
 
@@ -357,10 +357,10 @@ fn leave_out_of_container<'v>(
     left_out: &mut LeftOut<'v>,
 ) {
     if let Some(key) = container_time_key(original, timestamp) {
-        left_out.key(original, key);
+        left_out.key(key);
     }
     for path in container_paths_answered(original, message) {
-        left_out.path(original, path);
+        left_out.path(path);
     }
 }
 
@@ -575,9 +575,9 @@ mod tests {
         for (original, twins) in cases {
             let event = audit(original, &twins);
             let copied = reference::prune_audit_for_original_index(&event);
-            let mut left_out = LeftOut::default();
+            let mut left_out = LeftOut::new(&event.original);
             leave_out_of_audit(&event, &mut left_out);
-            let view = left_out.view(&event.original);
+            let view = left_out.view();
             assert_eq!(
                 as_indexed(|document, field| document.add_field_value(field, view)),
                 as_indexed(|document, field| document.add_field_value(field, &copied)),
@@ -606,9 +606,9 @@ mod tests {
         ];
         for (original, message) in cases {
             let copied = reference::prune_container_for_original_index(&original, message, timestamp);
-            let mut left_out = LeftOut::default();
+            let mut left_out = LeftOut::new(&original);
             leave_out_of_container(&original, message, timestamp, &mut left_out);
-            let view = left_out.view(&original);
+            let view = left_out.view();
             assert_eq!(
                 as_indexed(|document, field| document.add_field_value(field, view)),
                 as_indexed(|document, field| document.add_field_value(field, &copied)),

@@ -11,16 +11,18 @@ use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf, Value as Tan
 
 /// Nodes of one original left out of the view, by address (a handful per
 /// event: a scan beats a set).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct LeftOut<'v> {
+    /// The original.
+    root: &'v Value,
+    /// Whether a top-level key of the original holds a dot; when none
+    /// does (most events), a dotted path starts with its first segment,
+    /// and its longer heads are not looked up.
+    dotted_keys: bool,
     nodes: Vec<usize>,
     /// Objects on the paths walked, with their depth: an object all of
     /// whose entries are left out is left out too.
     on_paths: Vec<(usize, &'v Value)>,
-    /// The last root walked from (by address), and whether none of its
-    /// keys holds a dot (most events): a dotted path then starts with its
-    /// first segment, and its longer heads are not looked up.
-    plain_root: Option<(usize, bool)>,
 }
 
 fn address(value: &Value) -> usize {
@@ -28,6 +30,16 @@ fn address(value: &Value) -> usize {
 }
 
 impl<'v> LeftOut<'v> {
+    /// Nothing left out of `root` yet.
+    pub(crate) fn new(root: &'v Value) -> LeftOut<'v> {
+        LeftOut {
+            root,
+            dotted_keys: vigil_schema::has_dotted_keys(root),
+            nodes: Vec::new(),
+            on_paths: Vec::new(),
+        }
+    }
+
     fn contains(&self, value: &Value) -> bool {
         self.nodes.contains(&address(value))
     }
@@ -36,24 +48,16 @@ impl<'v> LeftOut<'v> {
     /// themselves (`annotations.authorization.k8s.io/decision`): at each
     /// level the whole rest of the path as a key, else the first head that
     /// is a key, walked into.
-    pub(crate) fn path(&mut self, value: &'v Value, path: &str) {
-        let plain = match self.plain_root {
-            Some((root, plain)) if root == address(value) => plain,
-            _ => {
-                let plain =
-                    value.as_object().is_some_and(|object| !object.keys().any(|key| key.contains('.')));
-                self.plain_root = Some((address(value), plain));
-                plain
-            }
-        };
+    pub(crate) fn path(&mut self, path: &str) {
+        let root = self.root;
         match path.split_once('.') {
-            Some((head, rest)) if plain => {
-                if let Some(child) = value.get(head) {
+            Some((head, rest)) if !self.dotted_keys => {
+                if let Some(child) = root.get(head) {
                     self.on_paths.push((0, child));
                     self.walk(child, rest, 1);
                 }
             }
-            _ => self.walk(value, path, 0),
+            _ => self.walk(root, path, 0),
         }
     }
 
@@ -73,18 +77,19 @@ impl<'v> LeftOut<'v> {
     }
 
     /// Leaves out a key of the top-level object.
-    pub(crate) fn key(&mut self, value: &'v Value, key: &str) {
-        if let Some(found) = value.get(key) {
+    pub(crate) fn key(&mut self, key: &str) {
+        if let Some(found) = self.root.get(key) {
             self.nodes.push(address(found));
         }
     }
 
     /// The view of `original` without what was left out. Objects on the
     /// paths walked that are left empty are left out too, deepest first.
-    pub(crate) fn view<'a>(&'a mut self, original: &'a Value) -> Pruned<'a>
+    pub(crate) fn view<'a>(&'a mut self) -> Pruned<'a>
     where
         'v: 'a,
     {
+        let original = self.root;
         let mut on_paths = std::mem::take(&mut self.on_paths);
         // Deepest first (a stable sort: walk order within a depth).
         on_paths.sort_by_key(|&(depth, _)| std::cmp::Reverse(depth));

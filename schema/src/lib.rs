@@ -123,6 +123,13 @@ pub fn lookup_dotted<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     None
 }
 
+/// Whether a key of `value`'s top-level object holds a dot (few events'
+/// do): when none does, a dotted name can only start with its first
+/// segment there.
+pub fn has_dotted_keys(value: &Value) -> bool {
+    value.as_object().is_some_and(|object| object.keys().any(|key| key.as_bytes().contains(&b'.')))
+}
+
 /// [`lookup_dotted`] over one value, many times: when no key of its
 /// top-level object holds a dot (most events), a dotted name can only start
 /// with its first segment, and the flat keys it cannot be are not looked up.
@@ -133,9 +140,7 @@ pub(crate) struct DottedLookup<'v> {
 
 impl<'v> DottedLookup<'v> {
     pub(crate) fn new(value: &'v Value) -> DottedLookup<'v> {
-        let top_keys_with_dots =
-            value.as_object().is_some_and(|object| object.keys().any(|key| key.as_bytes().contains(&b'.')));
-        DottedLookup { value, top_keys_with_dots }
+        DottedLookup { value, top_keys_with_dots: has_dotted_keys(value) }
     }
 
     /// What [`lookup_dotted`] gives for `path`.
