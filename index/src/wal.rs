@@ -5,12 +5,21 @@
 //! wal/00000000000000000001.wal:  [len: u32 LE][crc32: u32 LE][event record (vigil_schema::record)] ...
 //! ```
 //!
+//! The checksum covers the record. The length's top bit marks the last
+//! record of a write group (logs written before it existed have no marks).
+//! A record is a JSON object: its first byte is `{`.
+//!
 //! An append writes a whole group of batches and fsyncs once (group commit);
 //! only then are the batches acknowledged. A write that fails is cut back off
-//! the file, so a later append never follows half a record. On open, a torn
-//! record at the end of the last segment (a crash in the middle of a write,
-//! never acknowledged) is cut off, and appends go to a fresh segment, so that
-//! replay only ever reads closed files.
+//! the file, so a later append never follows half a record. On open, what
+//! follows the last whole group of the last segment (a crash in the middle
+//! of a write: never acknowledged) is cut off, and appends go to a fresh
+//! segment, so that replay only ever reads closed files.
+//!
+//! A damaged record among acknowledged ones (a failing disk) costs only
+//! itself: readers log it and look for the next whole record after it (a
+//! plausible length, a `{`, a checksum that holds), so its neighbours are
+//! still read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -23,6 +32,8 @@ use vigil_schema::Event;
 /// file is corrupt.
 const MAX_RECORD_BYTES: u32 = 256 * 1024 * 1024;
 pub(crate) const HEADER_BYTES: u64 = 8;
+/// The length's top bit: the last record of a write group.
+const GROUP_END: u32 = 1 << 31;
 
 /// A place in the log: just past a record.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -71,12 +82,12 @@ impl Wal {
         let mut end = WalPosition::default();
         if let Some(&last) = segments.last() {
             let path = segment_path(dir, last);
-            let valid = valid_length(&path)?;
+            let valid = acknowledged_length(&path)?;
             let actual = fs::metadata(&path)?.len();
             if valid < actual {
                 tracing::warn!(
                     segment = %path.display(), cut_bytes = actual - valid,
-                    "cutting a torn record off the end of the write-ahead log (it was never acknowledged)"
+                    "cutting an unfinished write off the end of the write-ahead log (it was never acknowledged)"
                 );
                 let file = OpenOptions::new().write(true).open(&path)?;
                 file.set_len(valid)?;
@@ -115,15 +126,20 @@ impl Wal {
         }
         let mut buffer = Vec::new();
         let mut positions = Vec::new();
+        let mut last_header = None;
         for payload in payloads {
             let length = u32::try_from(payload.len())
                 .ok()
-                .filter(|length| *length <= MAX_RECORD_BYTES)
-                .ok_or_else(|| io::Error::other("event too large for the write-ahead log"))?;
+                .filter(|length| (1..=MAX_RECORD_BYTES).contains(length))
+                .ok_or_else(|| io::Error::other("event empty or too large for the write-ahead log"))?;
+            last_header = Some(buffer.len());
             buffer.extend_from_slice(&length.to_le_bytes());
             buffer.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
             buffer.extend_from_slice(payload);
             positions.push(WalPosition { segment: self.segment, offset: self.len + buffer.len() as u64 });
+        }
+        if let Some(at) = last_header {
+            buffer[at + 3] |= (GROUP_END >> 24) as u8;
         }
         let written = self.file.write_all(&buffer).and_then(|()| self.file.sync_data());
         if let Err(error) = written {
@@ -161,23 +177,76 @@ fn create_segment(dir: &Path, segment: u64) -> io::Result<File> {
     Ok(file)
 }
 
-/// The length of the prefix of a segment made of whole, intact records.
-fn valid_length(path: &Path) -> io::Result<u64> {
+/// The length of a segment's acknowledged part: up to the end of its last
+/// whole write group. A damaged record before that is logged and skipped
+/// (its neighbours are kept). In a segment without group marks (written
+/// by an earlier version, or whose first group is unfinished), the part
+/// before the first damaged record.
+fn acknowledged_length(path: &Path) -> io::Result<u64> {
     let mut reader = SegmentReader::open(path, 0)?;
+    let mut group_end = None;
+    let mut first_damage = None;
+    let mut damaged = Vec::new();
     let mut valid = 0;
     while let Some(record) = reader.next_record() {
         match record {
-            Ok((offset, _)) => valid = offset,
-            Err(_) => break,
+            Ok(record) => {
+                valid = record.end;
+                if record.group_end {
+                    group_end = Some(record.end);
+                }
+            }
+            Err(RecordError::Io(error)) => return Err(error),
+            Err(_) => {
+                let at = reader.offset;
+                first_damage.get_or_insert(at);
+                match reader.resync(u64::MAX)? {
+                    Some(next) => damaged.push((at, next)),
+                    None => break,
+                }
+            }
         }
     }
-    Ok(valid)
+    let Some(group_end) = group_end else { return Ok(first_damage.unwrap_or(valid)) };
+    for (from, to) in damaged.into_iter().filter(|(from, _)| *from < group_end) {
+        tracing::error!(
+            segment = %path.display(), from, to,
+            "damaged write-ahead log records among acknowledged ones: these bytes are skipped, the records after them are kept"
+        );
+    }
+    Ok(group_end)
+}
+
+/// The offset in `bytes` of the first whole record: a plausible length, a
+/// payload that starts with `{`, a checksum that holds.
+fn find_record(bytes: &[u8]) -> Option<usize> {
+    let header = HEADER_BYTES as usize;
+    (0..bytes.len().saturating_sub(header)).find(|&at| {
+        let word = |from: usize| {
+            u32::from_le_bytes([bytes[from], bytes[from + 1], bytes[from + 2], bytes[from + 3]])
+        };
+        let length = (word(at) & !GROUP_END) as usize;
+        let payload = at + header;
+        (1..=MAX_RECORD_BYTES as usize).contains(&length)
+            && payload + length <= bytes.len()
+            && bytes[payload] == b'{'
+            && crc32fast::hash(&bytes[payload..payload + length]) == word(at + 4)
+    })
 }
 
 /// Reads the records of one segment from an offset.
 struct SegmentReader {
     reader: BufReader<File>,
     offset: u64,
+}
+
+/// A record read back.
+struct Record {
+    /// The offset just past it.
+    end: u64,
+    payload: Vec<u8>,
+    /// The last record of its write group.
+    group_end: bool,
 }
 
 /// A record that could not be read back.
@@ -200,8 +269,9 @@ impl SegmentReader {
         Ok(SegmentReader { reader: BufReader::with_capacity(1 << 20, file), offset })
     }
 
-    /// The next record and the offset just past it; `None` at a clean end.
-    fn next_record(&mut self) -> Option<Result<(u64, Vec<u8>), RecordError>> {
+    /// The next record; `None` at a clean end. After an error, `offset` is
+    /// where the record that failed starts.
+    fn next_record(&mut self) -> Option<Result<Record, RecordError>> {
         let mut header = [0u8; HEADER_BYTES as usize];
         match read_full(&mut self.reader, &mut header) {
             Ok(0) => return None,
@@ -209,9 +279,12 @@ impl SegmentReader {
             Ok(_) => {}
             Err(error) => return Some(Err(RecordError::Io(error))),
         }
-        let length = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let marked = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let length = marked & !GROUP_END;
         let checksum = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        if length > MAX_RECORD_BYTES {
+        // No record is empty: a run of zeros (a file extended but never
+        // written, after a crash) is not a run of records.
+        if length == 0 || length > MAX_RECORD_BYTES {
             return Some(Err(RecordError::Length(length)));
         }
         let payload = match read_payload(&mut self.reader, length as usize) {
@@ -223,7 +296,23 @@ impl SegmentReader {
             return Some(Err(RecordError::Checksum));
         }
         self.offset += HEADER_BYTES + u64::from(length);
-        Some(Ok((self.offset, payload)))
+        Some(Ok(Record { end: self.offset, payload, group_end: marked & GROUP_END != 0 }))
+    }
+
+    /// After a damaged record (at `offset`): moves to the next whole record
+    /// before `limit` and returns its offset, or to `limit` (or the end of
+    /// the file) and returns `None` when there is none.
+    fn resync(&mut self, limit: u64) -> io::Result<Option<u64>> {
+        let from = self.offset + 1;
+        let limit = limit.min(self.reader.get_ref().metadata()?.len());
+        io::Seek::seek(&mut self.reader, io::SeekFrom::Start(from))?;
+        let mut rest = Vec::new();
+        #[allow(clippy::disallowed_methods, reason = "bounded by take: the rest of one segment at most")]
+        (&mut self.reader).take(limit.saturating_sub(from)).read_to_end(&mut rest)?;
+        let found = find_record(&rest).map(|at| from + at as u64);
+        self.offset = found.unwrap_or(from + rest.len() as u64);
+        io::Seek::seek(&mut self.reader, io::SeekFrom::Start(self.offset))?;
+        Ok(found)
     }
 }
 
@@ -261,10 +350,10 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Reads every event after `from` up to `until` (both positions), calling
-/// `visit` with each event and the position past it. A damaged record stops
-/// the reading of its segment, with an error logged; a whole record (its
-/// checksum holds) that is not an event this version reads is skipped
-/// alone, with an error logged.
+/// `visit` with each event and the position past it. A damaged record is
+/// skipped, with an error logged, and reading goes on at the next whole
+/// record; so is a whole record (its checksum holds) that is not an event
+/// this version reads.
 pub fn replay(
     dir: &Path,
     from: WalPosition,
@@ -281,21 +370,21 @@ pub fn replay(
         let mut reader = SegmentReader::open(&path, start)?;
         while let Some(record) = reader.next_record() {
             match record {
-                Ok((offset, payload)) => match vigil_schema::record::decode(&payload) {
+                Ok(Record { end, payload, .. }) => match vigil_schema::record::decode(&payload) {
                     Ok(event) => {
                         replayed += 1;
-                        visit(event, WalPosition { segment, offset });
+                        visit(event, WalPosition { segment, offset: end });
                     }
-                    Err(error) => {
-                        skip_unreadable(segment, offset - payload.len() as u64 - HEADER_BYTES, &error)
-                    }
+                    Err(error) => skip_unreadable(segment, end - payload.len() as u64 - HEADER_BYTES, &error),
                 },
+                Err(RecordError::Io(error)) => return Err(error),
                 Err(error) => {
-                    tracing::error!(
-                        segment = %path.display(), offset = reader.offset, %error,
-                        "damaged write-ahead log record: the rest of this segment is skipped"
-                    );
-                    break;
+                    let at = reader.offset;
+                    let next = reader.resync(u64::MAX)?;
+                    skip_damaged(segment, at, next, &error);
+                    if next.is_none() {
+                        break;
+                    }
                 }
             }
         }
@@ -308,6 +397,20 @@ pub fn replay(
 /// not.
 fn skip_unreadable(segment: u64, offset: u64, error: &serde_json::Error) {
     tracing::error!(segment, offset, %error, "a write-ahead log record is not an event this version reads; it alone is skipped");
+}
+
+/// Logs a damaged record at a segment's offset, and where reading resumes.
+fn skip_damaged(segment: u64, offset: u64, resumed_at: Option<u64>, error: &RecordError) {
+    match resumed_at {
+        Some(resumed_at) => tracing::error!(
+            segment, offset, resumed_at, %error,
+            "damaged write-ahead log record: its bytes are skipped, the records after them are read"
+        ),
+        None => tracing::error!(
+            segment, offset, %error,
+            "damaged write-ahead log record: no whole record follows it in its segment"
+        ),
+    }
 }
 
 /// How many whole records the log holds after `from`, read while it may be
@@ -332,29 +435,19 @@ pub fn count_after(dir: &Path, from: WalPosition) -> io::Result<u64> {
     Ok(count)
 }
 
-/// Why the log could not be read back.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// Opening or reading a segment failed: worth trying again.
-    #[error(transparent)]
-    Io(#[from] io::Error),
-    /// A record is damaged: the rest of its segment cannot be read.
-    #[error("segment {segment} at offset {offset}: {problem}")]
-    Damaged { segment: u64, offset: u64, problem: String },
-}
-
 /// Reads at most `max_events` events after `from`, none past `until`,
 /// calling `visit` with each event, its record's bytes and the position past
 /// it; returns the position reached. Unlike [`replay`], it reads while the
-/// log is being appended to: `until` must be a durable position, and a
-/// damaged record is an error rather than the end of its segment.
+/// log is being appended to: `until` must be a durable position. A damaged
+/// record is skipped as in [`replay`]; an I/O error is returned (worth
+/// trying again).
 pub fn read_range(
     dir: &Path,
     from: WalPosition,
     until: WalPosition,
     max_events: usize,
     visit: &mut dyn FnMut(Event, Vec<u8>, WalPosition),
-) -> Result<WalPosition, ReadError> {
+) -> io::Result<WalPosition> {
     let mut position = from;
     let mut read = 0;
     while position < until && read < max_events {
@@ -374,20 +467,17 @@ pub fn read_range(
                 tracing::error!(segment = %path.display(), "a write-ahead log segment is missing; its events are skipped");
                 None
             }
-            Err(error) => return Err(error.into()),
+            Err(error) => return Err(error),
         };
+        // What is durable in this segment.
+        let limit = if position.segment == until.segment { until.offset } else { u64::MAX };
         while let Some(reader) = reader.as_mut()
             && read < max_events
         {
-            let damaged = |problem: String| ReadError::Damaged {
-                segment: position.segment,
-                offset: position.offset,
-                problem,
-            };
             match reader.next_record() {
                 None => break,
-                Some(Ok((offset, payload))) => {
-                    let next = WalPosition { segment: position.segment, offset };
+                Some(Ok(Record { end, payload, .. })) => {
+                    let next = WalPosition { segment: position.segment, offset: end };
                     if next > until {
                         return Ok(position);
                     }
@@ -398,8 +488,16 @@ pub fn read_range(
                     position = next;
                     read += 1;
                 }
-                Some(Err(RecordError::Io(error))) => return Err(error.into()),
-                Some(Err(error)) => return Err(damaged(error.to_string())),
+                Some(Err(RecordError::Io(error))) => return Err(error),
+                Some(Err(error)) => {
+                    let next = reader.resync(limit)?;
+                    skip_damaged(position.segment, position.offset, next, &error);
+                    match next {
+                        Some(offset) => position.offset = offset,
+                        None if position.segment == until.segment => return Ok(until),
+                        None => break,
+                    }
+                }
             }
         }
         if read >= max_events || position.segment >= until.segment {
@@ -409,11 +507,11 @@ pub fn read_range(
         match list_segments(dir)?.into_iter().find(|segment| *segment > position.segment) {
             Some(segment) if segment <= until.segment => position = WalPosition { segment, offset: 0 },
             _ => {
-                return Err(ReadError::Damaged {
-                    segment: position.segment + 1,
-                    offset: 0,
-                    problem: "no segment holds the rest of the log".into(),
-                });
+                tracing::error!(
+                    after = position.segment,
+                    "no write-ahead log segment holds the rest of the log; the events up to the durable end are skipped"
+                );
+                return Ok(until);
             }
         }
     }
@@ -493,6 +591,110 @@ mod tests {
         wal.append(&more).unwrap();
         let all = read_all(dir.path());
         assert_eq!(all.len(), 5);
+    }
+
+    /// The offsets at which the records of a segment start.
+    fn record_starts(path: &Path) -> Vec<usize> {
+        let bytes = fs::read(path).unwrap();
+        let mut starts = Vec::new();
+        let mut at = 0;
+        while at < bytes.len() {
+            starts.push(at);
+            let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) & !GROUP_END;
+            at += HEADER_BYTES as usize + length as usize;
+        }
+        starts
+    }
+
+    fn edit(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+        let mut bytes = fs::read(path).unwrap();
+        change(&mut bytes);
+        fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_damaged_record_among_acknowledged_ones_costs_only_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(15);
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        for group in written.chunks(5) {
+            wal.append(group).unwrap();
+        }
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        let length = fs::metadata(&path).unwrap().len();
+        // A bit flips in the payload of the second record, and the length
+        // of the seventh is garbled.
+        let starts = record_starts(&path);
+        edit(&path, |bytes| {
+            bytes[starts[1] + 20] ^= 0x40;
+            bytes[starts[6] + 2] ^= 0x7f;
+        });
+        let (_, end) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(end, WalPosition { segment: 1, offset: length }, "nothing is cut");
+        assert_eq!(fs::metadata(&path).unwrap().len(), length);
+        let mut expected = written.clone();
+        expected.remove(6);
+        expected.remove(1);
+        assert_eq!(read_all(dir.path()), expected);
+        let mut read_back = Vec::new();
+        read_range(dir.path(), WalPosition::default(), end, 100, &mut |event, _, _| read_back.push(event))
+            .unwrap();
+        assert_eq!(read_back, expected);
+    }
+
+    #[test]
+    fn an_unfinished_group_is_cut_even_when_some_of_its_records_are_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let acknowledged = wal.append(&events(3)).unwrap();
+        wal.append(&events(4)).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        // A crash while the second group was written: its second record
+        // never reached the disk (zeros), nor did the mark of its end.
+        let starts = record_starts(&path);
+        edit(&path, |bytes| {
+            bytes[starts[4]..starts[5]].fill(0);
+            bytes[starts[6] + 3] &= !((GROUP_END >> 24) as u8);
+        });
+        let (_, end) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(end, acknowledged);
+        assert_eq!(fs::metadata(&path).unwrap().len(), acknowledged.offset);
+        assert_eq!(read_all(dir.path()).len(), 3);
+    }
+
+    #[test]
+    fn zeros_after_the_last_group_are_not_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let written = events(2);
+        let acknowledged = wal.append(&written).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        edit(&path, |bytes| bytes.extend_from_slice(&[0; 4096]));
+        assert_eq!(read_all(dir.path()), written, "zeros read as no record");
+        let (_, end) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(end, acknowledged);
+        assert_eq!(fs::metadata(&path).unwrap().len(), acknowledged.offset);
+    }
+
+    #[test]
+    fn a_log_without_group_marks_is_cut_at_its_first_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        wal.append(&events(4)).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), 1);
+        // As an earlier version wrote it, with a damaged third record.
+        let starts = record_starts(&path);
+        edit(&path, |bytes| {
+            bytes[starts[3] + 3] &= !((GROUP_END >> 24) as u8);
+            bytes[starts[2] + 20] ^= 0x40;
+        });
+        let (_, end) = Wal::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(end, WalPosition { segment: 1, offset: starts[2] as u64 });
+        assert_eq!(read_all(dir.path()).len(), 2);
     }
 
     #[test]
