@@ -880,6 +880,47 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_that_cannot_be_written_keeps_its_events_in_the_log_until_it_can() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { wal_segment_bytes: 4096, ..options(dir.path()) };
+        // A file where the partition of 2020-01-01 would go.
+        let blocker = dir.path().join("index").join("20200101T000000Z");
+        std::fs::create_dir_all(blocker.parent().unwrap()).unwrap();
+        std::fs::write(&blocker, "in the way").unwrap();
+        let wal_dir = dir.path().join("wal");
+        let first_segment = || wal::list_segments(&wal_dir).unwrap().first().copied().unwrap_or(u64::MAX);
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        let old = at(&store, "old", Utc.with_ymd_and_hms(2020, 1, 1, 12, 0, 0).unwrap());
+        let held_at = store.append_blocking(vec![old]).unwrap();
+        store.mark_consumed(held_at);
+        for n in 0..20 {
+            let end = store.append_blocking(vec![at(&store, &format!("now-{n}"), Utc::now())]).unwrap();
+            store.mark_consumed(end);
+        }
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 20);
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(first_segment() <= held_at.segment, "the log keeps the held event");
+        assert_eq!(searcher.count(), 20);
+
+        std::fs::remove_file(&blocker).unwrap();
+        wait_for_count(&searcher, 21);
+        assert_totals(&searcher, &[("user.name:old", 1)]);
+        for _ in 0..200 {
+            if first_segment() > held_at.segment {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(first_segment() > held_at.segment, "the log is let go once the event is committed");
+        store.shutdown();
+        drop(store);
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().count(), 21, "none lost, none doubled");
+        store.shutdown();
+    }
+
+    #[test]
     fn retention_drops_whole_partitions_by_age_and_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {

@@ -241,6 +241,7 @@ impl Store {
             schema: DocSchema::new(),
             options: options.clone(),
             indexed_to: index_checkpoint,
+            held: BTreeMap::new(),
             use_counter: 0,
             feed: index_feed,
             wal_dir: wal_dir.clone(),
@@ -601,6 +602,11 @@ struct IndexThread {
     options: StoreOptions,
     /// The log position of the last event added to a writer.
     indexed_to: WalPosition,
+    /// Partitions whose events from a log position on are not all in the
+    /// index (a partition that could not be opened, a writer whose commit
+    /// failed): they are read again from the log, which is kept from there,
+    /// until that succeeds. Their new events wait in the log meanwhile.
+    held: BTreeMap<i64, WalPosition>,
     use_counter: u64,
     feed: DurableFeed,
     wal_dir: PathBuf,
@@ -632,12 +638,13 @@ impl IndexThread {
                             .collect(),
                         None => batch.events.iter().map(|event| (event, None)).collect(),
                     };
-                    self.add_batch(&items, batch.end);
+                    self.add_batch(&items, batch.start, batch.end);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if last_commit.elapsed() >= self.options.commit_interval {
+                self.recover_held();
                 self.commit_dirty();
                 last_commit = Instant::now();
             }
@@ -664,6 +671,8 @@ impl IndexThread {
         let mut to_index: Vec<Event> = Vec::new();
         let mut reindexed = 0u64;
         let mut last_position = from;
+        // Where the chunk being gathered starts in the log.
+        let mut chunk_start = from;
         let result = wal::replay(&replay.wal_dir, from, replay.until, &mut |event, position| {
             self.ids.advance_past(event.id);
             last_position = position;
@@ -676,12 +685,13 @@ impl IndexThread {
             if to_index.len() >= CHUNK {
                 let chunk = std::mem::take(&mut to_index);
                 let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
-                self.add_batch(&items, position);
+                self.add_batch(&items, chunk_start, position);
+                chunk_start = position;
             }
         });
         let chunk = std::mem::take(&mut to_index);
         let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
-        self.add_batch(&items, last_position.max(self.indexed_to));
+        self.add_batch(&items, chunk_start, last_position.max(self.indexed_to));
         match result {
             Ok(read) => {
                 tracing::info!(
@@ -696,20 +706,25 @@ impl IndexThread {
         self.commit_dirty();
     }
 
-    /// Adds the events of a stretch of the log ending at `end`, partition
-    /// by partition (so that a batch spread over many partitions opens each
-    /// writer once), then records that every open writer covers the log up
-    /// to `end`. A writer closed on the way commits with what it covers.
-    fn add_batch(&mut self, items: &[(&Event, Option<&[u8]>)], end: WalPosition) {
+    /// Adds the events of the stretch of the log from `from` to `end`,
+    /// partition by partition (so that a batch spread over many partitions
+    /// opens each writer once), then records that every open writer covers
+    /// the log up to `end`. A writer closed on the way commits with what it
+    /// covers. The events of a held partition, or of one that cannot be
+    /// opened now, are left in the log (it is held from `from`).
+    fn add_batch(&mut self, items: &[(&Event, Option<&[u8]>)], from: WalPosition, end: WalPosition) {
         let mut by_partition: BTreeMap<i64, Vec<usize>> = BTreeMap::new();
         for (index, (event, _)) in items.iter().enumerate() {
             by_partition.entry(self.partitions.start_for(event.timestamp)).or_default().push(index);
         }
         for (start, indices) in by_partition {
+            if self.held.contains_key(&start) {
+                continue;
+            }
             let layout = match self.writer_for(start, indices.len()) {
                 Ok(open) => open.partition.layout,
                 Err(error) => {
-                    tracing::error!(%error, events = indices.len(), "cannot open a partition; its events stay in the log");
+                    self.hold(start, from, &error.to_string());
                     continue;
                 }
             };
@@ -722,16 +737,15 @@ impl IndexThread {
                 .collect();
             // Opened just above: found in the open writers.
             let Some(open) = self.writers.get_mut(&start) else {
-                tracing::error!(
-                    events = indices.len(),
-                    "a partition's writer closed at once; its events stay in the log"
-                );
+                self.hold(start, from, "its writer closed at once");
                 continue;
             };
-            for document in documents {
-                if let Err(error) = open.writer.add_document(document) {
-                    tracing::error!(%error, "cannot index an event");
-                }
+            if let Err(error) =
+                documents.into_iter().try_for_each(|document| open.writer.add_document(document).map(drop))
+            {
+                // Its indexing thread is gone: what the writer holds is lost.
+                self.abandon(start, &error.to_string());
+                continue;
             }
             open.dirty = true;
             // All of this partition's events up to `end` are in now; a later
@@ -756,7 +770,10 @@ impl IndexThread {
             && self.writers.get(&start).is_some_and(|open| !open.full)
             && let Some(mut small) = self.writers.remove(&start)
         {
-            self.commit_one(&mut small);
+            if let Err(error) = self.commit_one(&mut small) {
+                self.hold_since_commit(start, &small.partition, &error);
+                return Err(error);
+            }
             drop(small);
         }
         if !self.writers.contains_key(&start) {
@@ -765,7 +782,9 @@ impl IndexThread {
                     self.writers.iter().min_by_key(|(_, open)| open.last_used).map(|(start, _)| start)
                 && let Some(mut closing) = self.writers.remove(&oldest)
             {
-                self.commit_one(&mut closing);
+                if let Err(error) = self.commit_one(&mut closing) {
+                    self.hold_since_commit(oldest, &closing.partition, &error);
+                }
                 // Dropping the writer cancels its merges; they resume when
                 // the partition is written again.
                 drop(closing);
@@ -801,9 +820,11 @@ impl IndexThread {
         Ok(open)
     }
 
-    fn commit_one(&self, open: &mut OpenWriter) {
+    /// Commits a writer's new events. On failure the writer is not to be
+    /// used again (tantivy leaves it in no known state).
+    fn commit_one(&self, open: &mut OpenWriter) -> Result<(), StoreError> {
         if !open.dirty {
-            return;
+            return Ok(());
         }
         let payload = serde_json::to_string(&CommitPayload { wal: open.covered_to }).unwrap_or_default();
         let started = Instant::now();
@@ -812,15 +833,78 @@ impl IndexThread {
             prepared.commit()
         });
         self.lag.committed(started.elapsed());
-        match committed {
-            Ok(_) => {
-                open.dirty = false;
-                if let Err(error) = open.partition.reader.reload() {
-                    tracing::warn!(%error, "cannot reload an index reader");
-                }
+        committed?;
+        open.dirty = false;
+        if let Err(error) = open.partition.reader.reload() {
+            tracing::warn!(%error, "cannot reload an index reader");
+        }
+        Ok(())
+    }
+
+    /// Leaves a partition's events from `from` on in the log, to be read
+    /// again once it can be written.
+    fn hold(&mut self, start: i64, from: WalPosition, why: &str) {
+        if let Some(open) = self.writers.remove(&start) {
+            drop(open);
+        }
+        let held = self.held.entry(start).or_insert(from);
+        *held = (*held).min(from);
+        tracing::error!(
+            partition = %crate::partition::partition_name(start), from = ?*held, why,
+            "cannot write a partition; its events stay in the write-ahead log and are indexed once it can be written"
+        );
+    }
+
+    /// Drops a partition's writer, whose uncommitted events are lost to
+    /// it: they are read again from the log, from its last commit.
+    fn abandon(&mut self, start: i64, why: &str) {
+        let Some(open) = self.writers.remove(&start) else { return };
+        let partition = open.partition.clone();
+        drop(open);
+        self.hold_since_commit(start, &partition, &StoreError::Index { message: why.to_owned() });
+    }
+
+    /// Holds a partition from the log position of its last commit.
+    fn hold_since_commit(&mut self, start: i64, partition: &Partition, error: &StoreError) {
+        let from = partition.checkpoint().unwrap_or_else(|checkpoint_error| {
+            tracing::error!(%checkpoint_error, "cannot read a partition's last commit; reading the log again from its start");
+            WalPosition::default()
+        });
+        self.hold(start, from, &error.to_string());
+    }
+
+    /// Reads the events of held partitions again from the log into their
+    /// writers; a partition that still cannot be written stays held.
+    fn recover_held(&mut self) {
+        let held: Vec<(i64, WalPosition)> = self.held.iter().map(|(start, from)| (*start, *from)).collect();
+        for (start, from) in held {
+            if let Err(error) = self.writer_for(start, 0) {
+                tracing::debug!(%error, partition = %crate::partition::partition_name(start), "a held partition still cannot be opened");
+                continue;
             }
-            Err(error) => {
-                tracing::error!(%error, "index commit failed; the write-ahead log keeps the events")
+            let (partitions, schema) = (self.partitions.clone(), &self.schema);
+            let Some(open) = self.writers.get_mut(&start) else { continue };
+            let layout = open.partition.layout;
+            let mut failure = None;
+            let mut recovered = 0u64;
+            let read = wal::replay(&self.wal_dir, from, self.indexed_to, &mut |event, position| {
+                if failure.is_some() || position <= from || partitions.start_for(event.timestamp) != start {
+                    return;
+                }
+                match open.writer.add_document(schema.to_document(&event, layout)) {
+                    Ok(_) => recovered += 1,
+                    Err(error) => failure = Some(error.to_string()),
+                }
+            });
+            match (read, failure) {
+                (Ok(_), None) => {
+                    open.dirty = true;
+                    open.covered_to = self.indexed_to;
+                    self.held.remove(&start);
+                    tracing::info!(partition = %crate::partition::partition_name(start), recovered, "a held partition is written again");
+                }
+                (Err(error), _) => self.abandon(start, &error.to_string()),
+                (_, Some(error)) => self.abandon(start, &error),
             }
         }
     }
@@ -837,16 +921,20 @@ impl IndexThread {
             lower_merging_priority(self.options.merging_nice);
         }
         let mut writers = std::mem::take(&mut self.writers);
-        let mut all_committed = true;
-        for open in writers.values_mut() {
-            self.commit_one(open);
-            all_committed &= !open.dirty;
+        let mut failed = Vec::new();
+        for (start, open) in &mut writers {
+            if let Err(error) = self.commit_one(open) {
+                failed.push((*start, error));
+            }
         }
         self.writers = writers;
-        if !all_committed {
-            return;
+        for (start, error) in failed {
+            if let Some(open) = self.writers.remove(&start) {
+                self.hold_since_commit(start, &open.partition, &error);
+            }
         }
-        let position = self.indexed_to;
+        // The log is kept from the first event a held partition lacks.
+        let position = self.held.values().fold(self.indexed_to, |position, from| position.min(*from));
         *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
         self.lag.indexed(position);
         let consumed = *self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -891,6 +979,7 @@ impl IndexThread {
             if let Some(open) = self.writers.remove(&start) {
                 drop(open);
             }
+            self.held.remove(&start);
             match self.partitions.remove(start) {
                 Ok(()) => {
                     tracing::info!(partition = %crate::partition::partition_name(start), reason, "retention dropped a partition")
