@@ -880,6 +880,36 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_deletion_that_a_crash_interrupted_is_finished_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = options(dir.path());
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        store.append_blocking(vec![audit_event(&store, "kept", "pods", 1)]).unwrap();
+        wait_for_count(store.searcher(), 1);
+        store.shutdown();
+        drop(store);
+        let index = dir.path().join("index");
+        // Retention renames a partition before deleting its files: a crash
+        // left half of one, and a partition created but never committed lost
+        // its span file's contents.
+        let half = index.join("20240101T000000Z.deleted");
+        std::fs::create_dir_all(&half).unwrap();
+        std::fs::write(half.join("meta.json"), "{}").unwrap();
+        let uncommitted = index.join("20240102T000000Z");
+        std::fs::create_dir_all(&uncommitted).unwrap();
+        std::fs::write(uncommitted.join("vigil-span"), "").unwrap();
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        assert!(!half.exists(), "the interrupted deletion is finished");
+        assert_eq!(store.searcher().count(), 1);
+        store
+            .append_blocking(vec![at(&store, "new", Utc.with_ymd_and_hms(2024, 1, 2, 5, 0, 0).unwrap())])
+            .unwrap();
+        wait_for_count(store.searcher(), 2);
+        assert_eq!(std::fs::read_to_string(uncommitted.join("vigil-span")).unwrap(), "86400\n");
+        store.shutdown();
+    }
+
+    #[test]
     fn a_partition_that_cannot_be_written_keeps_its_events_in_the_log_until_it_can() {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions { wal_segment_bytes: 4096, ..options(dir.path()) };
@@ -938,11 +968,13 @@ mod tests {
                 at(&store, "old", days_ago(45)),
                 at(&store, "recent", days_ago(2)),
                 at(&store, "today", now),
+                // A sender's clock ahead by a year.
+                at(&store, "future", days_ago(-365)),
             ])
             .unwrap();
         let searcher = store.searcher().clone();
         for _ in 0..200 {
-            if searcher.partitions().len() == 2 && searcher.count() == 2 {
+            if searcher.partitions().len() == 3 && searcher.count() == 3 {
                 break;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -954,11 +986,21 @@ mod tests {
             .iter()
             .map(|e| e.get_str(fields::USER_NAME).unwrap().to_owned())
             .collect();
-        assert_eq!(kept, ["today", "recent"]);
+        assert_eq!(kept, ["future", "today", "recent"]);
         store.shutdown();
         drop(store);
 
-        // By size: a limit smaller than one partition keeps only the newest.
+        // An age past what a time can hold drops nothing.
+        let ageless =
+            StoreOptions { retention_max_age: Some(Duration::from_secs(u64::MAX)), ..options.clone() };
+        let (store, _durable) = Store::open(&ageless, WalPosition::default()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(store.searcher().count(), 3);
+        store.shutdown();
+        drop(store);
+
+        // By size: a limit smaller than one partition keeps only the
+        // present's, not the one an event from the future made the newest.
         let options = StoreOptions { retention_max_age: None, retention_max_bytes: Some(1), ..options };
         let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
         for _ in 0..200 {

@@ -38,17 +38,26 @@ impl Partition {
     /// created with (in `vigil-span`) and the zstd level of its stored
     /// events (in tantivy's settings), whatever the configuration says later.
     fn open(path: &Path, start: i64, span: i64, store_level: i32) -> Result<Partition, StoreError> {
-        std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
+        if !path.is_dir() {
+            std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
+            // Its name must last as long as the commits made in it.
+            if let Some(root) = path.parent() {
+                sync_dir(root)?;
+            }
+        }
         let span_file = path.join("vigil-span");
+        let committed = path.join("meta.json").exists();
         let span = match std::fs::read_to_string(&span_file) {
-            Ok(text) => text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
-                StoreError::Corrupt {
-                    message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
-                }
-            })?,
-            Err(_) => {
-                std::fs::write(&span_file, format!("{span}\n"))
-                    .map_err(|source| StoreError::io("write", &span_file, source))?;
+            Ok(text) if committed || !text.trim().is_empty() => {
+                text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
+                    }
+                })?
+            }
+            // Not written yet, or written by a crash before any commit.
+            _ => {
+                write_durably(&span_file, format!("{span}\n").as_bytes())?;
                 span
             }
         };
@@ -114,6 +123,26 @@ impl Partition {
     }
 }
 
+/// Writes a small file and makes it durable (its name too) before returning.
+fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let written = std::fs::File::create(path).and_then(|mut file| {
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()
+    });
+    written.map_err(|source| StoreError::io("write", path, source))?;
+    path.parent().map_or(Ok(()), sync_dir)
+}
+
+/// Makes the names in a directory durable.
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|source| StoreError::io("sync", dir, source))
+}
+
+/// The suffix of a partition directory being deleted.
+const DELETED_SUFFIX: &str = ".deleted";
+
 pub(crate) fn partition_name(start: i64) -> String {
     DateTime::from_timestamp(start, 0).unwrap_or_default().format(NAME_FORMAT).to_string()
 }
@@ -152,6 +181,12 @@ impl Partitions {
         for entry in entries {
             let entry = entry.map_err(|source| StoreError::io("read", root, source))?;
             let name = entry.file_name();
+            // A deletion that a crash interrupted.
+            if name.to_str().is_some_and(|name| name.ends_with(DELETED_SUFFIX)) {
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|source| StoreError::io("delete partition", &entry.path(), source))?;
+                continue;
+            }
             let Some(start) = name.to_str().and_then(parse_partition_name) else { continue };
             if !entry.path().join("meta.json").exists() {
                 continue;
@@ -204,12 +239,20 @@ impl Partitions {
             .collect()
     }
 
-    /// Forgets a partition and deletes its files.
+    /// Forgets a partition and deletes its files. It is renamed first (and
+    /// the rename made durable), so that a crash meanwhile leaves no half
+    /// partition to open: the next start deletes the rest.
     pub fn remove(&self, start: i64) -> Result<(), StoreError> {
         let removed = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(&start);
         if let Some(partition) = removed {
-            std::fs::remove_dir_all(&partition.path)
-                .map_err(|source| StoreError::io("delete partition", &partition.path, source))?;
+            let mut doomed = partition.path.clone().into_os_string();
+            doomed.push(DELETED_SUFFIX);
+            let doomed = PathBuf::from(doomed);
+            std::fs::rename(&partition.path, &doomed)
+                .map_err(|source| StoreError::io("rename partition", &partition.path, source))?;
+            sync_dir(&self.root)?;
+            std::fs::remove_dir_all(&doomed)
+                .map_err(|source| StoreError::io("delete partition", &doomed, source))?;
         }
         Ok(())
     }

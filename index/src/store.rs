@@ -946,12 +946,15 @@ impl IndexThread {
     }
 
     /// Drops partitions past the maximum age, then the oldest while the
-    /// index is over the maximum size (never the newest partition).
+    /// index is over the maximum size (never the partition of the present,
+    /// or when there is none, the latest one before it: an event stamped in
+    /// the future does not make the present's partition the oldest).
     fn apply_retention(&mut self) {
         let mut doomed: Vec<(i64, &'static str)> = Vec::new();
         let partitions = self.partitions.all();
+        let now = chrono::Utc::now().timestamp();
         if let Some(max_age) = self.options.retention_max_age {
-            let cutoff = chrono::Utc::now().timestamp() - max_age.as_secs() as i64;
+            let cutoff = now.saturating_sub(i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX));
             doomed.extend(
                 partitions
                     .iter()
@@ -960,18 +963,24 @@ impl IndexThread {
             );
         }
         if let Some(max_bytes) = self.options.retention_max_bytes {
+            // Oldest first (`all` is in order of start).
+            let kept = partitions
+                .iter()
+                .filter(|partition| partition.start <= now)
+                .map(|partition| partition.start)
+                .next_back();
             let mut sizes: Vec<(i64, u64)> = partitions
                 .iter()
                 .filter(|partition| !doomed.iter().any(|(start, _)| *start == partition.start))
                 .map(|partition| (partition.start, partition.size_bytes()))
                 .collect();
             let mut total: u64 = sizes.iter().map(|(_, bytes)| bytes).sum();
-            sizes.sort_by_key(|(start, _)| *start);
-            for (start, bytes) in sizes.iter().take(sizes.len().saturating_sub(1)) {
+            sizes.retain(|(start, _)| Some(*start) != kept);
+            for (start, bytes) in sizes {
                 if total <= max_bytes {
                     break;
                 }
-                doomed.push((*start, "max_bytes"));
+                doomed.push((start, "max_bytes"));
                 total -= bytes;
             }
         }
