@@ -166,6 +166,16 @@ impl Compiler<'_> {
         value: &TermValue,
     ) -> Result<Box<dyn TantivyQuery>, CompileError> {
         let error = |message: String| CompileError { field: name.to_owned(), message };
+        // `[* TO *]`: any value (tantivy's ranges need a bound).
+        if let TermValue::Range { lower: Bound::Unbounded, upper: Bound::Unbounded } = value {
+            match target {
+                Target::Timestamp => return Ok(Box::new(AllQuery)),
+                Target::Named { kind: FieldKind::Long | FieldKind::Ip | FieldKind::Date, name, .. } => {
+                    return Ok(Box::new(ExistsQuery::new(name.to_owned(), false)));
+                }
+                _ => {}
+            }
+        }
         match target {
             Target::Id => match value {
                 TermValue::Word(text) | TermValue::Phrase(text) => {
@@ -244,11 +254,11 @@ impl Compiler<'_> {
         value: &TermValue,
     ) -> Result<Box<dyn TantivyQuery>, CompileError> {
         match value {
-            TermValue::Word(text) => Ok(term(Term::from_field_text(field, &text.to_lowercase()))),
+            TermValue::Word(text) => Ok(term(Term::from_field_text(field, &lower_case(text)))),
             TermValue::Phrase(text) => {
                 let exact = Term::from_field_text(field, text);
                 Ok(Box::new(BooleanQuery::new(vec![
-                    (Occur::Must, term(Term::from_field_text(field, &text.to_lowercase()))),
+                    (Occur::Must, term(Term::from_field_text(field, &lower_case(text)))),
                     (
                         Occur::Must,
                         Box::new(FastFieldRangeQuery::new(
@@ -265,7 +275,7 @@ impl Compiler<'_> {
                     return self.exists(name);
                 }
                 let bound = |bound: &Bound| {
-                    map_bound(bound, |text| Ok(Term::from_field_text(field, &text.to_lowercase())))
+                    map_bound(bound, |text| Ok(Term::from_field_text(field, &lower_case(text))))
                 };
                 Ok(Box::new(InvertedIndexRangeQuery::new(bound(lower)?, bound(upper)?)))
             }
@@ -451,16 +461,28 @@ fn regex(
     pattern: &str,
     name: &str,
 ) -> Result<Box<dyn TantivyQuery>, CompileError> {
+    let invalid = |error: tantivy::TantivyError| CompileError {
+        field: name.to_owned(),
+        message: format!("invalid regular expression {pattern:?}: {error}"),
+    };
+    // Checked alone first: wrapped, an unbalanced `)` would close the group
+    // and change what the rest means.
+    RegexQuery::from_pattern(pattern, field).map_err(invalid)?;
     let full = format!("{prefix}(?i:{pattern})");
-    RegexQuery::from_pattern(&full, field).map(|query| Box::new(query) as Box<dyn TantivyQuery>).map_err(
-        |error| CompileError {
-            field: name.to_owned(),
-            message: format!("invalid regular expression {pattern:?}: {error}"),
-        },
-    )
+    RegexQuery::from_pattern(&full, field)
+        .map(|query| Box::new(query) as Box<dyn TantivyQuery>)
+        .map_err(invalid)
 }
 
-/// `kube-*` → `kube\-.*`: `*` any characters, `?` one, everything else literal.
+/// A value lower-cased as the index lower-cases it: one character at a
+/// time (`str::to_lowercase` would make a final `Σ` a `ς`, tantivy a `σ`).
+pub(crate) fn lower_case(text: &str) -> String {
+    crate::identifier::lower_case(text).collect()
+}
+
+/// `kube-*` → `kube\x{2d}(?s:.)*`: `*` any characters, `?` one, everything
+/// else literal (punctuation and spaces as hexadecimal escapes, which are
+/// literal whatever the character: `\<` would be a word boundary).
 pub fn wildcard_to_regex(pattern: &str) -> String {
     let mut out = String::new();
     for c in pattern.chars() {
@@ -468,11 +490,9 @@ pub fn wildcard_to_regex(pattern: &str) -> String {
             // Any character, a line break too (a log line keeps its newline).
             '*' => out.push_str("(?s:.)*"),
             '?' => out.push_str("(?s:.)"),
-            c if c.is_ascii_punctuation() => {
-                out.push('\\');
-                out.push(c);
+            c if c.is_ascii_punctuation() || c.is_whitespace() => {
+                out.push_str(&format!("\\x{{{:x}}}", c as u32))
             }
-            c if c.is_whitespace() => out.push_str(&format!("\\x{{{:x}}}", c as u32)),
             c => out.extend(c.to_lowercase()),
         }
     }
@@ -483,7 +503,7 @@ pub fn wildcard_to_regex(pattern: &str) -> String {
 /// when the value reads as one (JSON numbers and booleans are indexed as such).
 fn json_value_query(field: Field, path: &str, text: &str) -> Box<dyn TantivyQuery> {
     let mut string_term = Term::from_field_json_path(field, path, true);
-    string_term.append_type_and_str(&text.to_lowercase());
+    string_term.append_type_and_str(&lower_case(text));
     let mut alternatives: Vec<Box<dyn TantivyQuery>> = vec![term(string_term)];
     if let Ok(number) = text.parse::<i64>() {
         let mut number_term = Term::from_field_json_path(field, path, true);
@@ -582,9 +602,9 @@ mod tests {
 
     #[test]
     fn wildcards_become_anchored_literal_regexes() {
-        assert_eq!(wildcard_to_regex("kube-*"), "kube\\-(?s:.)*");
+        assert_eq!(wildcard_to_regex("kube-*"), "kube\\x{2d}(?s:.)*");
         assert_eq!(wildcard_to_regex("*Admin?"), "(?s:.)*admin(?s:.)");
-        assert_eq!(wildcard_to_regex("a.b"), "a\\.b");
+        assert_eq!(wildcard_to_regex("a.b <"), "a\\x{2e}b\\x{20}\\x{3c}");
     }
 
     #[test]

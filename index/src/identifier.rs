@@ -43,7 +43,7 @@ pub fn hash(value: &str) -> u64 {
 }
 
 /// The characters of a value, lower-cased one by one (as hashed and compared).
-fn lower_case(value: &str) -> impl Iterator<Item = char> + '_ {
+pub(crate) fn lower_case(value: &str) -> impl Iterator<Item = char> + '_ {
     value.chars().flat_map(char::to_lowercase)
 }
 
@@ -107,7 +107,7 @@ impl IdentifierQuery {
                 docs
             }
             (Wanted::Value { value, .. }, false) => {
-                let term = Term::from_field_text(self.text, &value.to_lowercase());
+                let term = Term::from_field_text(self.text, &crate::compile::lower_case(value));
                 let mut docs = Vec::new();
                 if let Some(mut postings) =
                     reader.inverted_index(self.text)?.read_postings(&term, IndexRecordOption::Basic)?

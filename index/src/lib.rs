@@ -1018,6 +1018,35 @@ mod tests {
     }
 
     #[test]
+    fn open_ranges_wildcards_with_any_punctuation_and_any_case_match_what_they_say() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let mut odd = audit_event(&store, "a<b>c", "pods", 1);
+        odd.fields.remove(fields::HTTP_RESPONSE_STATUS_CODE);
+        odd.fields.remove(fields::SOURCE_IP);
+        let greek = audit_event(&store, "ΟΔΟΣ", "pods", 3);
+        store.append_blocking(vec![audit_event(&store, "alice", "pods", 2), odd, greek]).unwrap();
+        let searcher = store.searcher().clone();
+        wait_for_count(&searcher, 3);
+        assert_totals(
+            &searcher,
+            &[
+                ("http.response.status_code:[* TO *]", 2),
+                ("source.ip:[* TO *]", 2),
+                ("@timestamp:[* TO *]", 3),
+                ("user.name:[* TO *]", 3),
+                ("user.name:*<*", 1),
+                ("user.name:a<b>?", 1),
+                // A final sigma is lower-cased as the index does it.
+                ("user.name:ΟΔΟΣ", 1),
+                ("user.name:οδοσ", 1),
+                ("user.name:ΟΔΟ*", 1),
+            ],
+        );
+        store.shutdown();
+    }
+
+    #[test]
     fn constructs_a_field_cannot_take_are_query_errors() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
@@ -1026,6 +1055,8 @@ mod tests {
             ("http.response.status_code:4*", "http.response.status_code: is a number"),
             ("source.ip:10.0.0.0/33", "source.ip: \"10.0.0.0/33\" is not a CIDR block like 10.0.0.0/8"),
             ("user.name:/(/", "user.name: invalid regular expression \"(\""),
+            // Unbalanced, it would close the group it is wrapped in.
+            ("user.name:/x)|(.*/", "user.name: invalid regular expression \"x)|(.*\""),
             ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
         ];
         for (text, message) in cases {
