@@ -951,6 +951,56 @@ mod tests {
     }
 
     #[test]
+    fn a_changed_span_writes_into_the_partitions_there_are_and_fits_new_ones_between() {
+        let dir = tempfile::tempdir().unwrap();
+        let hourly = StoreOptions { partition_span_seconds: 3600, ..options(dir.path()) };
+        let time =
+            |day: u32, hour: u32, minute: u32| Utc.with_ymd_and_hms(2025, 2, day, hour, minute, 0).unwrap();
+        let (store, _durable) = Store::open(&hourly, WalPosition::default()).unwrap();
+        // Two commits: the partitions' checkpoints differ.
+        store.append_blocking(vec![at(&store, "a", time(3, 8, 30))]).unwrap();
+        wait_for_count(store.searcher(), 1);
+        store.append_blocking(vec![at(&store, "b", time(3, 10, 30))]).unwrap();
+        wait_for_count(store.searcher(), 2);
+        store.shutdown();
+        drop(store);
+
+        let daily = StoreOptions { partition_span_seconds: 86_400, ..hourly.clone() };
+        let (store, _durable) = Store::open(&daily, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().count(), 2, "replay finds each event's partition: none doubled");
+        store
+            .append_blocking(vec![
+                at(&store, "in 8h", time(3, 8, 45)),
+                at(&store, "between", time(3, 9, 30)),
+                at(&store, "after", time(3, 14, 0)),
+                at(&store, "next day", time(4, 1, 0)),
+            ])
+            .unwrap();
+        wait_for_count(store.searcher(), 6);
+        let spans: Vec<(String, i64)> = store
+            .searcher()
+            .partitions()
+            .iter()
+            .map(|p| (p.name.clone(), (p.end - p.start).num_hours()))
+            .collect();
+        assert_eq!(
+            spans,
+            [
+                ("20250203T080000Z".to_owned(), 1),
+                ("20250203T090000Z".to_owned(), 1),
+                ("20250203T100000Z".to_owned(), 1),
+                ("20250203T110000Z".to_owned(), 13),
+                ("20250204T000000Z".to_owned(), 24),
+            ]
+        );
+        store.shutdown();
+        drop(store);
+        let (store, _durable) = Store::open(&hourly, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().count(), 6);
+        store.shutdown();
+    }
+
+    #[test]
     fn retention_drops_whole_partitions_by_age_and_by_size() {
         let dir = tempfile::tempdir().unwrap();
         let options = StoreOptions {

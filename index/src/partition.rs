@@ -203,9 +203,15 @@ impl Partitions {
         self.span
     }
 
-    /// The start of the partition an event time falls in.
+    /// The start of the partition an event time falls in: the partition
+    /// that holds that time, whatever its span; else a new one.
     pub fn start_for(&self, time: DateTime<Utc>) -> i64 {
-        time.timestamp().div_euclid(self.span) * self.span
+        let time = time.timestamp();
+        let map = self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match map.range(..=time).next_back() {
+            Some((start, partition)) if partition.end > time => *start,
+            _ => placement(&map, self.span, time).0,
+        }
     }
 
     pub fn get(&self, start: i64) -> Option<Arc<Partition>> {
@@ -216,8 +222,10 @@ impl Partitions {
         if let Some(existing) = self.get(start) {
             return Ok(existing);
         }
+        let span =
+            placement(&self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner()), self.span, start).1;
         let path = self.root.join(partition_name(start));
-        let partition = Arc::new(Partition::open(&path, start, self.span, self.store_level)?);
+        let partition = Arc::new(Partition::open(&path, start, span, self.store_level)?);
         let mut map = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(map.entry(start).or_insert(partition).clone())
     }
@@ -256,6 +264,18 @@ impl Partitions {
         }
         Ok(())
     }
+}
+
+/// Where a new partition holding `time` goes: `span` seconds aligned on
+/// multiples of it, cut short by the partitions around it (written with
+/// another span), so that no two partitions overlap. Returns its start and
+/// span.
+fn placement(partitions: &BTreeMap<i64, Arc<Partition>>, span: i64, time: i64) -> (i64, i64) {
+    let aligned = time.div_euclid(span) * span;
+    let start = partitions.range(..=time).next_back().map_or(aligned, |(_, before)| before.end.max(aligned));
+    let end = aligned.saturating_add(span);
+    let end = partitions.range(time.saturating_add(1)..).next().map_or(end, |(next, _)| (*next).min(end));
+    (start, end - start)
 }
 
 /// Whether a partition's schema has the fields of this version's, by name,
