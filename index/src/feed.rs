@@ -44,6 +44,9 @@ struct Shared {
     durable_end: Mutex<WalPosition>,
     /// The end of the last batch the consumer took.
     position: Mutex<WalPosition>,
+    /// How far the consumer is done with the log (the index committed, the
+    /// rules recorded): it must keep what follows.
+    released: Mutex<WalPosition>,
     /// Batches read back from the log since the store opened (for metrics).
     read_back: AtomicU64,
     /// The consumer dropped its end: the log need not wait for it.
@@ -107,6 +110,7 @@ pub(crate) fn feed(
     let shared = Arc::new(Shared {
         durable_end: Mutex::new(durable_end.max(position)),
         position: Mutex::new(position),
+        released: Mutex::new(position),
         read_back: AtomicU64::new(0),
         detached: AtomicBool::new(false),
     });
@@ -324,9 +328,20 @@ pub struct Backlog {
 }
 
 impl Backlog {
-    /// `feeds`: each consumer's name and feed.
-    pub(crate) fn new(feeds: &[(&'static str, &FeedSender)], limit: u64, segment_bytes: u64) -> Backlog {
-        let feeds = feeds.iter().map(|(name, feed)| (*name, feed.shared.clone())).collect();
+    /// `feeds`: each consumer's name, feed, and where it needs the log from
+    /// (the index, from its oldest checkpoint even while it replays).
+    pub(crate) fn new(
+        feeds: &[(&'static str, &FeedSender, WalPosition)],
+        limit: u64,
+        segment_bytes: u64,
+    ) -> Backlog {
+        let feeds = feeds
+            .iter()
+            .map(|(name, feed, needed_from)| {
+                *lock(&feed.shared.released) = *needed_from;
+                (*name, feed.shared.clone())
+            })
+            .collect();
         Backlog { feeds, limit, segment_bytes }
     }
 
@@ -336,18 +351,32 @@ impl Backlog {
         self.feeds.iter().map(|(name, feed)| (*name, feed.read_back.load(Ordering::Relaxed))).collect()
     }
 
-    /// Bytes of the log that the slowest consumer has yet to take. Closed
+    /// Notes that a consumer is done with the log up to `to`.
+    pub(crate) fn release(&self, consumer: &str, to: WalPosition) {
+        for (_, feed) in self.feeds.iter().filter(|(name, _)| *name == consumer) {
+            let mut released = lock(&feed.released);
+            *released = (*released).max(to);
+        }
+    }
+
+    /// Where the log must be kept from: the least position a consumer that
+    /// is still there is not done with. `None` when no consumer is left.
+    pub(crate) fn kept_from(&self) -> Option<WalPosition> {
+        self.live().map(|feed| *lock(&feed.released)).min()
+    }
+
+    fn live(&self) -> impl Iterator<Item = &Arc<Shared>> {
+        self.feeds.iter().filter(|(_, feed)| !feed.detached.load(Ordering::Relaxed)).map(|(_, feed)| feed)
+    }
+
+    /// Bytes of the log kept for its consumers: from where the slowest is
+    /// done with it (taken and committed, or recorded) to the durable end.
+    /// This is what the log holds on disk, and what the limit bounds. Closed
     /// segments are counted at their nominal size, so the figure is within
     /// one write group of the truth.
     pub fn bytes(&self) -> u64 {
-        let mut slowest: Option<WalPosition> = None;
-        let mut end = WalPosition::default();
-        for (_, feed) in self.feeds.iter().filter(|(_, feed)| !feed.detached.load(Ordering::Relaxed)) {
-            let position = *lock(&feed.position);
-            slowest = Some(slowest.map_or(position, |slowest| slowest.min(position)));
-            end = end.max(*lock(&feed.durable_end));
-        }
-        let Some(slowest) = slowest else { return 0 };
+        let Some(slowest) = self.kept_from() else { return 0 };
+        let end = self.live().map(|feed| *lock(&feed.durable_end)).max().unwrap_or_default();
         if end <= slowest {
             return 0;
         }
@@ -517,32 +546,37 @@ mod tests {
     }
 
     #[test]
-    fn the_backlog_is_what_the_slowest_consumer_has_not_taken() {
+    fn the_backlog_is_what_the_slowest_consumer_is_not_done_with() {
         let dir = tempfile::tempdir().unwrap();
         let ids = EventIdGenerator::new();
         let mut wal = Wal::open(dir.path(), 1 << 20).unwrap().0;
-        let (index, mut index_feed) =
-            feed(dir.path(), 8, WalPosition::default(), WalPosition::default(), true);
-        let (rules, mut rules_feed) =
-            feed(dir.path(), 8, WalPosition::default(), WalPosition::default(), false);
-        let backlog = Backlog::new(&[("index", &index), ("rules", &rules)], 1_000, 1 << 20);
+        let start = WalPosition::default();
+        let (index, mut index_feed) = feed(dir.path(), 8, start, start, true);
+        let (rules, mut rules_feed) = feed(dir.path(), 8, start, start, false);
+        let backlog = Backlog::new(&[("index", &index, start), ("rules", &rules, start)], 1_000, 1 << 20);
         assert_eq!(backlog.bytes(), 0);
         let end = write(&mut wal, &[&index, &rules], batch(&ids, 0, 20));
         assert_eq!(backlog.bytes(), end.offset, "every byte of the first segment");
         assert!(backlog.is_full());
         drain(&mut index_feed);
-        assert_eq!(backlog.bytes(), end.offset, "the rules have taken nothing");
-        assert_eq!(backlog.read_back_batches(), vec![("index", 0), ("rules", 0)]);
         drain(&mut rules_feed);
+        assert_eq!(backlog.bytes(), end.offset, "taken is not done: nothing is committed or recorded");
+        backlog.release("index", end);
+        assert_eq!(backlog.bytes(), end.offset, "the rules have recorded nothing");
+        assert_eq!(backlog.read_back_batches(), vec![("index", 0), ("rules", 0)]);
+        backlog.release("rules", end);
         assert_eq!(backlog.bytes(), 0);
+        assert_eq!(backlog.kept_from(), Some(end));
         assert!(!backlog.is_full());
 
         // A consumer that is gone holds nothing back.
         let end = write(&mut wal, &[&index, &rules], batch(&ids, 20, 20));
         drain(&mut index_feed);
+        backlog.release("index", end);
         assert!(backlog.bytes() > 0);
         drop(rules_feed);
         assert_eq!(backlog.bytes(), 0, "up to {end:?}, the index has it all");
+        assert_eq!(backlog.kept_from(), Some(end));
     }
 
     #[test]

@@ -1212,6 +1212,8 @@ mod tests {
         let mut taken = Vec::new();
         while let Some(batch) = durable.try_recv() {
             taken.extend(batch.events.iter().map(|event| event.id));
+            assert!(store.backlog().bytes() > 0, "taken is not recorded");
+            store.mark_consumed(batch.end);
         }
         assert_eq!(taken.len() as u64, appended);
         assert!(taken.windows(2).all(|pair| pair[0] < pair[1]));

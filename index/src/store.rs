@@ -220,7 +220,7 @@ impl Store {
         let (durable_sender, durable_feed) =
             feed::feed(&wal_dir, options.feed_batches, consumer_from, replay_until, false);
         let backlog = Arc::new(Backlog::new(
-            &[("index", &index_sender), ("rules", &durable_sender)],
+            &[("index", &index_sender, index_checkpoint), ("rules", &durable_sender, consumer_from)],
             options.wal_max_backlog_bytes,
             options.wal_segment_bytes,
         ));
@@ -245,7 +245,7 @@ impl Store {
             use_counter: 0,
             feed: index_feed,
             wal_dir: wal_dir.clone(),
-            consumer_position: consumer_position.clone(),
+            backlog: backlog.clone(),
             index_position: index_position.clone(),
             lag: lag.clone(),
             ids: ids.clone(),
@@ -295,8 +295,9 @@ impl Store {
         self.queued.clone()
     }
 
-    /// The log's backlog: bytes not yet taken by its slowest consumer (a
-    /// gauge for `/metrics`); appends are refused past `wal_max_backlog_bytes`.
+    /// The log's backlog: bytes kept for its slowest consumer, not yet
+    /// committed by the index or recorded by the rules (a gauge for
+    /// `/metrics`); appends are refused past `wal_max_backlog_bytes`.
     pub fn backlog(&self) -> Arc<Backlog> {
         self.backlog.clone()
     }
@@ -360,6 +361,7 @@ impl Store {
     pub fn mark_consumed(&self, position: WalPosition) {
         let mut consumed = self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         *consumed = (*consumed).max(position);
+        self.backlog.release("rules", *consumed);
     }
 
     /// Whether [`Store::shutdown`] has begun: nothing more is accepted.
@@ -610,7 +612,7 @@ struct IndexThread {
     use_counter: u64,
     feed: DurableFeed,
     wal_dir: PathBuf,
-    consumer_position: Arc<Mutex<WalPosition>>,
+    backlog: Arc<Backlog>,
     index_position: Arc<Mutex<WalPosition>>,
     lag: Arc<IndexLag>,
     ids: Arc<EventIdGenerator>,
@@ -937,8 +939,9 @@ impl IndexThread {
         let position = self.held.values().fold(self.indexed_to, |position, from| position.min(*from));
         *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
         self.lag.indexed(position);
-        let consumed = *self.consumer_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match Wal::delete_before(&self.wal_dir, position.min(consumed)) {
+        self.backlog.release("index", position);
+        // A consumer that is gone (its thread ended) does not hold the log.
+        match Wal::delete_before(&self.wal_dir, self.backlog.kept_from().unwrap_or(position)) {
             Ok(0) => {}
             Ok(deleted) => tracing::debug!(deleted, "deleted write-ahead log segments"),
             Err(error) => tracing::warn!(%error, "cannot delete old write-ahead log segments"),

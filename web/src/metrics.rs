@@ -166,7 +166,7 @@ impl Metrics {
         let _ = writeln!(out, "{STORE_QUEUE} {}", self.store_queue.load(Ordering::Relaxed));
         let _ = writeln!(
             out,
-            "# HELP {WAL_BACKLOG} Bytes of the write-ahead log not yet taken by the index or the rules (index.wal_max_backlog_bytes at most).\n# TYPE {WAL_BACKLOG} gauge"
+            "# HELP {WAL_BACKLOG} Bytes of the write-ahead log kept on disk until the index commits them and the rules record them (index.wal_max_backlog_bytes at most).\n# TYPE {WAL_BACKLOG} gauge"
         );
         let _ =
             writeln!(out, "{WAL_BACKLOG} {}", self.wal_backlog.as_ref().map_or(0, |backlog| backlog.bytes()));
