@@ -203,6 +203,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         limit: if args.count || args.top.is_some() { 0 } else { args.limit.min(vigil_index::MAX_LIMIT) },
         order: if args.oldest_first { SortOrder::OldestFirst } else { SortOrder::NewestFirst },
         cursor: None,
+        now: Some(now),
     };
     let searcher = Searcher::open_read_only(&args.data_dir)?;
     let stdout = std::io::stdout();

@@ -283,7 +283,7 @@ impl Searcher {
 
     /// Where the values of a field are read from, for top values and distinct counts.
     fn value_source(&self, field: &str) -> Result<ValueSource, StoreError> {
-        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers };
+        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers, now: Utc::now() };
         let not_aggregatable = |why: &str| StoreError::BadQuery { message: format!("{field}: {why}") };
         match compiler.resolve(field) {
             Target::Named { name, .. } if vigil_schema::fields::is_identifier(name) => Err(not_aggregatable(

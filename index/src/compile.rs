@@ -53,6 +53,8 @@ pub(crate) enum Target<'a> {
 pub struct Compiler<'a> {
     pub schema: &'a DocSchema,
     pub tokenizers: &'a TokenizerManager,
+    /// What relative times in the query (`2h`, `now`) are read against.
+    pub now: chrono::DateTime<chrono::Utc>,
 }
 
 impl Compiler<'_> {
@@ -292,7 +294,7 @@ impl Compiler<'_> {
             // An exact time matches every event in its second, read from the
             // fast field like ranges (`@timestamp` has no inverted index).
             TermValue::Word(text) | TermValue::Phrase(text) => {
-                let nanos = parse_time(name, text)?.into_timestamp_nanos();
+                let nanos = parse_time(name, text, self.now)?.into_timestamp_nanos();
                 let second = nanos.div_euclid(1_000_000_000) * 1_000_000_000;
                 let at = |nanos: i64| Term::from_field_date(field, DateTime::from_timestamp_nanos(nanos));
                 Ok(Box::new(RangeQuery::new(
@@ -302,7 +304,9 @@ impl Compiler<'_> {
             }
             TermValue::Range { lower, upper } => {
                 let bound = |bound: &Bound| {
-                    map_bound(bound, |text| Ok(Term::from_field_date(field, parse_time(name, text)?)))
+                    map_bound(bound, |text| {
+                        Ok(Term::from_field_date(field, parse_time(name, text, self.now)?))
+                    })
                 };
                 Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
             }
@@ -590,8 +594,8 @@ fn parse_ip(field: &str, text: &str) -> Result<IpAddr, CompileError> {
     })
 }
 
-fn parse_time(field: &str, text: &str) -> Result<DateTime, CompileError> {
-    crate::time::parse_time_bound(text, chrono::Utc::now())
+fn parse_time(field: &str, text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<DateTime, CompileError> {
+    crate::time::parse_time_bound(text, now)
         .map(to_tantivy_time)
         .map_err(|message| CompileError { field: field.to_owned(), message })
 }

@@ -421,8 +421,11 @@ pub fn to_ipv6(ip: IpAddr) -> std::net::Ipv6Addr {
     }
 }
 
+/// A time as the index holds it: nanoseconds since the epoch, which reach
+/// from 1677 to 2262; a time outside is held at the nearer end.
 pub fn to_tantivy_time(time: chrono::DateTime<chrono::Utc>) -> DateTime {
-    DateTime::from_timestamp_nanos(time.timestamp_nanos_opt().unwrap_or(i64::MAX))
+    let nanos = time.timestamp_nanos_opt().unwrap_or(if time.timestamp() < 0 { i64::MIN } else { i64::MAX });
+    DateTime::from_timestamp_nanos(nanos)
 }
 
 pub fn from_tantivy_time(time: DateTime) -> chrono::DateTime<chrono::Utc> {

@@ -718,7 +718,19 @@ mod tests {
         drop(store);
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
         assert_eq!(store.searcher().partitions.all().len(), 3);
-        assert_totals(store.searcher(), &[("", 3), ("user.name:alice", 3)]);
+        // Held at the ends of the index's time range (1677 to 2262), on
+        // the side they are.
+        assert_totals(
+            store.searcher(),
+            &[
+                ("", 3),
+                ("user.name:alice", 3),
+                ("@timestamp:<=1000-01-01T00:00:00Z", 1),
+                ("@timestamp:>=1700-01-01T00:00:00Z", 2),
+                ("@timestamp:>=1600-01-01T00:00:00Z", 3),
+                ("@timestamp:>=9000-01-01T00:00:00Z", 1),
+            ],
+        );
         store.shutdown();
     }
 
@@ -828,8 +840,12 @@ mod tests {
         assert_eq!(searcher.search(&from_second).unwrap().total, 2);
         let query = query::parse("@timestamp:>2025-02-03T08:00:00.000000002Z").unwrap();
         assert_eq!(searcher.search(&SearchRequest { query, ..Default::default() }).unwrap().total, 1);
-        let first_page = searcher.search(&SearchRequest { limit: 1, ..Default::default() }).unwrap();
-        let rest = SearchRequest { limit: 10, cursor: first_page.next_cursor, ..Default::default() };
+        let then = Utc::now();
+        let first_page =
+            searcher.search(&SearchRequest { limit: 1, now: Some(then), ..Default::default() }).unwrap();
+        let cursor: Cursor = first_page.next_cursor.unwrap().to_string().parse().unwrap();
+        assert_eq!(cursor.now(), Some(then), "the cursor carries the first page's now");
+        let rest = SearchRequest { limit: 10, cursor: Some(cursor), ..Default::default() };
         assert_eq!(searcher.search(&rest).unwrap().hits.len(), 2);
         store.shutdown();
     }

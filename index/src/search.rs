@@ -44,6 +44,10 @@ pub struct SearchRequest {
     pub limit: usize,
     pub order: SortOrder,
     pub cursor: Option<Cursor>,
+    /// What relative times in the query (`2h`, `now`) are read against;
+    /// `None`: the time of the search. A cursor carries it, so that every
+    /// page of a search reads them alike.
+    pub now: Option<DateTime<Utc>>,
 }
 
 impl Default for SearchRequest {
@@ -55,6 +59,7 @@ impl Default for SearchRequest {
             limit: 100,
             order: SortOrder::NewestFirst,
             cursor: None,
+            now: None,
         }
     }
 }
@@ -75,22 +80,35 @@ pub struct Cursor {
     time_nanos: i64,
     arrival: u64,
     seq: u64,
+    /// The time the first page read relative times against (nanoseconds).
+    now_nanos: Option<i64>,
 }
 
 impl Cursor {
-    fn after(event: &Event) -> Cursor {
+    fn after(event: &Event, now: DateTime<Utc>) -> Cursor {
         let id = event.id.as_u128();
         Cursor {
             time_nanos: event.timestamp.timestamp_nanos_opt().unwrap_or(i64::MAX),
             arrival: (id >> 64) as u64,
             seq: id as u64,
+            now_nanos: now.timestamp_nanos_opt(),
         }
+    }
+
+    /// The time the search's relative times (`from=2h`, `@timestamp:>=1h`)
+    /// were read against on its first page: later pages read them alike.
+    pub fn now(&self) -> Option<DateTime<Utc>> {
+        self.now_nanos.map(DateTime::from_timestamp_nanos)
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}.{:x}.{:x}", self.time_nanos, self.arrival, self.seq)
+        write!(f, "{}.{:x}.{:x}", self.time_nanos, self.arrival, self.seq)?;
+        match self.now_nanos {
+            Some(now) => write!(f, ".{now}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -100,8 +118,9 @@ impl std::str::FromStr for Cursor {
     fn from_str(text: &str) -> Result<Cursor, String> {
         let invalid = || format!("{text:?} is not a cursor from a previous answer's next_cursor");
         let mut parts = text.split('.');
-        let (Some(time), Some(arrival), Some(seq), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
+        // Cursors of earlier versions have no fourth part.
+        let (Some(time), Some(arrival), Some(seq), now, None) =
+            (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(invalid());
         };
@@ -109,6 +128,7 @@ impl std::str::FromStr for Cursor {
             time_nanos: time.parse().map_err(|_| invalid())?,
             arrival: u64::from_str_radix(arrival, 16).map_err(|_| invalid())?,
             seq: u64::from_str_radix(seq, 16).map_err(|_| invalid())?,
+            now_nanos: now.map(|now| now.parse().map_err(|_| invalid())).transpose()?,
         })
     }
 }
@@ -292,7 +312,8 @@ impl Searcher {
         let more = addresses.len() > limit;
         let addresses = addresses.into_iter().take(limit).collect();
         let hits = self.fetch(&snapshot, addresses)?;
-        let next_cursor = if more { hits.last().map(Cursor::after) } else { None };
+        let now = request.now.unwrap_or_else(Utc::now);
+        let next_cursor = if more { hits.last().map(|hit| Cursor::after(hit, now)) } else { None };
         Ok(SearchResult { total, hits, next_cursor })
     }
 
@@ -398,7 +419,8 @@ impl Searcher {
         &self,
         request: &SearchRequest,
     ) -> Result<Box<dyn TantivyQuery>, StoreError> {
-        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers };
+        let now = request.now.unwrap_or_else(Utc::now);
+        let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers, now };
         let query = compiler.compile(&request.query).map_err(|CompileError { field, message }| {
             StoreError::BadQuery { message: format!("{field}: {message}") }
         })?;

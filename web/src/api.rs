@@ -67,7 +67,7 @@ pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct SearchParams {
     #[serde(default)]
     pub q: String,
@@ -83,7 +83,14 @@ pub struct SearchParams {
 /// Parses search parameters into a request.
 pub fn search_request(params: &SearchParams, default_limit: usize) -> Result<SearchRequest, ApiError> {
     let query = query::parse(&params.q).map_err(|error| ApiError::BadRequest(error.to_string()))?;
-    let now = Utc::now();
+    let cursor = match params.cursor.as_deref().filter(|text| !text.is_empty()) {
+        None => None,
+        Some(text) => Some(
+            text.parse::<Cursor>().map_err(|message| ApiError::BadRequest(format!("cursor: {message}")))?,
+        ),
+    };
+    // A later page reads relative times (`from=2h`) as its first page did.
+    let now = cursor.and_then(|cursor| cursor.now()).unwrap_or_else(Utc::now);
     let bound = |name: &str, value: &Option<String>| match value.as_deref().filter(|text| !text.is_empty()) {
         None => Ok(None),
         Some(text) => parse_time_bound(text, now)
@@ -99,12 +106,6 @@ pub fn search_request(params: &SearchParams, default_limit: usize) -> Result<Sea
         "oldest" | "asc" => SortOrder::OldestFirst,
         other => return Err(ApiError::BadRequest(format!("order: {other:?} is not newest or oldest"))),
     };
-    let cursor = match params.cursor.as_deref().filter(|text| !text.is_empty()) {
-        None => None,
-        Some(text) => Some(
-            text.parse::<Cursor>().map_err(|message| ApiError::BadRequest(format!("cursor: {message}")))?,
-        ),
-    };
     Ok(SearchRequest {
         query,
         from: bound("from", &params.from)?,
@@ -112,6 +113,7 @@ pub fn search_request(params: &SearchParams, default_limit: usize) -> Result<Sea
         limit,
         order,
         cursor,
+        now: Some(now),
     })
 }
 
@@ -398,6 +400,28 @@ mod tests {
     use vigil_schema::EventIdGenerator;
 
     use super::*;
+
+    #[test]
+    fn a_later_page_reads_relative_times_as_its_first_page_did() {
+        let params = |cursor: Option<String>| SearchParams {
+            q: "@timestamp:<=10m".into(),
+            from: Some("2h".into()),
+            cursor,
+            ..SearchParams::default()
+        };
+        let first = search_request(&params(None), 10).unwrap();
+        let then = first.now.unwrap();
+        assert_eq!(first.from, Some(then - chrono::Duration::hours(2)));
+        // The first page's cursor carries its `now`; read a while later,
+        // the second page's window is the same.
+        let cursor = format!("1.2.3.{}", then.timestamp_nanos_opt().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        let second = search_request(&params(Some(cursor)), 10).unwrap();
+        assert_eq!((second.now, second.from), (first.now, first.from));
+        // A cursor of an earlier version has none: relative times are read now.
+        let old = search_request(&params(Some("1.2.3".into())), 10).unwrap();
+        assert!(old.now.unwrap() > then);
+    }
 
     #[test]
     fn a_hit_is_written_with_the_schema_fields_and_the_original() {
