@@ -119,10 +119,13 @@ impl Compiler<'_> {
     /// `kubernetes.pod_name`, `log`) is its schema twin on the events of the
     /// alias's dataset, or the original path on any event that kept it.
     fn field_query(&self, name: &str, value: &TermValue) -> Result<Box<dyn TantivyQuery>, CompileError> {
-        let Some((_, dataset)) = fields::alias_in_dataset(name) else {
-            return self.target_query(self.resolve(name), name, value);
+        let (twin, dataset) = match audit_time(name)? {
+            Some(dataset) => (self.date_query(self.schema.timestamp, name, value), dataset),
+            None => match fields::alias_in_dataset(name) {
+                Some((_, dataset)) => (self.target_query(self.resolve(name), name, value), dataset),
+                None => return self.target_query(self.resolve(name), name, value),
+            },
         };
-        let twin = self.target_query(self.resolve(name), name, value);
         let original =
             self.target_query(Target::Json { field: self.schema.original, path: name }, name, value);
         Ok(match (twin, original) {
@@ -344,9 +347,13 @@ impl Compiler<'_> {
     /// `objectRef`) exists when the original holds it or one of their twins is set.
     fn exists(&self, name: &str) -> Result<Box<dyn TantivyQuery>, CompileError> {
         let mut either = Vec::new();
-        match fields::alias_in_dataset(name) {
-            Some((_, dataset)) => {
-                either.push(self.in_dataset(self.target_exists(self.resolve(name)), dataset));
+        let twin = match audit_time(name)? {
+            Some(dataset) => Some((Target::Timestamp, dataset)),
+            None => fields::alias_in_dataset(name).map(|(_, dataset)| (self.resolve(name), dataset)),
+        };
+        match twin {
+            Some((twin, dataset)) => {
+                either.push(self.in_dataset(self.target_exists(twin), dataset));
                 either.push(self.target_exists(Target::Json { field: self.schema.original, path: name }));
             }
             None => either.push(self.target_exists(self.resolve(name))),
@@ -476,6 +483,21 @@ fn regex(
     RegexQuery::from_pattern(&full, field)
         .map(|query| Box::new(query) as Box<dyn TantivyQuery>)
         .map_err(invalid)
+}
+
+/// The dataset whose `@timestamp` answers a time of its original that the
+/// index leaves out (see `doc::leave_out_of_audit`): an audit event's receive
+/// time. Its stage's time is not indexed: asking for it is an error rather
+/// than no hits.
+fn audit_time(name: &str) -> Result<Option<&'static str>, CompileError> {
+    match name {
+        "requestReceivedTimestamp" | "timestamp" => Ok(Some(vigil_schema::audit::DATASET)),
+        "stageTimestamp" => Err(CompileError {
+            field: name.to_owned(),
+            message: "is not indexed; search @timestamp, when the API server received the request".into(),
+        }),
+        _ => Ok(None),
+    }
 }
 
 /// A value lower-cased as the index lower-cases it: one character at a

@@ -339,6 +339,8 @@ fn leave_out_of_audit<'v>(event: &'v Event, left_out: &mut LeftOut<'v>) {
             left_out.path(path);
         }
     }
+    // Unique per event, costly as terms: the receive time is answered from
+    // `@timestamp` (see `compile::audit_time`), the stage's time not at all.
     for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
         left_out.key(key);
     }

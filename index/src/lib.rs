@@ -1107,6 +1107,11 @@ mod tests {
                 ("user.name:ΟΔΟΣ", 1),
                 ("user.name:οδοσ", 1),
                 ("user.name:ΟΔΟ*", 1),
+                // An audit event's receive time, left out of its indexed
+                // original, is answered from @timestamp.
+                ("requestReceivedTimestamp:\"2025-02-03T08:02:00Z\"", 1),
+                ("requestReceivedTimestamp:>=2025-02-03T08:02:00Z", 2),
+                ("_exists_:requestReceivedTimestamp", 3),
             ],
         );
         store.shutdown();
@@ -1124,6 +1129,7 @@ mod tests {
             // Unbalanced, it would close the group it is wrapped in.
             ("user.name:/x)|(.*/", "user.name: invalid regular expression \"x)|(.*\""),
             ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
+            ("stageTimestamp:>=2h", "stageTimestamp: is not indexed; search @timestamp"),
         ];
         for (text, message) in cases {
             let request = SearchRequest {
