@@ -103,7 +103,7 @@ impl Compiler<'_> {
         let mut either = Vec::new();
         for field in std::iter::once(self.schema.all).chain(message) {
             let query = match value {
-                TermValue::Word(text) | TermValue::Phrase(text) => self.words(field, text),
+                TermValue::Word(text) | TermValue::Phrase(text) => self.words(field, text, "free text")?,
                 TermValue::Wildcard(pattern) => regex(field, "", &wildcard_to_regex(pattern), "free text")?,
                 TermValue::Regex(pattern) => regex(field, "", pattern, "free text")?,
                 TermValue::Range { .. } => {
@@ -126,15 +126,22 @@ impl Compiler<'_> {
                 None => return self.target_query(self.resolve(name), name, value),
             },
         };
+        // A value its twin refuses (not a number, not a time) is an error
+        // rather than a search of the original path alone, which the events
+        // of the alias's dataset leave out of the index: it would find none
+        // of them, silently. So is an identifier's (see `identifier`).
+        let twin_only = match self.resolve(name) {
+            Target::Named { kind: FieldKind::Long | FieldKind::Ip | FieldKind::Date, .. } => true,
+            Target::Named { name: schema_name, .. } => fields::is_identifier(schema_name),
+            Target::Timestamp => true,
+            _ => audit_time(name)?.is_some(),
+        };
         let original =
             self.target_query(Target::Json { field: self.schema.original, path: name }, name, value);
         Ok(match (twin, original) {
             (Ok(twin), Ok(original)) => self.scoped_or(twin, dataset, original),
             (Ok(twin), Err(_)) => self.in_dataset(twin, dataset),
-            // An identifier's value is in its twin only (see `identifier`).
-            (Err(error), Ok(_)) if fields::alias(name).is_some_and(fields::is_identifier) => {
-                return Err(error);
-            }
+            (Err(error), Ok(_)) if twin_only => return Err(error),
             (Err(_), Ok(original)) => original,
             (Err(error), Err(_)) => return Err(error),
         })
@@ -209,7 +216,7 @@ impl Compiler<'_> {
             Target::Named { kind, field, name: schema_name } => match kind {
                 FieldKind::Keyword => self.keyword_query(field, name, value),
                 FieldKind::Text => match value {
-                    TermValue::Word(text) | TermValue::Phrase(text) => Ok(self.words(field, text)),
+                    TermValue::Word(text) | TermValue::Phrase(text) => self.words(field, text, name),
                     TermValue::Wildcard(pattern) => regex(field, "", &wildcard_to_regex(pattern), name),
                     TermValue::Regex(pattern) => regex(field, "", pattern, name),
                     TermValue::Range { .. } => Err(error(format!(
@@ -417,20 +424,28 @@ impl Compiler<'_> {
     }
 
     /// Words of a free-text value: one word is a term, several a phrase.
-    fn words(&self, field: Field, text: &str) -> Box<dyn TantivyQuery> {
+    /// The words of a value in a text field: one, or a phrase. A value with
+    /// none (`-`, `""`) is an error: it would match nothing, and make nothing
+    /// of a whole AND around it.
+    fn words(&self, field: Field, text: &str, name: &str) -> Result<Box<dyn TantivyQuery>, CompileError> {
         let Some(mut analyzer) = self.tokenizers.get("default") else {
-            return Box::new(EmptyQuery);
+            return Ok(Box::new(EmptyQuery));
         };
         let mut terms = Vec::new();
         let mut stream = analyzer.token_stream(text);
         while let Some(token) = stream.next() {
             terms.push((token.position, Term::from_field_text(field, &token.text)));
         }
-        match terms.len() {
-            0 => Box::new(EmptyQuery),
+        Ok(match terms.len() {
+            0 => {
+                return Err(CompileError {
+                    field: name.to_owned(),
+                    message: format!("{text:?} has no word to search (letters or digits)"),
+                });
+            }
             1 => term(terms.swap_remove(0).1),
             _ => Box::new(PhraseQuery::new_with_offset(terms)),
-        }
+        })
     }
 }
 

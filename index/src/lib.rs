@@ -1130,6 +1130,10 @@ mod tests {
             ("user.name:/x)|(.*/", "user.name: invalid regular expression \"x)|(.*\""),
             ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
             ("stageTimestamp:>=2h", "stageTimestamp: is not indexed; search @timestamp"),
+            ("verb:get -", "free text: \"-\" has no word to search"),
+            ("responseStatus.code:4*", "responseStatus.code: is a number"),
+            ("requestReceivedTimestamp:yesterday", "requestReceivedTimestamp: \"yesterday\" is not a time"),
+            ("message:\"\"", "message: \"\" has no word to search"),
         ];
         for (text, message) in cases {
             let request = SearchRequest {
