@@ -543,22 +543,33 @@ pub fn wildcard_to_regex(pattern: &str) -> String {
 /// A value in a JSON field: the lower-cased string, or the number or boolean
 /// when the value reads as one (JSON numbers and booleans are indexed as such).
 fn json_value_query(field: Field, path: &str, text: &str) -> Box<dyn TantivyQuery> {
-    let mut string_term = Term::from_field_json_path(field, path, true);
+    let at_path = || Term::from_field_json_path(field, path, true);
+    let mut string_term = at_path();
     string_term.append_type_and_str(&lower_case(text));
     let mut alternatives: Vec<Box<dyn TantivyQuery>> = vec![term(string_term)];
+    // A JSON number is indexed as the first of i64, u64, f64 that holds it.
     if let Ok(number) = text.parse::<i64>() {
-        let mut number_term = Term::from_field_json_path(field, path, true);
+        let mut number_term = at_path();
         number_term.append_type_and_fast_value(number);
         alternatives.push(term(number_term));
-        if let Ok(unsigned) = u64::try_from(number) {
-            let mut unsigned_term = Term::from_field_json_path(field, path, true);
-            unsigned_term.append_type_and_fast_value(unsigned);
-            alternatives.push(term(unsigned_term));
-        }
     }
-    if let Ok(flag) = text.parse::<bool>() {
-        let mut bool_term = Term::from_field_json_path(field, path, true);
-        bool_term.append_type_and_fast_value(flag);
+    if let Ok(unsigned) = text.parse::<u64>() {
+        let mut unsigned_term = at_path();
+        unsigned_term.append_type_and_fast_value(unsigned);
+        alternatives.push(term(unsigned_term));
+    }
+    if let Ok(float) = text.parse::<f64>()
+        && float.is_finite()
+    {
+        let mut float_term = at_path();
+        float_term.append_type_and_fast_value(float);
+        alternatives.push(term(float_term));
+    }
+    // Booleans in any case, like every value of the original.
+    let flag = ["false", "true"].iter().position(|word| text.eq_ignore_ascii_case(word));
+    if let Some(flag) = flag {
+        let mut bool_term = at_path();
+        bool_term.append_type_and_fast_value(flag == 1);
         alternatives.push(term(bool_term));
     }
     if alternatives.len() == 1 {

@@ -1118,6 +1118,30 @@ mod tests {
     }
 
     #[test]
+    fn values_of_the_original_match_whatever_json_type_they_have() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        let mut event = audit_event(&store, "alice", "pods", 1);
+        event.original["requestObject"] =
+            json!({"spec": {"ratio": 0.5, "big": u64::MAX, "hostNetwork": true, "small": 7, "name": "Web"}});
+        store.append_blocking(vec![event]).unwrap();
+        wait_for_count(store.searcher(), 1);
+        assert_totals(
+            store.searcher(),
+            &[
+                ("requestObject.spec.ratio:0.5", 1),
+                ("requestObject.spec.ratio:0.25", 0),
+                ("requestObject.spec.big:18446744073709551615", 1),
+                ("requestObject.spec.hostNetwork:TRUE", 1),
+                ("requestObject.spec.hostNetwork:false", 0),
+                ("requestObject.spec.small:7", 1),
+                ("requestObject.spec.name:WEB", 1),
+            ],
+        );
+        store.shutdown();
+    }
+
+    #[test]
     fn constructs_a_field_cannot_take_are_query_errors() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
