@@ -191,9 +191,17 @@ impl Searcher {
             snapshot.collect(query.as_ref(), (Count, ValueCounter { source }))?;
         let distinct = counts.len() as u64;
         let mut sorted: Vec<(serde_json::Value, u64)> = counts.into_iter().collect();
-        sorted.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.to_string().cmp(&b.0.to_string())));
+        // Most frequent first; ties in the values' own order. Only the
+        // first `limit` are sorted.
+        let order = |a: &(serde_json::Value, u64), b: &(serde_json::Value, u64)| {
+            b.1.cmp(&a.1).then_with(|| natural_order(&a.0, &b.0))
+        };
+        if limit > 0 && sorted.len() > limit {
+            sorted.select_nth_unstable_by(limit - 1, order);
+        }
         let other = sorted.iter().skip(limit).map(|(_, count)| count).sum();
         sorted.truncate(limit);
+        sorted.sort_by(order);
         let values = sorted.into_iter().map(|(value, count)| ValueCount { value, count }).collect();
         Ok(TopValues { field: field.to_owned(), values, other, missing, total: total as u64, distinct })
     }
@@ -643,9 +651,42 @@ impl SegmentCollector for MinMaxTimeSegment {
     }
 }
 
+/// The order of two values of a field: numbers by value, addresses by
+/// address (`10.0.0.2` before `10.0.0.10`), other strings by their bytes.
+fn natural_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => a.as_f64().unwrap_or_default().total_cmp(&b.as_f64().unwrap_or_default()),
+        },
+        (Value::String(a), Value::String(b)) => {
+            match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
+                (Ok(a), Ok(b)) => a.cmp(&b),
+                _ => a.cmp(b),
+            }
+        }
+        _ => a.to_string().cmp(&b.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tied_values_are_in_their_own_order() {
+        use serde_json::json;
+        let mut values = vec![json!("10.0.0.10"), json!("10.0.0.2"), json!("::1")];
+        values.sort_by(natural_order);
+        assert_eq!(values, [json!("10.0.0.2"), json!("10.0.0.10"), json!("::1")]);
+        let mut numbers = vec![json!(10), json!(9), json!(-1), json!(2.5)];
+        numbers.sort_by(natural_order);
+        assert_eq!(numbers, [json!(-1), json!(2.5), json!(9), json!(10)]);
+        let mut words = vec![json!("bob"), json!("Alice"), json!("alice")];
+        words.sort_by(natural_order);
+        assert_eq!(words, [json!("Alice"), json!("alice"), json!("bob")]);
+    }
 
     #[test]
     fn intervals_read_and_print() {
