@@ -77,7 +77,12 @@ impl Wal {
     /// Returns the log and the position where the records written before
     /// this open end.
     pub fn open(dir: &Path, segment_bytes: u64) -> io::Result<(Wal, WalPosition)> {
-        fs::create_dir_all(dir)?;
+        if !dir.is_dir() {
+            fs::create_dir_all(dir)?;
+            // The log's own name must be as durable as its segments'.
+            let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty());
+            File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
+        }
         let segments = list_segments(dir)?;
         let mut end = WalPosition::default();
         if let Some(&last) = segments.last() {
