@@ -651,23 +651,30 @@ impl SegmentCollector for MinMaxTimeSegment {
     }
 }
 
-/// The order of two values of a field: numbers by value, addresses by
-/// address (`10.0.0.2` before `10.0.0.10`), other strings by their bytes.
+/// The order of two values of a field: numbers by value, then addresses
+/// by address (`10.0.0.2` before `10.0.0.10`), then other strings by their
+/// bytes, then anything else by its JSON: each class whole before the next,
+/// so that the order is total.
 fn natural_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
     use serde_json::Value;
-    match (a, b) {
+    let address = |value: &Value| value.as_str().and_then(|text| text.parse::<std::net::IpAddr>().ok());
+    let class = |value: &Value| match value {
+        Value::Number(_) => 0,
+        Value::String(_) if address(value).is_some() => 1,
+        Value::String(_) => 2,
+        _ => 3,
+    };
+    class(a).cmp(&class(b)).then_with(|| match (a, b) {
         (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => a.as_f64().unwrap_or_default().total_cmp(&b.as_f64().unwrap_or_default()),
         },
-        (Value::String(a), Value::String(b)) => {
-            match (a.parse::<std::net::IpAddr>(), b.parse::<std::net::IpAddr>()) {
-                (Ok(a), Ok(b)) => a.cmp(&b),
-                _ => a.cmp(b),
-            }
-        }
+        (Value::String(x), Value::String(y)) => match (address(a), address(b)) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => x.cmp(y),
+        },
         _ => a.to_string().cmp(&b.to_string()),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -677,9 +684,10 @@ mod tests {
     #[test]
     fn tied_values_are_in_their_own_order() {
         use serde_json::json;
-        let mut values = vec![json!("10.0.0.10"), json!("10.0.0.2"), json!("::1")];
+        // Addresses before other strings, so that the order is total.
+        let mut values = vec![json!("10.0.0.1a"), json!("10.0.0.10"), json!("10.0.0.2"), json!("::1")];
         values.sort_by(natural_order);
-        assert_eq!(values, [json!("10.0.0.2"), json!("10.0.0.10"), json!("::1")]);
+        assert_eq!(values, [json!("10.0.0.2"), json!("10.0.0.10"), json!("::1"), json!("10.0.0.1a")]);
         let mut numbers = vec![json!(10), json!(9), json!(-1), json!(2.5)];
         numbers.sort_by(natural_order);
         assert_eq!(numbers, [json!(-1), json!(2.5), json!(9), json!(10)]);

@@ -129,12 +129,12 @@ impl Compiler<'_> {
         // A value its twin refuses (not a number, not a time) is an error
         // rather than a search of the original path alone, which the events
         // of the alias's dataset leave out of the index: it would find none
-        // of them, silently. So is an identifier's (see `identifier`).
+        // of them, silently. So is an identifier's (see `identifier`). But
+        // `timestamp`, a common key in any log, is searched as such.
         let twin_only = match self.resolve(name) {
             Target::Named { kind: FieldKind::Long | FieldKind::Ip | FieldKind::Date, .. } => true,
             Target::Named { name: schema_name, .. } => fields::is_identifier(schema_name),
-            Target::Timestamp => true,
-            _ => audit_time(name)?.is_some(),
+            _ => name == "requestReceivedTimestamp",
         };
         let original =
             self.target_query(Target::Json { field: self.schema.original, path: name }, name, value);
@@ -313,12 +313,16 @@ impl Compiler<'_> {
                 )))
             }
             TermValue::Range { lower, upper } => {
-                let bound = |bound: &Bound| {
-                    map_bound(bound, |text| {
+                // An open end is the end of the index's time range: `[* TO *]`
+                // is every time there is (tantivy's ranges need a bound).
+                let at = |nanos: i64| Term::from_field_date(field, DateTime::from_timestamp_nanos(nanos));
+                let bound = |bound: &Bound, end: i64| match bound {
+                    Bound::Unbounded => Ok(TantivyBound::Included(at(end))),
+                    _ => map_bound(bound, |text| {
                         Ok(Term::from_field_date(field, parse_time(name, text, self.now)?))
-                    })
+                    }),
                 };
-                Ok(Box::new(RangeQuery::new(bound(lower)?, bound(upper)?)))
+                Ok(Box::new(RangeQuery::new(bound(lower, i64::MIN)?, bound(upper, i64::MAX)?)))
             }
             _ => Err(CompileError {
                 field: name.to_owned(),

@@ -48,14 +48,15 @@ impl Partition {
         let span_file = path.join("vigil-span");
         let committed = path.join("meta.json").exists();
         let span = match std::fs::read_to_string(&span_file) {
-            Ok(text) if committed || !text.trim().is_empty() => {
+            // A partition that was never committed to takes the span it is
+            // opened with: nothing was written with the one it had.
+            Ok(text) if committed => {
                 text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
                     StoreError::Corrupt {
                         message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
                     }
                 })?
             }
-            // Not written yet, or written by a crash before any commit.
             _ => {
                 write_durably(&span_file, format!("{span}\n").as_bytes())?;
                 span
@@ -198,6 +199,11 @@ impl Partitions {
         Ok(Partitions { root: root.to_owned(), span, store_level, map: RwLock::new(map) })
     }
 
+    /// The directory the partitions are in.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The span of the partitions this store creates, in seconds.
     pub fn span(&self) -> i64 {
         self.span
@@ -208,9 +214,9 @@ impl Partitions {
     pub fn start_for(&self, time: DateTime<Utc>) -> i64 {
         let time = time.timestamp();
         let map = self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match map.range(..=time).next_back() {
-            Some((start, partition)) if partition.end > time => *start,
-            _ => placement(&map, self.span, time).0,
+        match holding(&map, time) {
+            Some(start) => start,
+            None => placement(&map, self.span, time).0,
         }
     }
 
@@ -266,13 +272,28 @@ impl Partitions {
     }
 }
 
+/// The longest span a partition may have (spans divide a week).
+const MAX_SPAN: i64 = 7 * 86_400;
+
+/// The start of the partition that holds `time`, if one does. Versions
+/// before 2026-11-25 could create partitions that overlap (a changed span):
+/// the latest start that holds it wins, as search finds either.
+fn holding(partitions: &BTreeMap<i64, Arc<Partition>>, time: i64) -> Option<i64> {
+    partitions
+        .range(time.saturating_sub(MAX_SPAN)..=time)
+        .rev()
+        .find(|(_, partition)| partition.end > time)
+        .map(|(start, _)| *start)
+}
+
 /// Where a new partition holding `time` goes: `span` seconds aligned on
 /// multiples of it, cut short by the partitions around it (written with
 /// another span), so that no two partitions overlap. Returns its start and
 /// span.
 fn placement(partitions: &BTreeMap<i64, Arc<Partition>>, span: i64, time: i64) -> (i64, i64) {
     let aligned = time.div_euclid(span) * span;
-    let start = partitions.range(..=time).next_back().map_or(aligned, |(_, before)| before.end.max(aligned));
+    let before = partitions.range(time.saturating_sub(MAX_SPAN)..=time).map(|(_, before)| before.end).max();
+    let start = before.map_or(aligned, |end| end.max(aligned));
     let end = aligned.saturating_add(span);
     let end = partitions.range(time.saturating_add(1)..).next().map_or(end, |(next, _)| (*next).min(end));
     (start, end - start)
@@ -317,7 +338,27 @@ const ADDED_FIELD_PREFIXES: &[&str] = &[crate::identifier::HASH_PREFIX];
 mod tests {
     use tantivy::schema::{STORED, STRING, Schema, TEXT};
 
-    use super::{compatible, parse_partition_name, partition_name};
+    use super::{Partition, Partitions, compatible, parse_partition_name, partition_name};
+
+    #[test]
+    fn an_event_goes_to_a_partition_that_holds_its_time_even_behind_an_overlapping_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let day = 1_738_540_800; // 2025-02-03T00:00:00Z
+        let time = |hours: i64| chrono::DateTime::from_timestamp(day + hours * 3600, 0).unwrap();
+        // As an earlier version left them after the span changed: a day,
+        // and an hour inside it.
+        for (start, span) in [(day, 86_400), (day + 8 * 3600, 3600)] {
+            let partition = Partition::open(&dir.path().join(partition_name(start)), start, span, 3).unwrap();
+            let mut writer: tantivy::IndexWriter =
+                partition.index.writer_with_num_threads(1, 15_000_000).unwrap();
+            writer.commit().unwrap();
+        }
+        let partitions = Partitions::open(dir.path(), 3600, 3).unwrap();
+        assert_eq!(partitions.start_for(time(8)), day + 8 * 3600, "the latest start that holds it");
+        assert_eq!(partitions.start_for(time(10)), day, "the day behind the hour");
+        assert_eq!(partitions.start_for(time(25)), day + 25 * 3600, "after both: a new hour");
+        assert_eq!(partitions.start_for(time(-1)), day - 3600);
+    }
 
     #[test]
     fn every_partition_name_reads_back_as_its_start() {

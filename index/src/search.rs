@@ -88,7 +88,8 @@ impl Cursor {
     fn after(event: &Event, now: DateTime<Utc>) -> Cursor {
         let id = event.id.as_u128();
         Cursor {
-            time_nanos: event.timestamp.timestamp_nanos_opt().unwrap_or(i64::MAX),
+            // As the index holds it (times outside 1677-2262 at its ends).
+            time_nanos: crate::doc::to_tantivy_time(event.timestamp).into_timestamp_nanos(),
             arrival: (id >> 64) as u64,
             seq: id as u64,
             now_nanos: now.timestamp_nanos_opt(),

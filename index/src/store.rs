@@ -84,7 +84,7 @@ pub struct StoreOptions {
     /// Partitions whose span ended longer ago than this are dropped.
     pub retention_max_age: Option<Duration>,
     /// The oldest partitions are dropped while the index is larger than this
-    /// (the newest partition is always kept).
+    /// (the partition of the present is always kept).
     pub retention_max_bytes: Option<u64>,
     /// How often retention runs.
     pub retention_check_interval: Duration,
@@ -204,6 +204,12 @@ impl Store {
         for partition in partitions.all() {
             checkpoints.insert(partition.start, partition.checkpoint()?);
         }
+        // Partitions held when the store last ran: their events are in the
+        // log from there on, and replay tries them again.
+        for (start, from) in read_held(&partitions)? {
+            let checkpoint = checkpoints.entry(start).or_insert(from);
+            *checkpoint = (*checkpoint).min(from);
+        }
         let index_checkpoint = checkpoints.values().copied().min().unwrap_or_default();
         let wal_dir = data_dir.join("wal");
         let (wal, replay_until) = Wal::open(&wal_dir, options.wal_segment_bytes)
@@ -220,7 +226,11 @@ impl Store {
         let (durable_sender, durable_feed) =
             feed::feed(&wal_dir, options.feed_batches, consumer_from, replay_until, false);
         let backlog = Arc::new(Backlog::new(
-            &[("index", &index_sender, index_checkpoint), ("rules", &durable_sender, consumer_from)],
+            &[
+                // Deleted segments are not kept: from the first there is.
+                ("index", &index_sender, consumer_start(&wal_dir, index_checkpoint, replay_until)),
+                ("rules", &durable_sender, consumer_from),
+            ],
             options.wal_max_backlog_bytes,
             options.wal_segment_bytes,
         ));
@@ -516,6 +526,21 @@ impl WalThread {
 /// the oldest segment is that segment's start; one past the log's end (the
 /// log was reset while the alerts were kept) is the end, with a warning, so
 /// that new batches still reach the consumer.
+/// Where the index writes down its held partitions (see `IndexThread::held`).
+fn held_path(partitions: &Partitions) -> PathBuf {
+    partitions.root().join("vigil-held")
+}
+
+fn read_held(partitions: &Partitions) -> Result<BTreeMap<i64, WalPosition>, StoreError> {
+    let path = held_path(partitions);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|error| StoreError::Corrupt { message: format!("{}: {error}", path.display()) }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(BTreeMap::new()),
+        Err(source) => Err(StoreError::io("read", &path, source)),
+    }
+}
+
 fn consumer_start(wal_dir: &Path, from: WalPosition, until: WalPosition) -> WalPosition {
     if from > until {
         tracing::warn!(
@@ -623,6 +648,9 @@ impl IndexThread {
     fn run(mut self, replay: Replay) {
         lower_priority(self.options.indexing_nice);
         self.replay(&replay);
+        // The holds written down last time were replayed and committed (or
+        // held again): what is written down now is this run's.
+        self.save_held();
         self.apply_retention();
         self.replayed.set();
         let mut last_commit = Instant::now();
@@ -855,6 +883,31 @@ impl IndexThread {
             partition = %crate::partition::partition_name(start), from = ?*held, why,
             "cannot write a partition; its events stay in the write-ahead log and are indexed once it can be written"
         );
+        self.save_held();
+    }
+
+    /// Writes the held partitions down (a restart replays the log for them
+    /// from there), durably; no file when there are none.
+    fn save_held(&self) {
+        let path = held_path(&self.partitions);
+        let saved = if self.held.is_empty() {
+            match std::fs::remove_file(&path) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                removed => removed,
+            }
+        } else {
+            let temporary = path.with_extension("new");
+            serde_json::to_vec(&self.held).map_err(std::io::Error::other).and_then(|bytes| {
+                let mut file = std::fs::File::create(&temporary)?;
+                std::io::Write::write_all(&mut file, &bytes)?;
+                file.sync_all()?;
+                std::fs::rename(&temporary, &path)
+            })
+        };
+        let synced = saved.and_then(|()| std::fs::File::open(self.partitions.root())?.sync_all());
+        if let Err(error) = synced {
+            tracing::error!(%error, path = %path.display(), "cannot write down the held partitions; a restart now may not index their events");
+        }
     }
 
     /// Drops a partition's writer, whose uncommitted events are lost to
@@ -902,7 +955,10 @@ impl IndexThread {
                 (Ok(_), None) => {
                     open.dirty = true;
                     open.covered_to = self.indexed_to;
-                    self.held.remove(&start);
+                    if self.held.remove(&start).is_some() {
+                        self.save_held();
+                    }
+                    self.save_held();
                     tracing::info!(partition = %crate::partition::partition_name(start), recovered, "a held partition is written again");
                 }
                 (Err(error), _) => self.abandon(start, &error.to_string()),

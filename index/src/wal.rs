@@ -150,8 +150,9 @@ impl Wal {
         if let Err(error) = written {
             // Cut back whatever part of the group reached the file, so the
             // next append starts on a record boundary; if even that fails,
-            // the next append starts a new segment (readers stop at the last
-            // acknowledged record, and replay skips the unreadable tail).
+            // the next append starts a new segment. (The refused records
+            // that reached the file whole stay readable there: a known
+            // limit, for a disk that fails both a write and a truncation.)
             if let Err(cut) = self.file.set_len(self.len).and_then(|()| self.file.sync_data()) {
                 tracing::error!(%cut, segment = self.segment, "cannot cut a failed write off the write-ahead log; starting a new segment");
                 self.roll = true;
@@ -354,7 +355,8 @@ fn read_full(reader: &mut impl Read, buffer: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// Reads every event after `from` up to `until` (both positions), calling
+/// Reads every event after `from` up to `until` (both positions, `until`
+/// included; the log may be appended to past it meanwhile), calling
 /// `visit` with each event and the position past it. A damaged record is
 /// skipped, with an error logged, and reading goes on at the next whole
 /// record; so is a whole record (its checksum holds) that is not an event
@@ -375,6 +377,8 @@ pub fn replay(
         let mut reader = SegmentReader::open(&path, start)?;
         while let Some(record) = reader.next_record() {
             match record {
+                // The log may be appended to meanwhile: nothing past `until`.
+                Ok(Record { end, .. }) if (WalPosition { segment, offset: end }) > until => break,
                 Ok(Record { end, payload, .. }) => match vigil_schema::record::decode(&payload) {
                     Ok(event) => {
                         replayed += 1;
@@ -646,6 +650,15 @@ mod tests {
         read_range(dir.path(), WalPosition::default(), end, 100, &mut |event, _, _| read_back.push(event))
             .unwrap();
         assert_eq!(read_back, expected);
+        // Read back only up to the damaged record: it ends there, without
+        // looking past it.
+        let mut read_back = Vec::new();
+        let just_past = WalPosition { segment: 1, offset: starts[2] as u64 };
+        let reached = read_range(dir.path(), WalPosition::default(), just_past, 100, &mut |event, _, _| {
+            read_back.push(event)
+        })
+        .unwrap();
+        assert_eq!((reached, read_back), (just_past, vec![written[0].clone()]));
     }
 
     #[test]
