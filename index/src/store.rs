@@ -522,10 +522,6 @@ impl WalThread {
     }
 }
 
-/// Where the consumer resumes, within the log as it is. A position before
-/// the oldest segment is that segment's start; one past the log's end (the
-/// log was reset while the alerts were kept) is the end, with a warning, so
-/// that new batches still reach the consumer.
 /// Where the index writes down its held partitions (see `IndexThread::held`).
 fn held_path(partitions: &Partitions) -> PathBuf {
     partitions.root().join("vigil-held")
@@ -541,11 +537,15 @@ fn read_held(partitions: &Partitions) -> Result<BTreeMap<i64, WalPosition>, Stor
     }
 }
 
+/// Where the consumer resumes, within the log as it is. A position before
+/// the oldest segment is that segment's start; one past the log's end (the
+/// log was reset while the alerts were kept) is the end, with a warning, so
+/// that new batches still reach the consumer.
 fn consumer_start(wal_dir: &Path, from: WalPosition, until: WalPosition) -> WalPosition {
     if from > until {
         tracing::warn!(
             checkpoint = ?from, log_end = ?until,
-            "the rules' checkpoint is past the end of the write-ahead log (was the log reset?); matching resumes at the log's end"
+            "a checkpoint (the rules' or the index's) is past the end of the write-ahead log (was the log reset?); it resumes at the log's end"
         );
         return until;
     }
@@ -955,9 +955,7 @@ impl IndexThread {
                 (Ok(_), None) => {
                     open.dirty = true;
                     open.covered_to = self.indexed_to;
-                    if self.held.remove(&start).is_some() {
-                        self.save_held();
-                    }
+                    self.held.remove(&start);
                     self.save_held();
                     tracing::info!(partition = %crate::partition::partition_name(start), recovered, "a held partition is written again");
                 }
@@ -1047,7 +1045,9 @@ impl IndexThread {
             if let Some(open) = self.writers.remove(&start) {
                 drop(open);
             }
-            self.held.remove(&start);
+            if self.held.remove(&start).is_some() {
+                self.save_held();
+            }
             match self.partitions.remove(start) {
                 Ok(()) => {
                     tracing::info!(partition = %crate::partition::partition_name(start), reason, "retention dropped a partition")
