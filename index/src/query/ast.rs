@@ -124,28 +124,63 @@ impl fmt::Display for TermValue {
 }
 
 impl fmt::Display for Query {
-    /// Prints the query in a canonical form that parses back to the same tree:
-    /// every compound is parenthesized.
+    /// Prints the query in a canonical form that parses back to the same
+    /// tree, with only the parentheses that tree needs (an OR inside an AND,
+    /// a compound under NOT, an operator inside the same one): never deeper
+    /// than the query it was parsed from, so never past the nesting limit.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_under(f, Under::Top)
+    }
+}
+
+/// What a part of a query is printed under.
+#[derive(Clone, Copy, PartialEq)]
+enum Under {
+    Top,
+    And,
+    Or,
+    Not,
+}
+
+impl Query {
+    fn write_under(&self, f: &mut fmt::Formatter<'_>, under: Under) -> fmt::Result {
         match self {
             Query::All => Ok(()),
             Query::Term { field: Some(field), value } => write!(f, "{field}:{value}"),
             Query::Term { field: None, value } => write!(f, "{value}"),
             Query::Exists { field } => write!(f, "_exists_:{field}"),
-            Query::And(parts) => write_joined(f, parts, " AND "),
-            Query::Or(parts) => write_joined(f, parts, " OR "),
-            Query::Not(inner) => write!(f, "NOT {inner}"),
+            // AND binds tighter than OR: only AND, NOT and another AND
+            // (kept apart as parsed) need it parenthesized.
+            Query::And(parts) => {
+                write_joined(f, parts, Under::And, under != Under::Top && under != Under::Or)
+            }
+            Query::Or(parts) => write_joined(f, parts, Under::Or, under != Under::Top),
+            Query::Not(inner) => {
+                f.write_str("NOT ")?;
+                inner.write_under(f, Under::Not)
+            }
         }
     }
 }
 
-fn write_joined(f: &mut fmt::Formatter<'_>, parts: &[Query], separator: &str) -> fmt::Result {
-    f.write_str("(")?;
+fn write_joined(
+    f: &mut fmt::Formatter<'_>,
+    parts: &[Query],
+    operator: Under,
+    parenthesized: bool,
+) -> fmt::Result {
+    let separator = if operator == Under::And { " AND " } else { " OR " };
+    if parenthesized {
+        f.write_str("(")?;
+    }
     for (position, part) in parts.iter().enumerate() {
         if position > 0 {
             f.write_str(separator)?;
         }
-        write!(f, "{part}")?;
+        part.write_under(f, operator)?;
     }
-    f.write_str(")")
+    if parenthesized {
+        f.write_str(")")?;
+    }
+    Ok(())
 }

@@ -433,6 +433,17 @@ mod tests {
             let printed = query.to_string();
             assert_eq!(parse(&printed).unwrap(), query, "{text} printed as {printed}");
         }
+        // Printed no deeper than parsed: a query at the nesting limit, with
+        // an AND inside each OR, still reads back.
+        let mut deep = "q".to_owned();
+        for level in 0..MAX_DEPTH - 1 {
+            deep = format!("(a{level} OR b{level} {deep})");
+        }
+        let query = parse(&deep).unwrap();
+        assert_eq!(parse(&query.to_string()).unwrap(), query);
+        assert_eq!(parse("a OR b c").unwrap().to_string(), "a OR b AND c");
+        assert_eq!(parse("(a OR b) c").unwrap().to_string(), "(a OR b) AND c");
+        assert_eq!(parse("a (b c)").unwrap().to_string(), "a AND (b AND c)");
     }
 
     #[test]
