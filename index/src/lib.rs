@@ -912,6 +912,56 @@ mod tests {
     }
 
     #[test]
+    fn holds_are_neither_read_before_a_commit_nor_kept_past_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions {
+            wal_segment_bytes: 4096,
+            retention_max_age: Some(Duration::from_secs(30 * 86_400)),
+            retention_check_interval: Duration::from_millis(50),
+            ..options(dir.path())
+        };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        for n in 0..5 {
+            store.append_blocking(vec![at(&store, &format!("now-{n}"), Utc::now())]).unwrap();
+        }
+        wait_for_count(store.searcher(), 5);
+        let today = store.searcher().partitions.all()[0].start;
+        store.shutdown();
+        drop(store);
+        // A hold written down from the log's start for a partition that has
+        // committed since: it is replayed from its commit, not doubled.
+        let held = dir.path().join("index").join("vigil-held");
+        std::fs::write(&held, format!("{{\"{today}\":{{\"segment\":0,\"offset\":0}}}}")).unwrap();
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        store.wait_until_replayed();
+        assert_eq!(store.searcher().count(), 5);
+        assert!(!held.exists(), "replayed, nothing is held");
+
+        // A partition that cannot be created, past the maximum age: its
+        // hold goes with retention, and the log is let go.
+        std::fs::write(dir.path().join("index").join("20200101T000000Z"), "in the way").unwrap();
+        let old = store
+            .append_blocking(vec![at(&store, "old", Utc.with_ymd_and_hms(2020, 1, 1, 12, 0, 0).unwrap())])
+            .unwrap();
+        store.mark_consumed(old);
+        for n in 0..20 {
+            let end = store.append_blocking(vec![at(&store, &format!("later-{n}"), Utc::now())]).unwrap();
+            store.mark_consumed(end);
+        }
+        wait_for_count(store.searcher(), 25);
+        let wal_dir = dir.path().join("wal");
+        for _ in 0..200 {
+            if wal::list_segments(&wal_dir).unwrap().first().is_some_and(|first| *first > old.segment) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(wal::list_segments(&wal_dir).unwrap().first().is_some_and(|first| *first > old.segment));
+        assert!(!held.exists());
+        store.shutdown();
+    }
+
+    #[test]
     fn a_partition_deletion_that_a_crash_interrupted_is_finished_on_open() {
         let dir = tempfile::tempdir().unwrap();
         let options = options(dir.path());

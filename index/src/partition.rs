@@ -46,11 +46,13 @@ impl Partition {
             }
         }
         let span_file = path.join("vigil-span");
-        let committed = path.join("meta.json").exists();
+        // tantivy writes `meta.json` when it creates the index: before, the
+        // span file was written but nothing with it.
+        let created = path.join("meta.json").exists();
         let span = match std::fs::read_to_string(&span_file) {
-            // A partition that was never committed to takes the span it is
+            // A partition whose index was never created takes the span it is
             // opened with: nothing was written with the one it had.
-            Ok(text) if committed => {
+            Ok(text) if created => {
                 text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
                     StoreError::Corrupt {
                         message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),

@@ -204,11 +204,13 @@ impl Store {
         for partition in partitions.all() {
             checkpoints.insert(partition.start, partition.checkpoint()?);
         }
-        // Partitions held when the store last ran: their events are in the
-        // log from there on, and replay tries them again.
-        for (start, from) in read_held(&partitions)? {
-            let checkpoint = checkpoints.entry(start).or_insert(from);
-            *checkpoint = (*checkpoint).min(from);
+        // Partitions held when the store last ran that have no commit of
+        // their own: their events are in the log from there on, and replay
+        // tries them again. (One that has a commit is replayed from it: the
+        // hold was never before it.)
+        let held_before = read_held(&partitions)?;
+        for (start, from) in &held_before {
+            checkpoints.entry(*start).or_insert(*from);
         }
         let index_checkpoint = checkpoints.values().copied().min().unwrap_or_default();
         let wal_dir = data_dir.join("wal");
@@ -252,6 +254,7 @@ impl Store {
             options: options.clone(),
             indexed_to: index_checkpoint,
             held: BTreeMap::new(),
+            held_before,
             use_counter: 0,
             feed: index_feed,
             wal_dir: wal_dir.clone(),
@@ -601,9 +604,11 @@ fn lower_merging_priority(nice: i32) {
 
 struct Replay {
     wal_dir: PathBuf,
-    /// The oldest partition checkpoint: replay for the index starts there.
+    /// The oldest partition checkpoint (or hold): replay for the index
+    /// starts there.
     index_from: WalPosition,
-    /// Each partition's checkpoint, by partition start.
+    /// Each partition's checkpoint, by partition start; for a partition held
+    /// by the last run that has none, where it was held from.
     checkpoints: HashMap<i64, WalPosition>,
     until: WalPosition,
 }
@@ -634,6 +639,9 @@ struct IndexThread {
     /// failed): they are read again from the log, which is kept from there,
     /// until that succeeds. Their new events wait in the log meanwhile.
     held: BTreeMap<i64, WalPosition>,
+    /// The holds written down by the last run, kept written down until this
+    /// run's replay has gone through them.
+    held_before: BTreeMap<i64, WalPosition>,
     use_counter: u64,
     feed: DurableFeed,
     wal_dir: PathBuf,
@@ -647,10 +655,12 @@ struct IndexThread {
 impl IndexThread {
     fn run(mut self, replay: Replay) {
         lower_priority(self.options.indexing_nice);
-        self.replay(&replay);
-        // The holds written down last time were replayed and committed (or
-        // held again): what is written down now is this run's.
-        self.save_held();
+        if self.replay(&replay) {
+            // The holds written down last time were replayed and committed
+            // (or held again): what is written down now is this run's.
+            self.held_before.clear();
+            self.save_held();
+        }
         self.apply_retention();
         self.replayed.set();
         let mut last_commit = Instant::now();
@@ -691,10 +701,12 @@ impl IndexThread {
         }
     }
 
-    fn replay(&mut self, replay: &Replay) {
+    /// Indexes what the log holds past each partition's checkpoint; false
+    /// when the log could not be read through.
+    fn replay(&mut self, replay: &Replay) -> bool {
         let from = replay.index_from;
         if from >= replay.until {
-            return;
+            return true;
         }
         const CHUNK: usize = 5_000;
         let started = Instant::now();
@@ -722,18 +734,23 @@ impl IndexThread {
         let chunk = std::mem::take(&mut to_index);
         let items: Vec<(&Event, Option<&[u8]>)> = chunk.iter().map(|event| (event, None)).collect();
         self.add_batch(&items, chunk_start, last_position.max(self.indexed_to));
-        match result {
+        let read_through = match result {
             Ok(read) => {
                 tracing::info!(
                     read,
                     reindexed,
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "replayed the write-ahead log"
-                )
+                );
+                true
             }
-            Err(error) => tracing::error!(%error, "cannot replay the write-ahead log"),
-        }
+            Err(error) => {
+                tracing::error!(%error, "cannot replay the write-ahead log");
+                false
+            }
+        };
         self.commit_dirty();
+        read_through
     }
 
     /// Adds the events of the stretch of the log from `from` to `end`,
@@ -877,6 +894,10 @@ impl IndexThread {
         if let Some(open) = self.writers.remove(&start) {
             drop(open);
         }
+        // What a partition has committed is not read again (replay may
+        // hold it from before its checkpoint).
+        let committed = self.partitions.get(start).and_then(|partition| partition.checkpoint().ok());
+        let from = committed.map_or(from, |committed| committed.max(from));
         let held = self.held.entry(start).or_insert(from);
         *held = (*held).min(from);
         tracing::error!(
@@ -890,14 +911,19 @@ impl IndexThread {
     /// from there), durably; no file when there are none.
     fn save_held(&self) {
         let path = held_path(&self.partitions);
-        let saved = if self.held.is_empty() {
+        let mut held = self.held_before.clone();
+        for (start, from) in &self.held {
+            let earliest = held.entry(*start).or_insert(*from);
+            *earliest = (*earliest).min(*from);
+        }
+        let saved = if held.is_empty() {
             match std::fs::remove_file(&path) {
                 Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 removed => removed,
             }
         } else {
             let temporary = path.with_extension("new");
-            serde_json::to_vec(&self.held).map_err(std::io::Error::other).and_then(|bytes| {
+            serde_json::to_vec(&held).map_err(std::io::Error::other).and_then(|bytes| {
                 let mut file = std::fs::File::create(&temporary)?;
                 std::io::Write::write_all(&mut file, &bytes)?;
                 file.sync_all()?;
@@ -1017,6 +1043,16 @@ impl IndexThread {
                     .iter()
                     .filter(|partition| partition.end <= cutoff)
                     .map(|partition| (partition.start, "max_age")),
+            );
+            // A held partition that was never created: its time is past too.
+            let span = self.partitions.span();
+            doomed.extend(
+                self.held
+                    .keys()
+                    .filter(|start| {
+                        self.partitions.get(**start).is_none() && start.saturating_add(span) <= cutoff
+                    })
+                    .map(|start| (*start, "max_age")),
             );
         }
         if let Some(max_bytes) = self.options.retention_max_bytes {

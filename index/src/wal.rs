@@ -375,9 +375,14 @@ pub fn replay(
         let start = if segment == from.segment { from.offset } else { 0 };
         let path = segment_path(dir, segment);
         let mut reader = SegmentReader::open(&path, start)?;
-        while let Some(record) = reader.next_record() {
+        loop {
+            // The log may be appended to meanwhile: nothing past `until`
+            // is read (a record being written there would read as damaged).
+            if segment == until.segment && reader.offset >= until.offset {
+                break;
+            }
+            let Some(record) = reader.next_record() else { break };
             match record {
-                // The log may be appended to meanwhile: nothing past `until`.
                 Ok(Record { end, .. }) if (WalPosition { segment, offset: end }) > until => break,
                 Ok(Record { end, payload, .. }) => match vigil_schema::record::decode(&payload) {
                     Ok(event) => {
@@ -713,6 +718,21 @@ mod tests {
         let (_, end) = Wal::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(end, WalPosition { segment: 1, offset: starts[2] as u64 });
         assert_eq!(read_all(dir.path()).len(), 2);
+    }
+
+    #[test]
+    fn replay_stops_at_its_end_within_a_segment() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = events(6);
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20).unwrap();
+        let middle = wal.append(&written[..2]).unwrap();
+        wal.append(&written[2..]).unwrap();
+        // A record being written after it, as while the log is live.
+        let path = segment_path(dir.path(), middle.segment);
+        OpenOptions::new().append(true).open(&path).unwrap().write_all(&[200, 0, 0, 0, 1, 2]).unwrap();
+        let mut seen = Vec::new();
+        replay(dir.path(), WalPosition::default(), middle, &mut |event, _| seen.push(event)).unwrap();
+        assert_eq!(seen, written[..2]);
     }
 
     #[test]

@@ -219,14 +219,16 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
 }
 
 /// A `/regular expression/` without spaces, standing alone (followed by a
-/// space, `)` or the end). Anything else that starts with `/` is a bare word, so that paths
+/// space, a parenthesis, a quote or the end). Anything else that starts with `/` is a bare word, so that paths
 /// like `url.original:/api/v1/secrets` need no quoting.
 fn regex_literal(input: &str) -> Option<(&str, String)> {
     if !input.starts_with('/') {
         return None;
     }
     let (rest, pattern) = quoted(input, '/').ok()?;
-    let stands_alone = rest.is_empty() || rest.starts_with(|c: char| c.is_whitespace() || c == ')');
+    // A bare word ends at these too, so `/a/(b)` is a regex and a group,
+    // as it prints (`/a/ AND b`).
+    let stands_alone = rest.is_empty() || rest.starts_with(|c: char| c.is_whitespace() || "()\"".contains(c));
     // No spaces inside (write `\s`): `a / b / c` is three words, not a regex.
     let compact = !pattern.chars().any(char::is_whitespace);
     (stands_alone && compact).then_some((rest, pattern))
@@ -444,6 +446,15 @@ mod tests {
         assert_eq!(parse("a OR b c").unwrap().to_string(), "a OR b AND c");
         assert_eq!(parse("(a OR b) c").unwrap().to_string(), "(a OR b) AND c");
         assert_eq!(parse("a (b c)").unwrap().to_string(), "a AND (b AND c)");
+        // A regex before a group or a phrase stands alone, as it prints.
+        for text in ["/a/(b)", "/a/\"q\""] {
+            let query = parse(text).unwrap();
+            assert!(
+                matches!(&query, Query::And(parts) if matches!(parts[0], Query::Term { value: TermValue::Regex(_), .. })),
+                "{text}"
+            );
+            assert_eq!(parse(&query.to_string()).unwrap(), query, "{text}");
+        }
     }
 
     #[test]
