@@ -523,16 +523,27 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (sender, mut feed) = feed(dir.path(), 3, WalPosition::default(), WalPosition::default(), false);
         let writer_dir = dir.path().to_owned();
-        let writer = std::thread::spawn(move || {
-            let ids = EventIdGenerator::new();
-            let mut wal = open_wal(&writer_dir);
-            for n in 0..300 {
-                write(&mut wal, &[&sender], batch(&ids, n * 5, 5));
-                if n % 50 == 0 {
-                    std::thread::sleep(Duration::from_millis(5));
+        let written = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let writer = std::thread::spawn({
+            let written = written.clone();
+            move || {
+                let ids = EventIdGenerator::new();
+                let mut wal = open_wal(&writer_dir);
+                for n in 0..300 {
+                    write(&mut wal, &[&sender], batch(&ids, n * 5, 5));
+                    written.fetch_add(1, Ordering::SeqCst);
+                    if n % 50 == 0 {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
                 }
             }
         });
+        // The consumer starts behind (more batches than its queue holds are
+        // written first), then reads while the writer goes on, however fast
+        // either runs.
+        while written.load(Ordering::SeqCst) < 20 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         let mut seen = Vec::new();
         while let Some(batch) = feed.recv() {
             seen.push(batch);
