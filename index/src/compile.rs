@@ -134,7 +134,8 @@ impl Compiler<'_> {
         let twin_only = match self.resolve(name) {
             Target::Named { kind: FieldKind::Long | FieldKind::Ip | FieldKind::Date, .. } => true,
             Target::Named { name: schema_name, .. } => fields::is_identifier(schema_name),
-            _ => name == "requestReceivedTimestamp",
+            // The audit name, not the legacy `timestamp` that other logs use.
+            _ => name == crate::doc::AUDIT_RECEIVE_TIMES[0],
         };
         let original =
             self.target_query(Target::Json { field: self.schema.original, path: name }, name, value);
@@ -509,13 +510,15 @@ fn regex(
 /// time. Its stage's time is not indexed: asking for it is an error rather
 /// than no hits.
 fn audit_time(name: &str) -> Result<Option<&'static str>, CompileError> {
-    match name {
-        "requestReceivedTimestamp" | "timestamp" => Ok(Some(vigil_schema::audit::DATASET)),
-        "stageTimestamp" => Err(CompileError {
+    if crate::doc::AUDIT_RECEIVE_TIMES.contains(&name) {
+        Ok(Some(vigil_schema::audit::DATASET))
+    } else if name == crate::doc::AUDIT_STAGE_TIME {
+        Err(CompileError {
             field: name.to_owned(),
             message: "is not indexed; search @timestamp, when the API server received the request".into(),
-        }),
-        _ => Ok(None),
+        })
+    } else {
+        Ok(None)
     }
 }
 

@@ -341,10 +341,19 @@ fn leave_out_of_audit<'v>(event: &'v Event, left_out: &mut LeftOut<'v>) {
     }
     // Unique per event, costly as terms: the receive time is answered from
     // `@timestamp` (see `compile::audit_time`), the stage's time not at all.
-    for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
+    for key in AUDIT_RECEIVE_TIMES.iter().chain([&AUDIT_STAGE_TIME]) {
         left_out.key(key);
     }
 }
+
+/// The keys of an audit event's receive time (`@timestamp` holds it; the
+/// legacy `timestamp` of `audit.k8s.io/v1beta1` too), left out of its
+/// indexed original.
+pub(crate) const AUDIT_RECEIVE_TIMES: [&str; 2] = ["requestReceivedTimestamp", "timestamp"];
+
+/// The key of an audit event's stage time, left out of its indexed
+/// original and not indexed otherwise.
+pub(crate) const AUDIT_STAGE_TIME: &str = "stageTimestamp";
 
 /// Leaves out of the original container-log record what the index holds
 /// already: the line (`log`, answered by `message`) when it is the message,
@@ -481,8 +490,8 @@ mod tests {
                 }
             }
             if let Value::Object(object) = &mut pruned {
-                for key in ["requestReceivedTimestamp", "stageTimestamp", "timestamp"] {
-                    object.remove(key);
+                for key in crate::doc::AUDIT_RECEIVE_TIMES.iter().chain([&crate::doc::AUDIT_STAGE_TIME]) {
+                    object.remove(*key);
                 }
             }
             pruned
