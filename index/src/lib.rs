@@ -209,6 +209,18 @@ mod tests {
         }
     }
 
+    /// Waits until the log no longer holds `segment` (its first is later).
+    fn wait_for_log_past(wal_dir: &Path, segment: u64) {
+        let first = || wal::list_segments(wal_dir).unwrap().first().copied().unwrap_or(u64::MAX);
+        for _ in 0..200 {
+            if first() > segment {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("the log still holds segment {segment} (it starts at {})", first());
+    }
+
     fn wait_for_count(searcher: &Searcher, count: u64) {
         for _ in 0..200 {
             if search(searcher, "").total == count {
@@ -949,14 +961,7 @@ mod tests {
             store.mark_consumed(end);
         }
         wait_for_count(store.searcher(), 25);
-        let wal_dir = dir.path().join("wal");
-        for _ in 0..200 {
-            if wal::list_segments(&wal_dir).unwrap().first().is_some_and(|first| *first > old.segment) {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(wal::list_segments(&wal_dir).unwrap().first().is_some_and(|first| *first > old.segment));
+        wait_for_log_past(&dir.path().join("wal"), old.segment);
         assert!(!held.exists());
         store.shutdown();
     }
@@ -1041,13 +1046,8 @@ mod tests {
         }
         wait_for_count(&searcher, 81);
         assert_totals(&searcher, &[("user.name:old", 1), ("user.name:older-*", 30), ("user.name:later", 30)]);
-        for _ in 0..200 {
-            if first_segment() > held_at.segment {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(first_segment() > held_at.segment, "the log is let go once the event is committed");
+        // The log is let go once the event is committed.
+        wait_for_log_past(&wal_dir, held_at.segment);
         store.shutdown();
         drop(store);
         let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
