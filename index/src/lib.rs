@@ -23,6 +23,7 @@ mod bits;
 mod by_time;
 pub mod compile;
 pub mod doc;
+mod durable;
 mod feed;
 mod identifier;
 mod lag;

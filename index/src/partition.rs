@@ -60,7 +60,8 @@ impl Partition {
                 })?
             }
             _ => {
-                write_durably(&span_file, format!("{span}\n").as_bytes())?;
+                crate::durable::write_atomically(&span_file, format!("{span}\n").as_bytes())
+                    .map_err(|source| StoreError::io("write", &span_file, source))?;
                 span
             }
         };
@@ -126,21 +127,9 @@ impl Partition {
     }
 }
 
-/// Writes a small file and makes it durable (its name too) before returning.
-fn write_durably(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let written = std::fs::File::create(path).and_then(|mut file| {
-        std::io::Write::write_all(&mut file, bytes)?;
-        file.sync_all()
-    });
-    written.map_err(|source| StoreError::io("write", path, source))?;
-    path.parent().map_or(Ok(()), sync_dir)
-}
-
 /// Makes the names in a directory durable.
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    std::fs::File::open(dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| StoreError::io("sync", dir, source))
+    crate::durable::sync_dir(dir).map_err(|source| StoreError::io("sync", dir, source))
 }
 
 /// The suffix of a partition directory being deleted.

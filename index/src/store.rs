@@ -917,21 +917,13 @@ impl IndexThread {
             *earliest = (*earliest).min(*from);
         }
         let saved = if held.is_empty() {
-            match std::fs::remove_file(&path) {
-                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                removed => removed,
-            }
+            crate::durable::remove(&path)
         } else {
-            let temporary = path.with_extension("new");
-            serde_json::to_vec(&held).map_err(std::io::Error::other).and_then(|bytes| {
-                let mut file = std::fs::File::create(&temporary)?;
-                std::io::Write::write_all(&mut file, &bytes)?;
-                file.sync_all()?;
-                std::fs::rename(&temporary, &path)
-            })
+            serde_json::to_vec(&held)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| crate::durable::write_atomically(&path, &bytes))
         };
-        let synced = saved.and_then(|()| std::fs::File::open(self.partitions.root())?.sync_all());
-        if let Err(error) = synced {
+        if let Err(error) = saved {
             tracing::error!(%error, path = %path.display(), "cannot write down the held partitions; a restart now may not index their events");
         }
     }

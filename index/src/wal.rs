@@ -80,8 +80,7 @@ impl Wal {
         if !dir.is_dir() {
             fs::create_dir_all(dir)?;
             // The log's own name must be as durable as its segments'.
-            let parent = dir.parent().filter(|parent| !parent.as_os_str().is_empty());
-            File::open(parent.unwrap_or(Path::new(".")))?.sync_all()?;
+            crate::durable::sync_dir(dir.parent().unwrap_or(Path::new(".")))?;
         }
         let segments = list_segments(dir)?;
         let mut end = WalPosition::default();
@@ -179,7 +178,7 @@ impl Wal {
 fn create_segment(dir: &Path, segment: u64) -> io::Result<File> {
     let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, segment))?;
     // The new file's name must be durable too.
-    File::open(dir)?.sync_all()?;
+    crate::durable::sync_dir(dir)?;
     Ok(file)
 }
 
