@@ -657,22 +657,22 @@ impl SegmentCollector for MinMaxTimeSegment {
 /// so that the order is total.
 fn natural_order(a: &serde_json::Value, b: &serde_json::Value) -> std::cmp::Ordering {
     use serde_json::Value;
-    let address = |value: &Value| value.as_str().and_then(|text| text.parse::<std::net::IpAddr>().ok());
-    let class = |value: &Value| match value {
-        Value::Number(_) => 0,
-        Value::String(_) if address(value).is_some() => 1,
-        Value::String(_) => 2,
-        _ => 3,
+    // Each value's class and, for an address, the address: read once.
+    let key = |value: &Value| match value {
+        Value::Number(_) => (0, None),
+        Value::String(text) => match text.parse::<std::net::IpAddr>() {
+            Ok(address) => (1, Some(address)),
+            Err(_) => (2, None),
+        },
+        _ => (3, None),
     };
-    class(a).cmp(&class(b)).then_with(|| match (a, b) {
+    let ((class_a, address_a), (class_b, address_b)) = (key(a), key(b));
+    class_a.cmp(&class_b).then_with(|| match (a, b) {
         (Value::Number(a), Value::Number(b)) => match (a.as_i64(), b.as_i64()) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => a.as_f64().unwrap_or_default().total_cmp(&b.as_f64().unwrap_or_default()),
         },
-        (Value::String(x), Value::String(y)) => match (address(a), address(b)) {
-            (Some(a), Some(b)) => a.cmp(&b),
-            _ => x.cmp(y),
-        },
+        (Value::String(x), Value::String(y)) => address_a.cmp(&address_b).then_with(|| x.cmp(y)),
         _ => a.to_string().cmp(&b.to_string()),
     })
 }
