@@ -1058,6 +1058,62 @@ mod tests {
     }
 
     #[test]
+    fn a_partition_whose_writer_fails_is_read_again_from_its_last_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = StoreOptions { wal_segment_bytes: 4096, ..options(dir.path()) };
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        let searcher = store.searcher().clone();
+        let old_time = |n: u32| Utc.with_ymd_and_hms(2020, 1, 1, 13, n, 0).unwrap();
+        let append = |name: String, time| {
+            let end = store.append_blocking(vec![at(&store, &name, time)]).unwrap();
+            store.mark_consumed(end);
+            end
+        };
+        for n in 0..5 {
+            append(format!("committed-{n}"), old_time(n));
+        }
+        wait_for_count(&searcher, 5);
+
+        // The open writer's directory goes away under it: adding or
+        // committing fails, and its uncommitted events are lost to it.
+        let partition = dir.path().join("index").join("20200101T000000Z");
+        let moved = dir.path().join("moved-away");
+        std::fs::rename(&partition, &moved).unwrap();
+        let first_failed = append("failed-0".into(), old_time(10));
+        for n in 1..5 {
+            append(format!("failed-{n}"), old_time(10 + n));
+            append(format!("now-{n}"), Utc::now());
+        }
+        let held = dir.path().join("index").join("vigil-held");
+        for _ in 0..200 {
+            if held.exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(held.exists(), "the failed partition is held");
+        wait_for_count(&searcher, 9);
+        assert!(
+            wal::list_segments(&dir.path().join("wal")).unwrap()[0] <= first_failed.segment,
+            "the log keeps what the failed writer lost"
+        );
+
+        // Back: read again from its last commit, nothing doubled.
+        std::fs::rename(&moved, &partition).unwrap();
+        wait_for_count(&searcher, 14);
+        assert_totals(
+            &searcher,
+            &[("user.name:committed-*", 5), ("user.name:failed-*", 5), ("user.name:now-*", 4)],
+        );
+        store.shutdown();
+        drop(store);
+        let (store, _durable) = Store::open(&options, WalPosition::default()).unwrap();
+        assert_eq!(store.searcher().count(), 14, "none lost, none doubled");
+        assert!(!held.exists(), "nothing is held any more");
+        store.shutdown();
+    }
+
+    #[test]
     fn a_changed_span_writes_into_the_partitions_there_are_and_fits_new_ones_between() {
         let dir = tempfile::tempdir().unwrap();
         let hourly = StoreOptions { partition_span_seconds: 3600, ..options(dir.path()) };

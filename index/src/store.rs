@@ -621,6 +621,10 @@ struct OpenWriter {
     /// Every event of this partition up to this log position has been added
     /// to the writer: its commit payload.
     covered_to: WalPosition,
+    /// The log position its partition's last commit covers, known without
+    /// reading the partition's files (which a failure may have made
+    /// unreadable): what it lacks after a failure is read again from here.
+    committed_to: WalPosition,
     /// Opened with the configured heap and threads (else one thread, the minimum heap).
     full: bool,
     /// The partition covered the present when its writer was opened.
@@ -818,7 +822,7 @@ impl IndexThread {
             && let Some(mut small) = self.writers.remove(&start)
         {
             if let Err(error) = self.commit_one(&mut small) {
-                self.hold_since_commit(start, &small.partition, &error);
+                self.hold(start, small.committed_to, &error.to_string());
                 return Err(error);
             }
             drop(small);
@@ -830,13 +834,14 @@ impl IndexThread {
                 && let Some(mut closing) = self.writers.remove(&oldest)
             {
                 if let Err(error) = self.commit_one(&mut closing) {
-                    self.hold_since_commit(oldest, &closing.partition, &error);
+                    self.hold(oldest, closing.committed_to, &error.to_string());
                 }
                 // Dropping the writer cancels its merges; they resume when
                 // the partition is written again.
                 drop(closing);
             }
             let partition = self.partitions.get_or_create(start)?;
+            let committed_to = partition.checkpoint()?;
             let present = partition.end > chrono::Utc::now().timestamp() - self.partitions.span();
             let full = present || (events >= BULK_EVENTS && bulk_open < MAX_FULL_WRITERS);
             let writer = if full {
@@ -856,7 +861,16 @@ impl IndexThread {
             let covered_to = self.indexed_to;
             self.writers.insert(
                 start,
-                OpenWriter { writer, partition, dirty: false, last_used: 0, covered_to, full, present },
+                OpenWriter {
+                    writer,
+                    partition,
+                    dirty: false,
+                    last_used: 0,
+                    covered_to,
+                    committed_to,
+                    full,
+                    present,
+                },
             );
         }
         let open = self
@@ -882,6 +896,7 @@ impl IndexThread {
         self.lag.committed(started.elapsed());
         committed?;
         open.dirty = false;
+        open.committed_to = open.covered_to;
         if let Err(error) = open.partition.reader.reload() {
             tracing::warn!(%error, "cannot reload an index reader");
         }
@@ -932,18 +947,9 @@ impl IndexThread {
     /// it: they are read again from the log, from its last commit.
     fn abandon(&mut self, start: i64, why: &str) {
         let Some(open) = self.writers.remove(&start) else { return };
-        let partition = open.partition.clone();
+        let committed_to = open.committed_to;
         drop(open);
-        self.hold_since_commit(start, &partition, &StoreError::Index { message: why.to_owned() });
-    }
-
-    /// Holds a partition from the log position of its last commit.
-    fn hold_since_commit(&mut self, start: i64, partition: &Partition, error: &StoreError) {
-        let from = partition.checkpoint().unwrap_or_else(|checkpoint_error| {
-            tracing::error!(%checkpoint_error, "cannot read a partition's last commit; reading the log again from its start");
-            WalPosition::default()
-        });
-        self.hold(start, from, &error.to_string());
+        self.hold(start, committed_to, why);
     }
 
     /// Reads the events of held partitions again from the log into their
@@ -1004,7 +1010,7 @@ impl IndexThread {
         self.writers = writers;
         for (start, error) in failed {
             if let Some(open) = self.writers.remove(&start) {
-                self.hold_since_commit(start, &open.partition, &error);
+                self.hold(start, open.committed_to, &error.to_string());
             }
         }
         // The log is kept from the first event a held partition lacks.
