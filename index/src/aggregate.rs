@@ -17,7 +17,7 @@ use tantivy::{DocId, Score, SegmentOrdinal, SegmentReader};
 use vigil_schema::fields::FieldKind;
 
 use crate::compile::{Compiler, Target};
-use crate::doc::from_tantivy_time;
+use crate::doc::{from_tantivy_time, to_tantivy_time};
 use crate::search::Searcher;
 use crate::{SearchRequest, StoreError};
 
@@ -136,16 +136,17 @@ impl Searcher {
         let span_seconds = (to - from).num_seconds().max(1);
         let interval = match interval {
             Some(seconds) => seconds,
-            None => NICE_INTERVALS
-                .iter()
-                .map(|(seconds, _)| *seconds)
-                .find(|seconds| span_seconds / seconds <= TARGET_BUCKETS)
-                .unwrap_or(365 * 86_400),
+            None => automatic_interval(span_seconds),
         };
         let interval_nanos = interval as i128 * 1_000_000_000;
-        let first = floor_div(from.timestamp_nanos_opt().unwrap_or(i64::MIN) as i128, interval_nanos);
-        let last =
-            floor_div(to.timestamp_nanos_opt().unwrap_or(i64::MAX) as i128 - 1, interval_nanos).max(first);
+        // As the index holds times: past its ends, at the end, where `to`
+        // includes the events held there (`doc::time_bound`).
+        let first = floor_div(to_tantivy_time(from).into_timestamp_nanos().into(), interval_nanos);
+        let last_nanos = match to.timestamp_nanos_opt() {
+            Some(nanos) => i128::from(nanos) - 1,
+            None => to_tantivy_time(to).into_timestamp_nanos().into(),
+        };
+        let last = floor_div(last_nanos, interval_nanos).max(first);
         if last - first + 1 > MAX_BUCKETS as i128 {
             return Err(StoreError::BadQuery {
                 message: format!(
@@ -159,14 +160,19 @@ impl Searcher {
         let counter = BucketCounter {
             first: first as i64,
             len,
-            // Past i64 (292 years), every time falls in the same bucket as
-            // with the real interval: 0, or -1 before 1970.
-            interval_nanos: interval_nanos.min(i64::MAX as i128) as i64,
+            // Past i64 (292 years), `None`: every time the index holds
+            // falls in bucket 0, or -1 before 1970.
+            interval_nanos: i64::try_from(interval_nanos).ok(),
         };
         let (counts, outside) = snapshot.collect(query.as_ref(), counter)?;
-        // Events outside [from, to) cannot match (the range is part of the
-        // query), so the buckets hold every matching event.
-        debug_assert_eq!(outside, 0);
+        // Events outside the range cannot match (the range is part of the
+        // query), so the buckets hold every matching event; an answer that
+        // would not add up is refused rather than given.
+        if outside > 0 {
+            return Err(StoreError::Index {
+                message: format!("{outside} matching events fall outside the histogram's buckets"),
+            });
+        }
         let mut buckets = Vec::with_capacity(len);
         let mut total = 0;
         for (index, count) in (first..=last).zip(counts) {
@@ -251,8 +257,10 @@ impl Searcher {
                 }
             }
         }
-        // The original names with a schema twin are fields too (they resolve
-        // to it), where events of the alias's dataset are indexed.
+        // The original names with a schema twin are fields too, where events
+        // of the alias's dataset are indexed: described as the twin they
+        // resolve to (in searches and top values), also where the original
+        // kept the name for a value its twin did not take.
         let datasets = self.datasets_present(&snapshot)?;
         let aliases = [
             (vigil_schema::fields::K8S_AUDIT_ALIASES, "k8s.audit"),
@@ -262,7 +270,7 @@ impl Searcher {
         for (alias, schema_name) in present.flat_map(|(aliases, _)| aliases.iter()) {
             if let Some(twin) = seen.get(*schema_name) {
                 let alias_info = FieldInfo { name: (*alias).to_owned(), ..twin.clone() };
-                seen.entry((*alias).to_owned()).or_insert(alias_info);
+                seen.insert((*alias).to_owned(), alias_info);
             }
         }
         let mut fields: Vec<FieldInfo> = seen.into_values().collect();
@@ -348,6 +356,19 @@ fn catalog_name(tantivy_name: &str, typ: Type) -> Option<(String, bool, &'static
         _ => (true, kind),
     };
     Some((tantivy_name.to_owned(), aggregatable, kind))
+}
+
+/// The interval that gives about `TARGET_BUCKETS` buckets over a span: a
+/// nice one, or past a few years a whole number of 365-day years.
+fn automatic_interval(span_seconds: i64) -> i64 {
+    const YEAR: i64 = 365 * 86_400;
+    NICE_INTERVALS
+        .iter()
+        .map(|(seconds, _)| *seconds)
+        .find(|seconds| span_seconds / seconds <= TARGET_BUCKETS)
+        .unwrap_or_else(|| {
+            YEAR * ((span_seconds + YEAR * TARGET_BUCKETS - 1) / (YEAR * TARGET_BUCKETS)).max(1)
+        })
 }
 
 fn floor_div(value: i128, divisor: i128) -> i128 {
@@ -537,13 +558,13 @@ impl SegmentCollector for ValueCounterSegment {
 struct BucketCounter {
     first: i64,
     len: usize,
-    interval_nanos: i64,
+    interval_nanos: Option<i64>,
 }
 
 struct BucketCounterSegment {
     column: Option<Column<tantivy::DateTime>>,
     first: i64,
-    interval_nanos: i64,
+    interval_nanos: Option<i64>,
     counts: Vec<u64>,
     outside: u64,
 }
@@ -586,7 +607,11 @@ impl SegmentCollector for BucketCounterSegment {
 
     fn collect(&mut self, doc: DocId, _: Score) {
         if let Some(time) = self.column.as_ref().and_then(|column| column.first(doc)) {
-            let bucket = time.into_timestamp_nanos().div_euclid(self.interval_nanos) - self.first;
+            let nanos = time.into_timestamp_nanos();
+            let bucket = match self.interval_nanos {
+                Some(interval) => nanos.div_euclid(interval),
+                None => i64::from(nanos < 0).wrapping_neg(),
+            } - self.first;
             match usize::try_from(bucket).ok().and_then(|bucket| self.counts.get_mut(bucket)) {
                 Some(count) => *count += 1,
                 None => self.outside += 1,

@@ -20,7 +20,7 @@ use tantivy::tokenizer::TokenizerManager;
 use tantivy::{DateTime, Term};
 use vigil_schema::fields::{self, FieldKind};
 
-use crate::doc::{DocSchema, to_ipv6, to_tantivy_time};
+use crate::doc::{DocSchema, time_bound, to_ipv6};
 use crate::identifier::{IdentifierQuery, Wanted};
 use crate::query::{Bound, Query, TermValue};
 use crate::range::NumericRangeQuery;
@@ -305,23 +305,24 @@ impl Compiler<'_> {
             // An exact time matches every event in its second, read from the
             // fast field like ranges (`@timestamp` has no inverted index).
             TermValue::Word(text) | TermValue::Phrase(text) => {
-                let nanos = parse_time(name, text, self.now)?.into_timestamp_nanos();
-                let second = nanos.div_euclid(1_000_000_000) * 1_000_000_000;
-                let at = |nanos: i64| Term::from_field_date(field, DateTime::from_timestamp_nanos(nanos));
-                Ok(Box::new(RangeQuery::new(
-                    std::ops::Bound::Included(at(second)),
-                    std::ops::Bound::Excluded(at(second.saturating_add(1_000_000_000))),
-                )))
+                let time = parse_time(name, text, self.now)?;
+                let second = time - chrono::Duration::nanoseconds(time.timestamp_subsec_nanos().into());
+                let next = second.checked_add_signed(chrono::Duration::seconds(1)).unwrap_or(second);
+                let at = |bound: TantivyBound<DateTime>| bound.map(|time| Term::from_field_date(field, time));
+                Ok(Box::new(RangeQuery::new(at(time_bound(second, true)), at(time_bound(next, false)))))
             }
             TermValue::Range { lower, upper } => {
                 // An open end is the end of the index's time range: `[* TO *]`
                 // is every time there is (tantivy's ranges need a bound).
                 let at = |nanos: i64| Term::from_field_date(field, DateTime::from_timestamp_nanos(nanos));
-                let bound = |bound: &Bound, end: i64| match bound {
-                    Bound::Unbounded => Ok(TantivyBound::Included(at(end))),
-                    _ => map_bound(bound, |text| {
-                        Ok(Term::from_field_date(field, parse_time(name, text, self.now)?))
-                    }),
+                let bound = |bound: &Bound, end: i64| {
+                    let (text, inclusive) = match bound {
+                        Bound::Unbounded => return Ok(TantivyBound::Included(at(end))),
+                        Bound::Included(text) => (text, true),
+                        Bound::Excluded(text) => (text, false),
+                    };
+                    let time = parse_time(name, text, self.now)?;
+                    Ok(time_bound(time, inclusive).map(|time| Term::from_field_date(field, time)))
                 };
                 Ok(Box::new(RangeQuery::new(bound(lower, i64::MIN)?, bound(upper, i64::MAX)?)))
             }
@@ -649,9 +650,12 @@ fn parse_ip(field: &str, text: &str) -> Result<IpAddr, CompileError> {
     })
 }
 
-fn parse_time(field: &str, text: &str, now: chrono::DateTime<chrono::Utc>) -> Result<DateTime, CompileError> {
+fn parse_time(
+    field: &str,
+    text: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<chrono::DateTime<chrono::Utc>, CompileError> {
     crate::time::parse_time_bound(text, now)
-        .map(to_tantivy_time)
         .map_err(|message| CompileError { field: field.to_owned(), message })
 }
 

@@ -439,6 +439,20 @@ pub fn to_tantivy_time(time: chrono::DateTime<chrono::Utc>) -> DateTime {
     DateTime::from_timestamp_nanos(nanos)
 }
 
+/// A bound of a range of times, as the index holds times. Past either end
+/// of its range the index cannot tell times apart: a bound out there is
+/// held at that end, and included, so that a range reaching past the end
+/// finds every event held there (and with them any other event stamped
+/// past it).
+pub fn time_bound(time: chrono::DateTime<chrono::Utc>, inclusive: bool) -> std::ops::Bound<DateTime> {
+    let held = to_tantivy_time(time);
+    if inclusive || time.timestamp_nanos_opt().is_none() {
+        std::ops::Bound::Included(held)
+    } else {
+        std::ops::Bound::Excluded(held)
+    }
+}
+
 pub fn from_tantivy_time(time: DateTime) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_nanos(time.into_timestamp_nanos())
 }

@@ -644,6 +644,27 @@ mod tests {
     }
 
     #[test]
+    fn the_field_catalog_describes_an_alias_as_its_twin_even_where_the_original_kept_the_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        // The first event's namespace is in its twin; the second's stays
+        // in the original only (an empty value the schema does not take).
+        let mut with_twin = audit_event(&store, "alice", "pods", 1);
+        with_twin.set(fields::ORCHESTRATOR_NAMESPACE, "shop");
+        let mut kept = audit_event(&store, "bob", "pods", 2);
+        kept.original["objectRef"]["namespace"] = json!("");
+        store.append_blocking(vec![with_twin, kept]).unwrap();
+        wait_for_count(store.searcher(), 2);
+        let catalog = store.searcher().field_catalog().unwrap();
+        let alias = catalog.iter().find(|field| field.name == "objectRef.namespace").unwrap();
+        assert_eq!((alias.kind, alias.aggregatable), ("keyword", true), "{alias:?}");
+        assert_eq!(alias.examples, vec!["shop"]);
+        let top = store.searcher().top_values(&SearchRequest::default(), "objectRef.namespace", 10).unwrap();
+        assert_eq!((top.values.len(), top.missing), (1, 1));
+        store.shutdown();
+    }
+
+    #[test]
     fn a_partition_written_before_identifier_hashes_still_finds_its_ids_and_takes_new_events() {
         use crate::doc::{DocSchema, Layout};
         let dir = tempfile::tempdir().unwrap();
@@ -742,8 +763,42 @@ mod tests {
                 ("@timestamp:>=1700-01-01T00:00:00Z", 2),
                 ("@timestamp:>=1600-01-01T00:00:00Z", 3),
                 ("@timestamp:>=9000-01-01T00:00:00Z", 1),
+                // Bounds past an end include what is held there.
+                ("@timestamp:<1650-01-01T00:00:00Z", 1),
+                ("@timestamp:[2300-01-01T00:00:00Z TO 2301-01-01T00:00:00Z}", 1),
+                ("@timestamp:\"9999-12-31T23:59:59Z\"", 1),
+                ("@timestamp:\"1600-01-01T00:00:00Z\"", 1),
             ],
         );
+        let searcher = store.searcher();
+        let between = |from: &str, to: &str| SearchRequest {
+            from: Some(vigil_schema::parse_timestamp(from).unwrap()),
+            to: Some(vigil_schema::parse_timestamp(to).unwrap()),
+            ..Default::default()
+        };
+        // A search's own range finds them by their partitions.
+        for (from, to, expected) in [
+            ("9999-12-31T00:00:00Z", "+10000-01-02T00:00:00Z", 1),
+            ("2300-01-01T00:00:00Z", "2300-01-02T00:00:00Z", 0),
+            ("-0002-11-27T00:00:00Z", "1600-01-02T00:00:00Z", 1),
+            ("-0002-11-26T00:00:00Z", "-0002-11-28T00:00:00Z", 1),
+            ("1600-01-01T00:00:00Z", "1650-01-02T00:00:00Z", 0),
+        ] {
+            assert_eq!(searcher.search(&between(from, to)).unwrap().total, expected, "{from} to {to}");
+            let histogram = searcher.histogram(&between(from, to), None).unwrap();
+            assert_eq!(histogram.total, expected, "{from} to {to}: {histogram:?}");
+        }
+        // Buckets of any width, and an automatic interval over centuries,
+        // add up to the search's total.
+        for interval in [None, Some(365 * 86_400), Some(1_000_000 * 7 * 86_400)] {
+            let histogram = searcher.histogram(&SearchRequest::default(), interval).unwrap();
+            assert_eq!(histogram.total, 3, "{interval:?}: {histogram:?}");
+            assert!(
+                interval.is_some() || histogram.buckets.len() <= 60,
+                "{} buckets",
+                histogram.buckets.len()
+            );
+        }
         // Paging one at a time visits each once, either way.
         for order in [SortOrder::NewestFirst, SortOrder::OldestFirst] {
             let mut seen = Vec::new();

@@ -14,7 +14,7 @@ use vigil_schema::{Event, EventId};
 
 use crate::by_time::{Ranked, TimeBlocksCache, TopByTime};
 use crate::compile::{CompileError, Compiler};
-use crate::doc::{DocSchema, to_tantivy_time};
+use crate::doc::{DocSchema, time_bound};
 use crate::lag::{Commits, IndexLag, Lag};
 use crate::parallel;
 use crate::partition::{Partition, Partitions};
@@ -431,8 +431,7 @@ impl Searcher {
         let bound = |time: Option<DateTime<Utc>>, inclusive: bool| match time {
             None => std::ops::Bound::Unbounded,
             Some(time) => {
-                let term = Term::from_field_date(self.schema.timestamp, to_tantivy_time(time));
-                if inclusive { std::ops::Bound::Included(term) } else { std::ops::Bound::Excluded(term) }
+                time_bound(time, inclusive).map(|time| Term::from_field_date(self.schema.timestamp, time))
             }
         };
         let range = RangeQuery::new(bound(request.from, true), bound(request.to, false));
