@@ -228,6 +228,14 @@ fn search_errors_name_the_problem_and_the_column() {
     assert_eq!(answer["error"], "http.response.status_code: \"ok\" is not a whole number");
     let (status, _) = server.get_json("/api/v1/search?limit=10001");
     assert_eq!(status, 400);
+    let (status, _) = server.get_json("/api/v1/fields/user.name/top?limit=10001");
+    assert_eq!(status, 400);
+    // Parameters of the wrong type are answered in JSON too.
+    for path in ["/api/v1/search?limit=-1", "/api/v1/fields/user.name/top?limit=ten", "/api/v1/alerts/abc"] {
+        let (status, answer) = server.get_json(path);
+        assert_eq!(status, 400, "{path}");
+        assert!(answer["error"].as_str().is_some_and(|error| !error.is_empty()), "{path}: {answer}");
+    }
     server.stop();
 }
 

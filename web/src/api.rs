@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -19,6 +19,7 @@ use vigil_schema::{Event, EventId, fields};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -177,7 +178,7 @@ struct SearchResponse<'a> {
 /// `GET /api/v1/search?q=&from=&to=&limit=&order=&cursor=`
 pub async fn search(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<SearchParams>,
+    ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Response, ApiError> {
     let request = search_request(&params, 100)?;
     let searcher = state.searcher.clone();
@@ -208,7 +209,7 @@ pub struct HistogramParams {
 /// `GET /api/v1/histogram?q=&from=&to=[&interval=]`
 pub async fn histogram(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<HistogramParams>,
+    ApiQuery(params): ApiQuery<HistogramParams>,
 ) -> Result<Json<Value>, ApiError> {
     let search = SearchParams {
         q: params.q,
@@ -243,11 +244,12 @@ fn with_lag(mut answer: Value, indexing_lag: Option<Lag>) -> Value {
 /// `GET /api/v1/fields/{field}/top?q=&from=&to=[&limit=]`
 pub async fn top_values(
     State(state): State<Arc<AppState>>,
-    Path(field): Path<String>,
-    Query(params): Query<SearchParams>,
+    ApiPath(field): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let limit = params.limit.unwrap_or(10).min(MAX_LIMIT);
-    let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
+    // The limit is of values, checked as a search's; the search lists no hits.
+    let mut request = search_request(&params, 10)?;
+    let limit = std::mem::take(&mut request.limit);
     let searcher = state.searcher.clone();
     let indexing_lag = searcher.indexing_lag();
     let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, limit)).await??;
@@ -258,8 +260,8 @@ pub async fn top_values(
 /// `GET /api/v1/fields/{field}/distinct?q=&from=&to=`: how many different values.
 pub async fn distinct(
     State(state): State<Arc<AppState>>,
-    Path(field): Path<String>,
-    Query(params): Query<SearchParams>,
+    ApiPath(field): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
     let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
     let searcher = state.searcher.clone();
@@ -288,7 +290,7 @@ pub async fn partitions(State(state): State<Arc<AppState>>) -> Result<Json<Value
 /// `GET /api/v1/events/{id}`
 pub async fn event(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: EventId = id
         .parse()
@@ -309,7 +311,7 @@ pub struct AlertParams {
 /// `GET /api/v1/alerts?status=open&limit=100`
 pub async fn alerts(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<AlertParams>,
+    ApiQuery(params): ApiQuery<AlertParams>,
 ) -> Result<Json<Value>, ApiError> {
     let status = match params.status.as_deref().filter(|text| !text.is_empty() && *text != "all") {
         None => None,
@@ -324,7 +326,10 @@ pub async fn alerts(
 }
 
 /// `GET /api/v1/alerts/{id}`: one alert with its comments.
-pub async fn alert(State(state): State<Arc<AppState>>, Path(id): Path<i64>) -> Result<Json<Value>, ApiError> {
+pub async fn alert(
+    State(state): State<Arc<AppState>>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
     let store = state.alerts.clone();
     let alert = tokio::task::spawn_blocking(move || store.get(id)).await??;
     Ok(Json(json!(alert)))
@@ -357,7 +362,7 @@ fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<O
 /// "comment": {"author": "dana", "text": "looking"}}`; answers the alert.
 pub async fn update_alert(
     State(state): State<Arc<AppState>>,
-    Path(id): Path<i64>,
+    ApiPath(id): ApiPath<i64>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let patch: AlertPatch = serde_json::from_slice(&body)

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
@@ -24,6 +24,7 @@ use vigil_ingest::records::{self, BulkOutcome};
 
 use crate::api::read_body;
 use crate::error::ApiError;
+use crate::extract::ApiQuery;
 use crate::metrics::SourceCounters;
 use crate::{AppState, Metrics};
 
@@ -97,7 +98,7 @@ pub struct AuditParams {
 /// `Event` or newline-delimited Events, plain or gzip.
 pub async fn k8s_audit(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<AuditParams>,
+    ApiQuery(params): ApiQuery<AuditParams>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -142,7 +143,7 @@ pub struct LogsParams {
 /// application/msgpack` or `application/x-msgpack`), plain or gzip.
 pub async fn logs(
     State(state): State<Arc<AppState>>,
-    Query(params): Query<LogsParams>,
+    ApiQuery(params): ApiQuery<LogsParams>,
     tag: Option<Path<String>>,
     headers: HeaderMap,
     body: Body,

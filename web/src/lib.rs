@@ -12,6 +12,7 @@
 
 mod api;
 pub mod error;
+mod extract;
 mod ingest;
 mod metrics;
 mod ui;
@@ -98,6 +99,3 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
-
-#[cfg(test)]
-mod tests;
