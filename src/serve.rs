@@ -376,9 +376,6 @@ fn audit_context(config: &Config) -> k8s_audit::Context {
     }
 }
 
-/// How long forward connections may take to finish their last messages on shutdown.
-const FORWARD_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
 pub fn rule_sources(builtin: bool, paths: &[PathBuf]) -> Vec<RuleSource> {
     let mut sources: Vec<RuleSource> = paths.iter().cloned().map(RuleSource::Path).collect();
     if builtin {
@@ -616,6 +613,7 @@ async fn serve(
         limits: Limits {
             max_body_bytes: config.http.max_body_bytes,
             max_decoded_bytes: config.http.max_decoded_bytes,
+            body_timeout: config.http.body_timeout,
         },
         audit_context: audit_context(config),
         metrics: Metrics {
@@ -656,14 +654,28 @@ async fn serve(
     };
     // Sources first: stop accepting and finish the messages in flight while
     // the store still takes them; the store shuts down after serve returns.
+    // Connections (forward and HTTP) get `http.shutdown_grace_ms` to finish
+    // their last messages and requests; then they are closed, and the store
+    // commits and stops (by default well within Kubernetes' 30 s).
+    let grace = config.http.shutdown_grace;
+    let grace_ends = tokio::time::Instant::now() + grace;
     let _ = stop_sources.send(true);
     if let Some(forward) = forward {
-        forward.shutdown(FORWARD_SHUTDOWN_GRACE).await;
+        forward.shutdown(grace).await;
         tracing::info!("forward server stopped");
     }
     let finished = match finished_early {
         Some(finished) => finished,
-        None => http.await,
+        None => match tokio::time::timeout_at(grace_ends, &mut http).await {
+            Ok(finished) => finished,
+            Err(_) => {
+                // A request whose body stalls: its sender was not answered,
+                // so nothing of it was acknowledged.
+                tracing::warn!(?grace, "HTTP requests still running at shutdown are cut off");
+                http.abort();
+                return Ok(());
+            }
+        },
     };
     finished.context("HTTP server task failed")?.context("HTTP server failed")
 }

@@ -143,6 +143,53 @@ fn malformed_events_are_reported_by_position_and_their_neighbours_kept() {
 }
 
 #[test]
+fn a_stalled_body_gets_a_408_and_cannot_hold_up_a_shutdown() {
+    use std::io::Read;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vigil.toml");
+    std::fs::write(&config, "version = 1\n[http]\nbody_timeout_ms = 300\nshutdown_grace_ms = 500\n").unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let stall = || {
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        let head = "POST /api/v1/ingest/k8s-audit HTTP/1.1\r\nHost: vigil\r\nContent-Length: 100000\r\n\r\n";
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(b"{\"kind\": \"Event\"").unwrap();
+        stream
+    };
+    let mut stream = stall();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request body did not arrive within 300 ms (http.body_timeout_ms)"), "{answer}");
+    server.stop();
+
+    // A body that trickles in, a byte every 100 ms, with a minute to
+    // arrive: a shutdown cuts it off after its grace.
+    std::fs::write(&config, "version = 1\n[http]\nbody_timeout_ms = 60000\nshutdown_grace_ms = 500\n")
+        .unwrap();
+    let server = Server::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(b"POST /api/v1/ingest/k8s-audit HTTP/1.1\r\nHost: vigil\r\nContent-Length: 100000\r\n\r\n")
+        .unwrap();
+    let trickle = std::thread::spawn(move || {
+        while stream.write_all(b" ").is_ok() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
+    let log = server.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(5), "stopped after {:?}", stopping.elapsed());
+    assert!(log.contains("HTTP requests still running at shutdown are cut off"), "{log}");
+    trickle.join().unwrap();
+}
+
+#[test]
 fn gzip_bodies_are_accepted_and_oversized_bodies_get_a_clear_413() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("vigil.toml");

@@ -80,6 +80,11 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Largest request body accepted once decompressed (413 above it).
     pub max_decoded_bytes: usize,
+    /// Longest a request body may take to arrive (408 past it).
+    pub body_timeout: Duration,
+    /// How long HTTP requests and forward connections may take to finish
+    /// on shutdown before they are cut off.
+    pub shutdown_grace: Duration,
     /// Largest single record (event) in a body.
     pub max_record_bytes: usize,
     /// Deepest nesting of a record.
@@ -266,6 +271,8 @@ impl Default for Config {
                 listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 max_body_bytes: 64 * 1024 * 1024,
                 max_decoded_bytes: 256 * 1024 * 1024,
+                body_timeout: Duration::from_secs(60),
+                shutdown_grace: Duration::from_secs(10),
                 max_record_bytes: 1024 * 1024,
                 max_depth: 64,
                 max_fields: 10_000,
@@ -384,6 +391,8 @@ struct RawHttp {
     listen: Option<String>,
     max_body_bytes: Option<i64>,
     max_decoded_bytes: Option<i64>,
+    body_timeout_ms: Option<i64>,
+    shutdown_grace_ms: Option<i64>,
     max_record_bytes: Option<i64>,
     max_depth: Option<i64>,
     max_fields: Option<i64>,
@@ -572,6 +581,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     });
     positive("http.max_decoded_bytes", raw.http.max_decoded_bytes, 1024, &mut |v| {
         config.http.max_decoded_bytes = v as usize
+    });
+    positive("http.body_timeout_ms", raw.http.body_timeout_ms, 100, &mut |v| {
+        config.http.body_timeout = Duration::from_millis(v)
+    });
+    positive("http.shutdown_grace_ms", raw.http.shutdown_grace_ms, 0, &mut |v| {
+        config.http.shutdown_grace = Duration::from_millis(v)
     });
     positive("forward.max_message_bytes", raw.forward.max_message_bytes, 1024, &mut |v| {
         config.forward.max_message_bytes = v as usize

@@ -17,9 +17,9 @@ use vigil_index::{
 use vigil_rules::AlertStatus;
 use vigil_schema::{Event, EventId, fields};
 
-use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::{ApiPath, ApiQuery};
+use crate::{AppState, Limits};
 
 pub async fn healthz() -> &'static str {
     "ok\n"
@@ -40,8 +40,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 
-/// Reads a body up to `limit` bytes, or answers 413.
-pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+/// Reads a body up to `http.max_body_bytes`, or answers 413; one that takes
+/// longer than `http.body_timeout_ms` to arrive, 408.
+pub async fn read_body(body: Body, limits: &Limits, headers: &HeaderMap) -> Result<Bytes, ApiError> {
+    let limit = limits.max_body_bytes;
     let too_large = || {
         ApiError::PayloadTooLarge(format!(
             "request body is larger than the limit of {limit} bytes (http.max_body_bytes)"
@@ -53,10 +55,14 @@ pub async fn read_body(body: Body, limit: usize, headers: &HeaderMap) -> Result<
         return Err(too_large());
     }
     #[allow(clippy::disallowed_methods, reason = "this is the one bounded body reader")]
-    let read = axum::body::to_bytes(body, limit).await;
+    let read = tokio::time::timeout(limits.body_timeout, axum::body::to_bytes(body, limit)).await;
     match read {
-        Ok(bytes) => Ok(bytes),
-        Err(error) => {
+        Err(_) => Err(ApiError::RequestTimeout(format!(
+            "request body did not arrive within {} ms (http.body_timeout_ms)",
+            limits.body_timeout.as_millis()
+        ))),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
             let is_limit = std::error::Error::source(&error)
                 .is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
             if is_limit {

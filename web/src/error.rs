@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     NotFound(String),
     PayloadTooLarge(String),
+    /// The body did not arrive in time (408).
+    RequestTimeout(String),
     UnsupportedMediaType(String),
     /// Try again later (503 with Retry-After).
     Unavailable(String),
@@ -26,6 +28,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -44,6 +47,7 @@ impl IntoResponse for ApiError {
             ApiError::BadRequest(message)
             | ApiError::NotFound(message)
             | ApiError::PayloadTooLarge(message)
+            | ApiError::RequestTimeout(message)
             | ApiError::UnsupportedMediaType(message)
             | ApiError::Unavailable(message) => message,
         };

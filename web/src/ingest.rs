@@ -37,7 +37,7 @@ async fn read_decoded(
     body: Body,
 ) -> Result<Vec<u8>, ApiError> {
     Metrics::add(&counters.requests, 1);
-    let body: Bytes = match read_body(body, state.limits.max_body_bytes, headers).await {
+    let body: Bytes = match read_body(body, &state.limits, headers).await {
         Ok(body) => body,
         Err(error) => {
             if matches!(error, ApiError::PayloadTooLarge(_)) {

@@ -31,13 +31,15 @@ use vigil_schema::EventSink;
 pub use metrics::{DestinationCounters, Metrics, NotificationCounters};
 pub use ui::percent_encode;
 
-/// Request size limits.
+/// Request size and time limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Largest body as sent.
     pub max_body_bytes: usize,
     /// Largest body once decompressed.
     pub max_decoded_bytes: usize,
+    /// Longest a body may take to arrive.
+    pub body_timeout: std::time::Duration,
 }
 
 /// What the handlers share.
