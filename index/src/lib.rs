@@ -135,23 +135,30 @@ impl Searcher {
                 message: "no index here (has anything been ingested into this data directory?)".into(),
             });
         }
-        // Creates no partition: the level does not matter.
-        let partitions = partition::Partitions::open(&index_dir, 86_400, DEFAULT_STORE_COMPRESSION_LEVEL)?;
+        let partitions = partition::Partitions::open(&index_dir, 86_400, partition::Access::ReadOnly)?;
         Ok(Searcher::new(std::sync::Arc::new(partitions), 0, None))
     }
 
     /// At most how many events of a data directory's write-ahead log this
-    /// searcher's index has not committed: those past the oldest partition
-    /// checkpoint (a server running on it makes them searchable within its
-    /// commit interval; a stopped one when it starts again). Read-only.
+    /// searcher's index has not committed: those past the position up to
+    /// which the index noted it had committed everything, or without a
+    /// note, past the oldest partition checkpoint (a server running on it
+    /// makes them searchable within its commit interval; a stopped one when
+    /// it starts again). Read-only.
     pub fn unindexed_in_log(&self, data_dir: &Path) -> Result<u64, StoreError> {
         let mut from: Option<WalPosition> = None;
         for partition in self.partitions.all() {
-            let checkpoint = partition.checkpoint()?;
+            // One that retention deleted since it was opened holds nothing.
+            let checkpoint = match partition.checkpoint() {
+                Err(_) if !partition.path.exists() => continue,
+                checkpoint => checkpoint?,
+            };
             from = Some(from.map_or(checkpoint, |from| from.min(checkpoint)));
         }
+        let noted = store::read_indexed(&data_dir.join("index"));
+        let from = from.max(noted).unwrap_or_default();
         let wal_dir = data_dir.join("wal");
-        match wal::count_after(&wal_dir, from.unwrap_or_default()) {
+        match wal::count_after(&wal_dir, from) {
             Ok(count) => Ok(count),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
             Err(error) => Err(StoreError::Io { action: "read", path: wal_dir, message: error.to_string() }),
@@ -1429,6 +1436,40 @@ mod tests {
         assert!(commits.count >= 1 && commits.seconds > 0.0, "{commits:?}");
         let read_only = Searcher::open_read_only(dir.path()).unwrap();
         assert_eq!(read_only.indexing_lag(), None, "a read-only searcher cannot know");
+    }
+
+    #[test]
+    fn a_reader_beside_the_server_changes_nothing_and_counts_only_what_waits_in_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _durable) = Store::open(&options(dir.path()), WalPosition::default()).unwrap();
+        // An old partition committed once, then the present's, many times.
+        store
+            .append_blocking(vec![at(&store, "old", Utc.with_ymd_and_hms(2020, 1, 1, 0, 0, 0).unwrap())])
+            .unwrap();
+        wait_for_count(store.searcher(), 1);
+        for n in 0..5 {
+            store.append_blocking(vec![at(&store, &format!("now-{n}"), Utc::now())]).unwrap();
+            wait_for_count(store.searcher(), 2 + n);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Retention's rename, caught between it and the deletion.
+        let deleting = dir.path().join("index").join("20190101T000000Z.deleted");
+        std::fs::create_dir_all(&deleting).unwrap();
+        let listing = || {
+            let mut names: Vec<_> = std::fs::read_dir(dir.path().join("index"))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name())
+                .collect();
+            names.sort();
+            names
+        };
+        let before = listing();
+        let reader = Searcher::open_read_only(dir.path()).unwrap();
+        assert_eq!(reader.count(), 6);
+        assert_eq!(reader.unindexed_in_log(dir.path()).unwrap(), 0, "all is committed");
+        assert_eq!(listing(), before, "nothing created or deleted");
+        store.shutdown();
+        assert_eq!(Searcher::open_read_only(dir.path()).unwrap().unindexed_in_log(dir.path()).unwrap(), 0);
     }
 
     #[test]

@@ -33,11 +33,26 @@ pub(crate) struct Partition {
     pub layout: Layout,
 }
 
+/// How partitions are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// By the store: created when missing, with stored events at this zstd
+    /// level; interrupted deletions finished.
+    ReadWrite { store_level: i32 },
+    /// By a reader beside a running server (`vigil search`): nothing is
+    /// created, written or deleted, and a partition that retention deletes
+    /// while it is opened is left out.
+    ReadOnly,
+}
+
 impl Partition {
     /// Opens or creates a partition. A partition keeps the span it was
     /// created with (in `vigil-span`) and the zstd level of its stored
     /// events (in tantivy's settings), whatever the configuration says later.
-    fn open(path: &Path, start: i64, span: i64, store_level: i32) -> Result<Partition, StoreError> {
+    fn open(path: &Path, start: i64, span: i64, access: Access) -> Result<Partition, StoreError> {
+        let Access::ReadWrite { store_level } = access else {
+            return Partition::open_existing(path, start, span);
+        };
         if !path.is_dir() {
             std::fs::create_dir_all(path).map_err(|source| StoreError::io("create", path, source))?;
             // Its name must last as long as the commits made in it.
@@ -47,24 +62,17 @@ impl Partition {
         }
         let span_file = path.join("vigil-span");
         // tantivy writes `meta.json` when it creates the index: before, the
-        // span file was written but nothing with it.
+        // span file was written but nothing with it. A partition whose index
+        // was never created takes the span it is opened with: nothing was
+        // written with the one it had.
         let created = path.join("meta.json").exists();
-        let span = match std::fs::read_to_string(&span_file) {
-            // A partition whose index was never created takes the span it is
-            // opened with: nothing was written with the one it had.
-            Ok(text) if created => {
-                text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
-                    StoreError::Corrupt {
-                        message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
-                    }
-                })?
-            }
-            _ => {
-                crate::durable::write_atomically(&span_file, format!("{span}\n").as_bytes())
-                    .map_err(|source| StoreError::io("write", &span_file, source))?;
-                span
-            }
-        };
+        if !(created && span_file.exists()) {
+            crate::durable::write_atomically(&span_file, format!("{span}\n").as_bytes())
+                .map_err(|source| StoreError::io("write", &span_file, source))?;
+        }
+        if created {
+            return Partition::open_existing(path, start, span);
+        }
         let directory =
             MmapDirectory::open(path).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
         let settings = IndexSettings {
@@ -79,21 +87,36 @@ impl Partition {
             docstore_blocksize: 64 * 1024,
             ..IndexSettings::default()
         };
-        let expected = DocSchema::new().schema;
-        let exists =
-            Index::exists(&directory).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
-        let index = if exists {
-            // A partition written by an earlier version may differ in a
-            // field's options (a column kept or not) and lack the fields
-            // added since; the fields it has must be the same, in the same
-            // order.
-            let index = Index::open(directory)?;
-            compatible(&index.schema(), &expected)
-                .map_err(|why| StoreError::Corrupt { message: format!("{}: {why}", path.display()) })?;
-            index
-        } else {
-            Index::builder().schema(expected).settings(settings).open_or_create(directory)?
+        let index =
+            Index::builder().schema(DocSchema::new().schema).settings(settings).open_or_create(directory)?;
+        Partition::with_index(path, start, span, index)
+    }
+
+    /// Opens a partition whose index exists, writing nothing; its span is
+    /// the one in `vigil-span`, or `span` without one.
+    fn open_existing(path: &Path, start: i64, span: i64) -> Result<Partition, StoreError> {
+        let span_file = path.join("vigil-span");
+        let span = match std::fs::read_to_string(&span_file) {
+            Ok(text) => text.trim().parse::<i64>().ok().filter(|span| *span > 0).ok_or_else(|| {
+                StoreError::Corrupt {
+                    message: format!("{} holds {text:?}, not a span in seconds", span_file.display()),
+                }
+            })?,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => span,
+            Err(source) => return Err(StoreError::io("read", &span_file, source)),
         };
+        let directory =
+            MmapDirectory::open(path).map_err(|error| StoreError::Corrupt { message: error.to_string() })?;
+        // A partition written by an earlier version may differ in a field's
+        // options (a column kept or not) and lack the fields added since;
+        // the fields it has must be the same, in the same order.
+        let index = Index::open(directory)?;
+        compatible(&index.schema(), &DocSchema::new().schema)
+            .map_err(|why| StoreError::Corrupt { message: format!("{}: {why}", path.display()) })?;
+        Partition::with_index(path, start, span, index)
+    }
+
+    fn with_index(path: &Path, start: i64, span: i64, index: Index) -> Result<Partition, StoreError> {
         DocSchema::register_tokenizers(index.tokenizers());
         let layout = Layout::of(&index.schema());
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
@@ -159,35 +182,46 @@ fn parse_partition_name(name: &str) -> Option<i64> {
 pub(crate) struct Partitions {
     root: PathBuf,
     span: i64,
-    /// zstd level of the stored events of the partitions it creates.
-    store_level: i32,
+    access: Access,
     map: RwLock<BTreeMap<i64, Arc<Partition>>>,
 }
 
 impl Partitions {
-    /// Opens the partitions under `root` (creating `root`).
-    pub fn open(root: &Path, span: i64, store_level: i32) -> Result<Partitions, StoreError> {
-        std::fs::create_dir_all(root).map_err(|source| StoreError::io("create", root, source))?;
+    /// Opens the partitions under `root` (with `Access::ReadWrite`,
+    /// creating `root`).
+    pub fn open(root: &Path, span: i64, access: Access) -> Result<Partitions, StoreError> {
+        if access != Access::ReadOnly {
+            std::fs::create_dir_all(root).map_err(|source| StoreError::io("create", root, source))?;
+        }
         let mut map = BTreeMap::new();
         let entries = std::fs::read_dir(root).map_err(|source| StoreError::io("read", root, source))?;
         for entry in entries {
             let entry = entry.map_err(|source| StoreError::io("read", root, source))?;
             let name = entry.file_name();
-            // A deletion that a crash interrupted.
+            let path = entry.path();
+            // A deletion that a crash interrupted (or, read only, that the
+            // server is making).
             if name.to_str().is_some_and(|name| name.ends_with(DELETED_SUFFIX)) {
-                std::fs::remove_dir_all(entry.path())
-                    .map_err(|source| StoreError::io("delete partition", &entry.path(), source))?;
+                if access != Access::ReadOnly {
+                    std::fs::remove_dir_all(&path)
+                        .map_err(|source| StoreError::io("delete partition", &path, source))?;
+                }
                 continue;
             }
             let Some(start) = name.to_str().and_then(parse_partition_name) else { continue };
-            if !entry.path().join("meta.json").exists() {
+            if !path.join("meta.json").exists() {
                 continue;
             }
             // A partition keeps the span it was created with.
-            let partition = Partition::open(&entry.path(), start, span, store_level)?;
+            let partition = match Partition::open(&path, start, span, access) {
+                Ok(partition) => partition,
+                // Renamed away by retention while it was being opened.
+                Err(_) if access == Access::ReadOnly && !path.join("meta.json").exists() => continue,
+                Err(error) => return Err(error),
+            };
             map.insert(start, Arc::new(partition));
         }
-        Ok(Partitions { root: root.to_owned(), span, store_level, map: RwLock::new(map) })
+        Ok(Partitions { root: root.to_owned(), span, access, map: RwLock::new(map) })
     }
 
     /// The directory the partitions are in.
@@ -222,7 +256,7 @@ impl Partitions {
         let span =
             placement(&self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner()), self.span, start).1;
         let path = self.root.join(partition_name(start));
-        let partition = Arc::new(Partition::open(&path, start, span, self.store_level)?);
+        let partition = Arc::new(Partition::open(&path, start, span, self.access)?);
         let mut map = self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         Ok(map.entry(start).or_insert(partition).clone())
     }
@@ -256,8 +290,10 @@ impl Partitions {
             std::fs::rename(&partition.path, &doomed)
                 .map_err(|source| StoreError::io("rename partition", &partition.path, source))?;
             sync_dir(&self.root)?;
-            std::fs::remove_dir_all(&doomed)
-                .map_err(|source| StoreError::io("delete partition", &doomed, source))?;
+            match std::fs::remove_dir_all(&doomed) {
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                removed => removed.map_err(|source| StoreError::io("delete partition", &doomed, source))?,
+            }
         }
         Ok(())
     }
@@ -329,7 +365,7 @@ const ADDED_FIELD_PREFIXES: &[&str] = &[crate::identifier::HASH_PREFIX];
 mod tests {
     use tantivy::schema::{STORED, STRING, Schema, TEXT};
 
-    use super::{Partition, Partitions, compatible, parse_partition_name, partition_name};
+    use super::{Access, Partition, Partitions, compatible, parse_partition_name, partition_name};
 
     #[test]
     fn an_event_goes_to_a_partition_that_holds_its_time_even_behind_an_overlapping_one() {
@@ -339,12 +375,18 @@ mod tests {
         // As an earlier version left them after the span changed: a day,
         // and an hour inside it.
         for (start, span) in [(day, 86_400), (day + 8 * 3600, 3600)] {
-            let partition = Partition::open(&dir.path().join(partition_name(start)), start, span, 3).unwrap();
+            let partition = Partition::open(
+                &dir.path().join(partition_name(start)),
+                start,
+                span,
+                Access::ReadWrite { store_level: 3 },
+            )
+            .unwrap();
             let mut writer: tantivy::IndexWriter =
                 partition.index.writer_with_num_threads(1, 15_000_000).unwrap();
             writer.commit().unwrap();
         }
-        let partitions = Partitions::open(dir.path(), 3600, 3).unwrap();
+        let partitions = Partitions::open(dir.path(), 3600, Access::ReadWrite { store_level: 3 }).unwrap();
         assert_eq!(partitions.start_for(time(8)), day + 8 * 3600, "the latest start that holds it");
         assert_eq!(partitions.start_for(time(10)), day, "the day behind the hour");
         assert_eq!(partitions.start_for(time(25)), day + 25 * 3600, "after both: a new hour");

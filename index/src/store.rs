@@ -37,7 +37,7 @@ use vigil_schema::{BoxFuture, Event, EventIdGenerator, EventSink, Receipt, SinkE
 use crate::doc::DocSchema;
 use crate::feed::{self, Backlog, DurableBatch, DurableFeed, FeedSender};
 use crate::lag::IndexLag;
-use crate::partition::{Partition, Partitions};
+use crate::partition::{Access, Partition, Partitions};
 use crate::search::Searcher;
 use crate::wal::{self, Wal, WalPosition};
 use crate::{StoreError, lock_error};
@@ -196,7 +196,7 @@ impl Store {
         let partitions = Arc::new(Partitions::open(
             &data_dir.join("index"),
             options.partition_span_seconds,
-            options.store_compression_level,
+            Access::ReadWrite { store_level: options.store_compression_level },
         )?);
         let lag = Arc::new(IndexLag::default());
         let searcher = Searcher::new(partitions.clone(), options.search_threads, Some(lag.clone()));
@@ -528,6 +528,32 @@ impl WalThread {
 /// Where the index writes down its held partitions (see `IndexThread::held`).
 fn held_path(partitions: &Partitions) -> PathBuf {
     partitions.root().join("vigil-held")
+}
+
+/// Where the index notes the log position up to which it has committed
+/// every event, for `vigil search` to tell whether events wait in the log.
+fn indexed_path(index_dir: &Path) -> PathBuf {
+    index_dir.join("vigil-indexed")
+}
+
+/// Notes the index's position, whole or not at all but not synced: a note
+/// a crash lost is an older position, and a reader counts from the older
+/// one (`Searcher::unindexed_in_log` says "up to").
+fn note_indexed(partitions: &Partitions, position: WalPosition) {
+    let path = indexed_path(partitions.root());
+    let temporary = path.with_extension("new");
+    let noted = serde_json::to_vec(&position)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&temporary, bytes))
+        .and_then(|()| std::fs::rename(&temporary, &path));
+    if let Err(error) = noted {
+        tracing::debug!(%error, path = %path.display(), "cannot note the index's position");
+    }
+}
+
+/// The index's position as last noted, if it was.
+pub(crate) fn read_indexed(index_dir: &Path) -> Option<WalPosition> {
+    serde_json::from_slice(&std::fs::read(indexed_path(index_dir)).ok()?).ok()
 }
 
 fn read_held(partitions: &Partitions) -> Result<BTreeMap<i64, WalPosition>, StoreError> {
@@ -1015,7 +1041,13 @@ impl IndexThread {
         }
         // The log is kept from the first event a held partition lacks.
         let position = self.held.values().fold(self.indexed_to, |position, from| position.min(*from));
-        *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = position;
+        let before = std::mem::replace(
+            &mut *self.index_position.lock().unwrap_or_else(|poisoned| poisoned.into_inner()),
+            position,
+        );
+        if before != position {
+            note_indexed(&self.partitions, position);
+        }
         self.lag.indexed(position);
         self.backlog.release("index", position);
         // A consumer that is gone (its thread ended) does not hold the log.
