@@ -200,7 +200,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
         query,
         from: bound(&args.from).map_err(|message| anyhow::anyhow!("--from: {message}"))?,
         to: bound(&args.to).map_err(|message| anyhow::anyhow!("--to: {message}"))?,
-        limit: if args.count || args.top.is_some() { 0 } else { args.limit.min(vigil_index::MAX_LIMIT) },
+        limit: 0,
         order: if args.oldest_first { SortOrder::OldestFirst } else { SortOrder::NewestFirst },
         cursor: None,
         now: Some(now),
@@ -216,21 +216,24 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
                 print_top(&mut out, &top)
             }
         })
-    } else {
+    } else if args.count {
         searcher.search(&request).map(|result| {
-            if args.count {
-                return if args.json {
-                    writeln!(out, "{}", json!({"total": result.total}))
-                } else {
-                    writeln!(out, "{}", result.total)
-                };
+            if args.json {
+                writeln!(out, "{}", json!({"total": result.total}))
+            } else {
+                writeln!(out, "{}", result.total)
             }
-            print_hits(&mut out, &result, args.json)
         })
+    } else {
+        print_hits(&mut out, &searcher, request, args.limit, args.json)
     };
     match answered {
         Ok(written) => {
-            written?;
+            match written {
+                // The reader has what it wanted (`| head`).
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+                written => written?,
+            }
             // What the answer could not include, as the API's indexing_lag.
             match searcher.unindexed_in_log(&args.data_dir) {
                 Ok(0) => {}
@@ -252,32 +255,58 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Prints up to `limit` hits, page after page (a search answers at most
+/// `MAX_LIMIT` at a time), each page from the previous one's cursor.
 fn print_hits(
     out: &mut impl Write,
-    result: &vigil_index::SearchResult,
+    searcher: &Searcher,
+    mut request: SearchRequest,
+    limit: usize,
     as_json: bool,
-) -> std::io::Result<()> {
-    for event in &result.hits {
-        if as_json {
-            let hit = json!({
-                "id": event.id.to_string(),
-                "@timestamp": vigil_schema::format_timestamp(event.timestamp),
-                "event": event.to_schema_json(),
-                "original": event.original,
-            });
-            writeln!(out, "{hit}")?;
-        } else {
-            writeln!(
-                out,
-                "{}  {:<12} {}",
-                vigil_schema::format_timestamp(event.timestamp),
-                event.dataset(),
-                event.get_str(fields::MESSAGE).unwrap_or("")
-            )?;
+) -> Result<std::io::Result<()>, vigil_index::StoreError> {
+    let (mut printed, mut total) = (0, None);
+    while printed < limit {
+        request.limit = (limit - printed).min(vigil_index::MAX_LIMIT);
+        let page = searcher.search(&request)?;
+        total.get_or_insert(page.total);
+        for event in &page.hits {
+            if let Err(error) = print_hit(out, event, as_json) {
+                return Ok(Err(error));
+            }
+        }
+        printed += page.hits.len();
+        match page.next_cursor {
+            Some(cursor) if !page.hits.is_empty() => request.cursor = Some(cursor),
+            _ => break,
         }
     }
-    if !as_json {
-        writeln!(out, "{} of {} matching events", result.hits.len(), result.total)?;
+    if as_json {
+        return Ok(Ok(()));
+    }
+    let total = match total {
+        Some(total) => total,
+        None => searcher.search(&request)?.total,
+    };
+    Ok(writeln!(out, "{printed} of {total} matching events"))
+}
+
+fn print_hit(out: &mut impl Write, event: &Event, as_json: bool) -> std::io::Result<()> {
+    if as_json {
+        let hit = json!({
+            "id": event.id.to_string(),
+            "@timestamp": vigil_schema::format_timestamp(event.timestamp),
+            "event": event.to_schema_json(),
+            "original": event.original,
+        });
+        writeln!(out, "{hit}")?;
+    } else {
+        writeln!(
+            out,
+            "{}  {:<12} {}",
+            vigil_schema::format_timestamp(event.timestamp),
+            event.dataset(),
+            event.get_str(fields::MESSAGE).unwrap_or("")
+        )?;
     }
     Ok(())
 }

@@ -124,6 +124,46 @@ fn a_search_on_the_command_line_says_what_waits_in_the_write_ahead_log() {
 }
 
 #[test]
+fn a_search_pages_past_one_answer_and_stops_quietly_when_its_reader_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("audit.log");
+    let total = vigil_index::MAX_LIMIT + 5;
+    let lines: Vec<String> = (0..total)
+        .map(|n| audit_event(&format!("p-{n}"), "get", "pods", None, "paula").to_string())
+        .collect();
+    write_lines(&log, &lines);
+    let output = vigil(&["ingest", "--data-dir", data.to_str().unwrap(), log.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let all = (total + 100).to_string();
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "--json", "--limit", &all, ""]);
+    let ids: std::collections::HashSet<String> = stdout(&output)
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap()["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), total, "every event once, over two pages");
+    let some = (total - 2).to_string();
+    let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "--limit", &some, ""]);
+    assert!(
+        stdout(&output).ends_with(&format!("{some} of {total} matching events\n")),
+        "{}",
+        stderr(&output)
+    );
+
+    // `| head -1`: the reader goes away; the search ends, exit 0, nothing said.
+    let mut child = Command::new(vigil_binary())
+        .args(["search", "--data-dir", data.to_str().unwrap(), "--limit", "100", ""])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{:?}: {}", output.status, stderr(&output));
+    assert_eq!(stderr(&output), "");
+}
+
+#[test]
 fn offline_ingest_then_search_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
