@@ -248,7 +248,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(error) if error.kind().is_client_error() => {
-            eprintln!("vigil: invalid query: {error}");
+            eprintln!("vigil: invalid query: {}", error.in_query(&text));
             Ok(ExitCode::from(2))
         }
         Err(error) => Err(error.into()),

@@ -227,6 +227,14 @@ fn offline_ingest_then_search_from_the_command_line() {
     let output = vigil(&["search", "--data-dir", data.to_str().unwrap(), "verb:(get"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(stderr(&output).contains("at column 6\n  verb:(get\n       ^"), "{}", stderr(&output));
+    let output =
+        vigil(&["search", "--data-dir", data.to_str().unwrap(), "--count", "verb:get", "user.name:/[a/"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("at column 10\n  verb:get user.name:/[a/\n           ^"),
+        "{}",
+        stderr(&output)
+    );
 
     // The alerts of an offline import are kept too: a server on the directory lists them.
     let server = crate::support::Server::start(&data, &[]);

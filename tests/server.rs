@@ -269,9 +269,24 @@ fn search_errors_name_the_problem_and_the_column() {
     let (status, answer) = server.get_json("/api/v1/search?q=&from=yesterday");
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().starts_with("from: \"yesterday\" is not a time"), "{answer}");
-    let (status, answer) = server.get_json("/api/v1/search?q=http.response.status_code:ok");
+    // Found after parsing: the caret is under the term.
+    let (status, answer) =
+        server.get_json(&format!("/api/v1/search?q={}", encode("verb:get http.response.status_code:ok")));
     assert_eq!(status, 400);
-    assert_eq!(answer["error"], "http.response.status_code: \"ok\" is not a whole number");
+    assert_eq!(
+        answer["error"],
+        "http.response.status_code: \"ok\" is not a whole number at column 10\n  verb:get http.response.status_code:ok\n           ^"
+    );
+    let (status, answer) =
+        server.get_json(&format!("/api/v1/histogram?q={}", encode("NOT (a OR source.ip:999.1.1.1)")));
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .ends_with(" at column 11\n  NOT (a OR source.ip:999.1.1.1)\n            ^"),
+        "{answer}"
+    );
     let (status, _) = server.get_json("/api/v1/search?limit=10001");
     assert_eq!(status, 400);
     let (status, _) = server.get_json("/api/v1/fields/user.name/top?limit=10001");

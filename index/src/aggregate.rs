@@ -18,6 +18,7 @@ use vigil_schema::fields::FieldKind;
 
 use crate::compile::{Compiler, Target};
 use crate::doc::{from_tantivy_time, to_tantivy_time};
+use crate::query::Position;
 use crate::search::Searcher;
 use crate::{SearchRequest, StoreError};
 
@@ -149,6 +150,7 @@ impl Searcher {
         let last = floor_div(last_nanos, interval_nanos).max(first);
         if last - first + 1 > MAX_BUCKETS as i128 {
             return Err(StoreError::BadQuery {
+                at: Position::default(),
                 message: format!(
                     "interval: {} gives {} buckets over this range; the most is {MAX_BUCKETS}",
                     describe_interval(interval),
@@ -300,7 +302,8 @@ impl Searcher {
     /// Where the values of a field are read from, for top values and distinct counts.
     fn value_source(&self, field: &str) -> Result<ValueSource, StoreError> {
         let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers, now: Utc::now() };
-        let not_aggregatable = |why: &str| StoreError::BadQuery { message: format!("{field}: {why}") };
+        let not_aggregatable =
+            |why: &str| StoreError::BadQuery { message: format!("{field}: {why}"), at: Position::default() };
         match compiler.resolve(field) {
             Target::Named { name, .. } if vigil_schema::fields::is_identifier(name) => Err(not_aggregatable(
                 "identifies one request, so every value counts once; search it by value instead",

@@ -22,7 +22,7 @@ use vigil_schema::fields::{self, FieldKind};
 
 use crate::doc::{DocSchema, time_bound, to_ipv6};
 use crate::identifier::{IdentifierQuery, Wanted};
-use crate::query::{Bound, Query, TermValue};
+use crate::query::{Bound, Position, Query, TermValue};
 use crate::range::NumericRangeQuery;
 
 /// A query that is well formed but cannot be run: a value of the wrong type
@@ -32,6 +32,13 @@ use crate::range::NumericRangeQuery;
 pub struct CompileError {
     pub field: String,
     pub message: String,
+}
+
+/// A [`CompileError`] and where its term stands in the query's text.
+#[derive(Debug)]
+pub struct TermError {
+    pub error: CompileError,
+    pub at: Position,
 }
 
 /// Where a field name points.
@@ -58,7 +65,8 @@ pub struct Compiler<'a> {
 }
 
 impl Compiler<'_> {
-    pub fn compile(&self, query: &Query) -> Result<Box<dyn TantivyQuery>, CompileError> {
+    pub fn compile(&self, query: &Query) -> Result<Box<dyn TantivyQuery>, TermError> {
+        let in_term = |at: Position| move |error| TermError { error, at };
         Ok(match query {
             Query::All => Box::new(AllQuery),
             Query::And(parts) => self.boolean(parts, Occur::Must)?,
@@ -67,13 +75,15 @@ impl Compiler<'_> {
                 (Occur::Must, Box::new(AllQuery) as Box<dyn TantivyQuery>),
                 (Occur::MustNot, self.compile(inner)?),
             ])),
-            Query::Exists { field } => self.exists(field)?,
-            Query::Term { field: None, value } => self.free_text(value)?,
-            Query::Term { field: Some(name), value } => self.field_query(name, value)?,
+            Query::Exists { field, at } => self.exists(field).map_err(in_term(*at))?,
+            Query::Term { field: None, value, at } => self.free_text(value).map_err(in_term(*at))?,
+            Query::Term { field: Some(name), value, at } => {
+                self.field_query(name, value).map_err(in_term(*at))?
+            }
         })
     }
 
-    fn boolean(&self, parts: &[Query], occur: Occur) -> Result<Box<dyn TantivyQuery>, CompileError> {
+    fn boolean(&self, parts: &[Query], occur: Occur) -> Result<Box<dyn TantivyQuery>, TermError> {
         let clauses = parts.iter().map(|part| Ok((occur, self.compile(part)?))).collect::<Result<_, _>>()?;
         Ok(Box::new(BooleanQuery::new(clauses)))
     }
@@ -499,11 +509,27 @@ fn regex(
     };
     // Checked alone first: wrapped, an unbalanced `)` would close the group
     // and change what the rest means.
+    if let Some(fault) = regex_fault(pattern) {
+        return Err(CompileError {
+            field: name.to_owned(),
+            message: format!("invalid regular expression /{pattern}/: {fault}"),
+        });
+    }
     RegexQuery::from_pattern(pattern, field).map_err(invalid)?;
     let full = format!("{prefix}(?i:{pattern})");
     RegexQuery::from_pattern(&full, field)
         .map(|query| Box::new(query) as Box<dyn TantivyQuery>)
         .map_err(invalid)
+}
+
+/// What is wrong with a regular expression's syntax, and where in it.
+fn regex_fault(pattern: &str) -> Option<String> {
+    let (kind, column) = match regex_syntax::Parser::new().parse(pattern).err()? {
+        regex_syntax::Error::Parse(error) => (error.kind().to_string(), error.span().start.column),
+        regex_syntax::Error::Translate(error) => (error.kind().to_string(), error.span().start.column),
+        other => (other.to_string(), 1),
+    };
+    Some(format!("{kind} (at character {column} of it)"))
 }
 
 /// The dataset whose `@timestamp` answers a time of its original that the

@@ -69,8 +69,28 @@ pub enum StoreError {
     ShuttingDown,
     #[error("{message}")]
     Storage { message: String },
+    /// The query is wrong; `at` is the term at fault, when there is one
+    /// ([`StoreError::in_query`] points at it).
     #[error("{message}")]
-    BadQuery { message: String },
+    BadQuery { message: String, at: query::Position },
+}
+
+impl StoreError {
+    /// The query's fault, if it is one, shown under the query's text with
+    /// a caret at the term, as the parser's errors are.
+    pub fn in_query(self, text: &str) -> StoreError {
+        match self {
+            StoreError::BadQuery { message, at } => {
+                match query::QueryError::in_term(text, at, message.clone()) {
+                    Some(shown) => {
+                        StoreError::BadQuery { message: shown.to_string(), at: query::Position::default() }
+                    }
+                    None => StoreError::BadQuery { message, at },
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 /// The broad class of a [`StoreError`], for callers that map errors to
@@ -1361,9 +1381,15 @@ mod tests {
             ("requestObject.kind:[a TO b]", "requestObject.kind: ranges work on the schema's fields"),
             ("http.response.status_code:4*", "http.response.status_code: is a number"),
             ("source.ip:10.0.0.0/33", "source.ip: \"10.0.0.0/33\" is not a CIDR block like 10.0.0.0/8"),
-            ("user.name:/(/", "user.name: invalid regular expression \"(\""),
+            (
+                "user.name:/(/",
+                "user.name: invalid regular expression /(/: unclosed group (at character 1 of it)",
+            ),
             // Unbalanced, it would close the group it is wrapped in.
-            ("user.name:/x)|(.*/", "user.name: invalid regular expression \"x)|(.*\""),
+            (
+                "user.name:/x)|(.*/",
+                "user.name: invalid regular expression /x)|(.*/: unopened group (at character 2 of it)",
+            ),
             ("@timestamp:>=yesterday", "@timestamp: \"yesterday\" is not a time"),
             ("stageTimestamp:>=2h", "stageTimestamp: is not indexed; search @timestamp"),
             ("verb:get -", "free text: \"-\" has no word to search"),
@@ -1383,6 +1409,9 @@ mod tests {
                 store.searcher().search(&request).err().unwrap_or_else(|| panic!("{text} should fail"));
             assert_eq!(error.kind(), StoreErrorKind::BadQuery, "{text}");
             assert!(error.to_string().starts_with(message), "{text}: {error}");
+            // Shown under the query, a caret at the term.
+            let shown = error.in_query(text).to_string();
+            assert!(shown.contains(" at column ") && shown.contains(&format!("\n  {text}\n")), "{shown}");
         }
         store.shutdown();
     }

@@ -13,7 +13,7 @@ use tantivy::{DocAddress, Order, SegmentReader, TantivyDocument, Term};
 use vigil_schema::{Event, EventId};
 
 use crate::by_time::{Ranked, TimeBlocksCache, TopByTime};
-use crate::compile::{CompileError, Compiler};
+use crate::compile::{Compiler, TermError};
 use crate::doc::{DocSchema, time_bound};
 use crate::lag::{Commits, IndexLag, Lag};
 use crate::parallel;
@@ -422,8 +422,8 @@ impl Searcher {
     ) -> Result<Box<dyn TantivyQuery>, StoreError> {
         let now = request.now.unwrap_or_else(Utc::now);
         let compiler = Compiler { schema: &self.schema, tokenizers: &self.tokenizers, now };
-        let query = compiler.compile(&request.query).map_err(|CompileError { field, message }| {
-            StoreError::BadQuery { message: format!("{field}: {message}") }
+        let query = compiler.compile(&request.query).map_err(|TermError { error, at }| {
+            StoreError::BadQuery { message: format!("{}: {}", error.field, error.message), at }
         })?;
         if request.from.is_none() && request.to.is_none() {
             return Ok(query);

@@ -12,7 +12,8 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Value, json};
 use vigil_index::{
-    Cursor, Lag, MAX_LIMIT, SearchRequest, SortOrder, parse_interval, parse_time_bound, query,
+    Cursor, Lag, MAX_LIMIT, SearchRequest, Searcher, SortOrder, StoreError, parse_interval, parse_time_bound,
+    query,
 };
 use vigil_rules::AlertStatus;
 use vigil_schema::{Event, EventId, fields};
@@ -187,10 +188,8 @@ pub async fn search(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Response, ApiError> {
     let request = search_request(&params, 100)?;
-    let searcher = state.searcher.clone();
-    // Taken before the search: what it may have missed, at most.
-    let indexing_lag = searcher.indexing_lag();
-    let result = tokio::task::spawn_blocking(move || searcher.search(&request)).await??;
+    let (result, indexing_lag) =
+        on_index(&state, &params.q, move |searcher| searcher.search(&request)).await?;
     let next_cursor = result.next_cursor.map(|cursor| cursor.to_string());
     let response = SearchResponse {
         total: result.total,
@@ -232,11 +231,24 @@ pub async fn histogram(
             parse_interval(text).map_err(|message| ApiError::BadRequest(format!("interval: {message}")))?,
         ),
     };
-    let searcher = state.searcher.clone();
-    let indexing_lag = searcher.indexing_lag();
-    let histogram = tokio::task::spawn_blocking(move || searcher.histogram(&request, interval)).await??;
+    let (histogram, indexing_lag) =
+        on_index(&state, &search.q, move |searcher| searcher.histogram(&request, interval)).await?;
     let answer = serde_json::to_value(histogram).map_err(|error| ApiError::Internal(error.to_string()))?;
     Ok(Json(with_lag(answer, indexing_lag)))
+}
+
+/// Runs a search or an aggregation on the blocking pool; with its answer,
+/// what it could not see yet (taken before it ran: at most what it missed).
+/// A fault of the query is shown under the query's text.
+async fn on_index<T: Send + 'static>(
+    state: &AppState,
+    query: &str,
+    job: impl FnOnce(&Searcher) -> Result<T, StoreError> + Send + 'static,
+) -> Result<(T, Option<Lag>), ApiError> {
+    let searcher = state.searcher.clone();
+    let indexing_lag = searcher.indexing_lag();
+    let answer = tokio::task::spawn_blocking(move || job(&searcher)).await?;
+    Ok((answer.map_err(|error| error.in_query(query))?, indexing_lag))
 }
 
 /// An aggregation's answer, with what it could not count yet (as a search's).
@@ -256,9 +268,8 @@ pub async fn top_values(
     // The limit is of values, checked as a search's; the search lists no hits.
     let mut request = search_request(&params, 10)?;
     let limit = std::mem::take(&mut request.limit);
-    let searcher = state.searcher.clone();
-    let indexing_lag = searcher.indexing_lag();
-    let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, limit)).await??;
+    let (top, indexing_lag) =
+        on_index(&state, &params.q, move |searcher| searcher.top_values(&request, &field, limit)).await?;
     let answer = serde_json::to_value(top).map_err(|error| ApiError::Internal(error.to_string()))?;
     Ok(Json(with_lag(answer, indexing_lag)))
 }
@@ -269,10 +280,9 @@ pub async fn distinct(
     ApiPath(field): ApiPath<String>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let request = search_request(&SearchParams { limit: Some(0), ..params }, 0)?;
-    let searcher = state.searcher.clone();
-    let indexing_lag = searcher.indexing_lag();
-    let top = tokio::task::spawn_blocking(move || searcher.top_values(&request, &field, 0)).await??;
+    let request = search_request(&params, 0)?;
+    let (top, indexing_lag) =
+        on_index(&state, &params.q, move |searcher| searcher.top_values(&request, &field, 0)).await?;
     Ok(Json(json!({
         "field": top.field, "distinct": top.distinct, "total": top.total, "missing": top.missing,
         "indexing_lag": indexing_lag,

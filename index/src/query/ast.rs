@@ -9,15 +9,50 @@ pub enum Query {
     Term {
         field: Option<String>,
         value: TermValue,
+        at: Position,
     },
     /// `_exists_:field`: the field has a value.
     Exists {
         field: String,
+        at: Position,
     },
     And(Vec<Query>),
     Or(Vec<Query>),
     Not(Box<Query>),
 }
+
+/// Where a term starts in the text it was parsed from, for the errors found
+/// in it later (a value of the wrong type for its field): kept as the
+/// length of the text from there to the end, which whoever has the text
+/// turns into a column. Not part of the query's meaning: queries that
+/// differ only in where their terms stand are equal, and a query built
+/// rather than parsed has no positions.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Position {
+    remaining: Option<usize>,
+}
+
+impl Position {
+    /// The position of a term with `remaining` bytes of the text from its
+    /// start to the end.
+    pub(crate) fn before_end(remaining: usize) -> Position {
+        Position { remaining: Some(remaining) }
+    }
+
+    /// Its 1-based column, in characters, in the text it was parsed from.
+    pub fn column(self, text: &str) -> Option<usize> {
+        let start = text.len().checked_sub(self.remaining?)?;
+        Some(text.get(..start)?.chars().count() + 1)
+    }
+}
+
+impl PartialEq for Position {
+    fn eq(&self, _: &Position) -> bool {
+        true
+    }
+}
+
+impl Eq for Position {}
 
 /// The value of a term.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,9 +181,9 @@ impl Query {
     fn write_under(&self, f: &mut fmt::Formatter<'_>, under: Under) -> fmt::Result {
         match self {
             Query::All => Ok(()),
-            Query::Term { field: Some(field), value } => write!(f, "{field}:{value}"),
-            Query::Term { field: None, value } => write!(f, "{value}"),
-            Query::Exists { field } => write!(f, "_exists_:{field}"),
+            Query::Term { field: Some(field), value, .. } => write!(f, "{field}:{value}"),
+            Query::Term { field: None, value, .. } => write!(f, "{value}"),
+            Query::Exists { field, .. } => write!(f, "_exists_:{field}"),
             // AND binds tighter than OR: only AND, NOT and another AND
             // (kept apart as parsed) need it parenthesized.
             Query::And(parts) => {

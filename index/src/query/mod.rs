@@ -11,13 +11,15 @@
 //!   every string of the event.
 //! - `AND`, `OR`, `NOT` (upper case), `-term`, parentheses; words side by side
 //!   are ANDed. `AND` binds tighter than `OR`.
+//! - wildcards, ranges, CIDR blocks, `_exists_:field`, `/regular expressions/`
+//!   (docs/query-language.md).
 //!
-//! The language grows in a later issue (wildcards, ranges, CIDR, regular
-//! expressions); new constructs become new [`Query`] variants and parser
-//! branches. [`Query`] prints back to text that parses to the same tree.
+//! [`Query`] prints back to text that parses to the same tree. Its terms
+//! keep their [`Position`], so that errors found when a query is compiled
+//! point at the term, as the parser's do.
 
 mod ast;
 mod parser;
 
-pub use ast::{Bound, Query, TermValue};
+pub use ast::{Bound, Position, Query, TermValue};
 pub use parser::{QueryError, parse};

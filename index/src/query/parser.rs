@@ -7,7 +7,7 @@ use nom::bytes::complete::take_while1;
 use nom::error::{ErrorKind, ParseError};
 use nom::{IResult, Parser};
 
-use super::ast::{Bound, Query, TermValue};
+use super::ast::{Bound, Position, Query, TermValue};
 
 /// How deep parentheses and `NOT`s may nest; deeper queries are refused
 /// rather than risking the stack.
@@ -23,6 +23,12 @@ pub struct QueryError {
 }
 
 impl QueryError {
+    /// An error found in a term of `query` after parsing (a value of the
+    /// wrong type for its field), shown as the parser's are.
+    pub fn in_term(query: &str, at: Position, message: String) -> Option<QueryError> {
+        Some(QueryError { message, column: at.column(query)?, query: query.to_owned() })
+    }
+
     pub fn message(&self) -> &str {
         &self.message
     }
@@ -190,12 +196,13 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
             None => fail(rest, "expected ')'"),
         };
     }
+    let at = Position::before_end(input.len());
     if input.starts_with('"') {
         let (rest, phrase) = quoted(input, '"')?;
-        return Ok((rest, Query::Term { field: None, value: TermValue::Phrase(phrase) }));
+        return Ok((rest, Query::Term { field: None, value: TermValue::Phrase(phrase), at }));
     }
     if let Some((rest, pattern)) = regex_literal(input) {
-        return Ok((rest, Query::Term { field: None, value: TermValue::Regex(pattern) }));
+        return Ok((rest, Query::Term { field: None, value: TermValue::Regex(pattern), at }));
     }
     for reserved in ["AND", "OR"] {
         if keyword(input, reserved).is_some() {
@@ -207,15 +214,15 @@ fn primary(input: &str, depth: usize) -> Parsed<'_, Query> {
     {
         if field == "_exists_" {
             return match field_name(value_start) {
-                Ok((rest, name)) => Ok((rest, Query::Exists { field: name.to_owned() })),
+                Ok((rest, name)) => Ok((rest, Query::Exists { field: name.to_owned(), at })),
                 Err(_) => fail(value_start, "expected a field name after '_exists_:'"),
             };
         }
         let (rest, value) = term_value(value_start, field)?;
-        return Ok((rest, Query::Term { field: Some(field.to_owned()), value }));
+        return Ok((rest, Query::Term { field: Some(field.to_owned()), value, at }));
     }
     let (rest, word) = bare_word(input)?;
-    Ok((rest, Query::Term { field: None, value: word_value(word) }))
+    Ok((rest, Query::Term { field: None, value: word_value(word), at }))
 }
 
 /// A `/regular expression/` without spaces, standing alone (followed by a
@@ -380,7 +387,11 @@ mod tests {
     use super::*;
 
     fn term(field: Option<&str>, word: &str) -> Query {
-        Query::Term { field: field.map(str::to_owned), value: TermValue::Word(word.to_owned()) }
+        Query::Term {
+            field: field.map(str::to_owned),
+            value: TermValue::Word(word.to_owned()),
+            at: Position::default(),
+        }
     }
 
     #[test]
@@ -405,12 +416,14 @@ mod tests {
             Query::And(vec![
                 Query::Term {
                     field: Some("user.name".into()),
-                    value: TermValue::Phrase("system:serviceaccount:kube-system:x".into())
+                    value: TermValue::Phrase("system:serviceaccount:kube-system:x".into()),
+                    at: Position::default(),
                 },
                 Query::Not(Box::new(term(Some("verb"), "get"))),
                 Query::Term {
                     field: Some("url.original".into()),
-                    value: TermValue::Wildcard("/api/v1?x=1".into())
+                    value: TermValue::Wildcard("/api/v1?x=1".into()),
+                    at: Position::default(),
                 },
             ])
         );
@@ -515,9 +528,16 @@ mod tests {
         ];
         for (text, value) in cases {
             let field = text.split(':').next().unwrap().to_owned();
-            assert_eq!(parse(text).unwrap(), Query::Term { field: Some(field), value }, "{text}");
+            assert_eq!(
+                parse(text).unwrap(),
+                Query::Term { field: Some(field), value, at: Position::default() },
+                "{text}"
+            );
         }
-        assert_eq!(parse("_exists_:user.name").unwrap(), Query::Exists { field: "user.name".into() });
+        assert_eq!(
+            parse("_exists_:user.name").unwrap(),
+            Query::Exists { field: "user.name".into(), at: Position::default() }
+        );
         let errors = [
             ("code:[400 499]", "expected TO in the range", 11),
             ("code:[400 TO 499", "expected ']' or '}' to close the range", 17),
