@@ -21,7 +21,7 @@
 //! consumer's last position, so after a crash every acknowledged event is
 //! indexed and matched exactly once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -255,6 +255,7 @@ impl Store {
             indexed_to: index_checkpoint,
             held: BTreeMap::new(),
             held_before,
+            reread: BTreeSet::new(),
             use_counter: 0,
             feed: index_feed,
             wal_dir: wal_dir.clone(),
@@ -672,6 +673,9 @@ struct IndexThread {
     /// The holds written down by the last run, kept written down until this
     /// run's replay has gone through them.
     held_before: BTreeMap<i64, WalPosition>,
+    /// Held partitions whose events were read again into their writer, not
+    /// yet committed: they are written again once that commit succeeds.
+    reread: BTreeSet<i64>,
     use_counter: u64,
     feed: DurableFeed,
     wal_dir: PathBuf,
@@ -932,6 +936,7 @@ impl IndexThread {
     /// Leaves a partition's events from `from` on in the log, to be read
     /// again once it can be written.
     fn hold(&mut self, start: i64, from: WalPosition, why: &str) {
+        self.reread.remove(&start);
         if let Some(open) = self.writers.remove(&start) {
             drop(open);
         }
@@ -1007,7 +1012,8 @@ impl IndexThread {
                     open.covered_to = self.indexed_to;
                     self.held.remove(&start);
                     self.save_held();
-                    tracing::info!(partition = %crate::partition::partition_name(start), recovered, "a held partition is written again");
+                    self.reread.insert(start);
+                    tracing::debug!(partition = %crate::partition::partition_name(start), recovered, "a held partition's events are read again");
                 }
                 (Err(error), _) => self.abandon(start, &error.to_string()),
                 (_, Some(error)) => self.abandon(start, &error),
@@ -1029,8 +1035,12 @@ impl IndexThread {
         let mut writers = std::mem::take(&mut self.writers);
         let mut failed = Vec::new();
         for (start, open) in &mut writers {
-            if let Err(error) = self.commit_one(open) {
-                failed.push((*start, error));
+            match self.commit_one(open) {
+                Err(error) => failed.push((*start, error)),
+                Ok(()) if self.reread.remove(start) => {
+                    tracing::info!(partition = %crate::partition::partition_name(*start), "a held partition is written again");
+                }
+                Ok(()) => {}
             }
         }
         self.writers = writers;

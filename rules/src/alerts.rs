@@ -226,8 +226,17 @@ impl SqliteAlertStore {
     pub const EVENT_IDS_SHOWN: usize = 100;
 
     pub fn open(path: &Path) -> Result<SqliteAlertStore, AlertError> {
-        let connection = Connection::open(path)
-            .map_err(|error| AlertError::Storage(format!("cannot open {}: {error}", path.display())))?;
+        // SQLite opens its file lazily: any step may be the first to fail.
+        SqliteAlertStore::open_at(path).map_err(|error| match error {
+            AlertError::Storage(message) => {
+                AlertError::Storage(format!("cannot open {}: {message}", path.display()))
+            }
+            other => other,
+        })
+    }
+
+    fn open_at(path: &Path) -> Result<SqliteAlertStore, AlertError> {
+        let connection = Connection::open(path)?;
         connection.busy_timeout(std::time::Duration::from_secs(5))?;
         connection.execute_batch(
             "PRAGMA journal_mode = WAL;
@@ -611,6 +620,16 @@ mod time_order_tests {
 #[cfg(test)]
 mod store_tests {
     use super::SqliteAlertStore;
+
+    #[test]
+    fn an_alert_store_that_cannot_be_opened_says_where() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the database file should be.
+        let path = dir.path().join("alerts.db");
+        std::fs::create_dir(&path).unwrap();
+        let error = SqliteAlertStore::open(&path).err().expect("a directory is no database").to_string();
+        assert!(error.starts_with(&format!("alert store: cannot open {}: ", path.display())), "{error}");
+    }
 
     #[test]
     fn the_alert_store_is_durable_per_commit_and_checkpoints_in_large_steps() {
