@@ -113,7 +113,12 @@ pub fn ingest(args: IngestArgs) -> anyhow::Result<ExitCode> {
         &vigil_rules::RuleOptions::default(),
     )?;
     let config = vigil_config::Config::default();
-    let pipeline = Pipeline::open(&store_options(&config, &args.data_dir), live_rules(rules, &[]), None)?;
+    let pipeline = Pipeline::open(
+        &store_options(&config, &args.data_dir),
+        config.rules.nice,
+        live_rules(rules, &[]),
+        None,
+    )?;
     let context = k8s_audit::Context { cluster_name: args.cluster_name.clone(), ..Default::default() };
     let mut total = 0usize;
     let mut rejected = 0usize;

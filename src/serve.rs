@@ -96,6 +96,9 @@ pub struct ServeArgs {
     /// Niceness of indexing, 0-19 [default: 10]; above 0, acknowledging ingest goes first when the CPU is short.
     #[arg(long, value_name = "NICE")]
     indexing_nice: Option<i32>,
+    /// Niceness of matching rules and recording alerts, 0-19 [default: 10]; above 0, acknowledging ingest goes first when the CPU is short.
+    #[arg(long, value_name = "NICE")]
+    rules_nice: Option<i32>,
     /// Niceness of merging index segments, 0-19 [default: 19]; above --indexing-nice, new events become searchable before segments are merged when the CPU is short.
     #[arg(long, value_name = "NICE")]
     merging_nice: Option<i32>,
@@ -198,6 +201,10 @@ fn resolve(args: &ServeArgs) -> anyhow::Result<Config> {
     if let Some(nice) = args.indexing_nice {
         anyhow::ensure!((0..=19).contains(&nice), "--indexing-nice must be from 0 to 19");
         config.index.indexing_nice = nice;
+    }
+    if let Some(nice) = args.rules_nice {
+        anyhow::ensure!((0..=19).contains(&nice), "--rules-nice must be from 0 to 19");
+        config.rules.nice = nice;
     }
     if let Some(nice) = args.merging_nice {
         anyhow::ensure!((0..=19).contains(&nice), "--merging-nice must be from 0 to 19");
@@ -515,8 +522,12 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.notify.destinations.iter().map(|destination| destination.name.clone()).collect();
     let notification_counters = Arc::new(NotificationCounters::for_destinations(&destination_names));
     let notifier = Arc::new(Notifier::start(&config.notify.destinations, notification_counters.clone()));
-    let pipeline =
-        Pipeline::open(&store_options(&config, &config.data_dir), live.clone(), Some(notifier.clone()))?;
+    let pipeline = Pipeline::open(
+        &store_options(&config, &config.data_dir),
+        config.rules.nice,
+        live.clone(),
+        Some(notifier.clone()),
+    )?;
     let (reload_requests, reload_receiver) = std::sync::mpsc::channel();
     let reloader = {
         let (live, paths) = (live.clone(), config.rules.paths.clone());

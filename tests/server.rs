@@ -142,6 +142,32 @@ fn malformed_events_are_reported_by_position_and_their_neighbours_kept() {
     server.stop();
 }
 
+/// The niceness of each of a process's threads named `name`.
+#[cfg(target_os = "linux")]
+fn thread_nices(pid: u32, name: &str) -> Vec<i32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|task| {
+            // "TID (comm) state ...": niceness is the 19th field.
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(") ")?;
+            head.ends_with(&format!("({name}")).then(|| rest.split(' ').nth(16)?.parse::<i32>().ok())?
+        })
+        .collect()
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_rules_run_below_acknowledging_at_the_configured_niceness() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, expected) in [(&[][..], 10), (&["--rules-nice", "3"][..], 3)] {
+        let server = Server::start(&dir.path().join("data"), flags);
+        assert_eq!(thread_nices(server.pid(), "vigil-rules"), [expected]);
+        assert_eq!(thread_nices(server.pid(), "vigil-wal"), [0], "acknowledging keeps its priority");
+        server.stop();
+    }
+}
+
 #[test]
 fn a_stalled_body_gets_a_408_and_cannot_hold_up_a_shutdown() {
     use std::io::Read;

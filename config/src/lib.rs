@@ -255,6 +255,9 @@ pub struct RulesConfig {
     pub field_mapping: BTreeMap<String, Vec<String>>,
     /// Values of `%name%` placeholders (`expand` modifier).
     pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Niceness (0-19) of the thread that matches rules and records alerts:
+    /// above 0, acknowledging ingest goes first when the CPU is short.
+    pub nice: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -298,6 +301,7 @@ impl Default for Config {
                 kubernetes_mapping: true,
                 field_mapping: BTreeMap::new(),
                 placeholders: BTreeMap::new(),
+                nice: 10,
             },
             cluster: ClusterConfig::default(),
             syslog: SyslogConfig { listen: None, max_message_bytes: 64 * 1024 },
@@ -471,6 +475,7 @@ struct RawRules {
     kubernetes_mapping: Option<bool>,
     field_mapping: Option<BTreeMap<String, Vec<String>>>,
     placeholders: Option<BTreeMap<String, Vec<String>>>,
+    nice: Option<i64>,
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -752,6 +757,12 @@ fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
     if let Some(kubernetes_mapping) = raw.rules.kubernetes_mapping {
         config.rules.kubernetes_mapping = kubernetes_mapping;
     }
+    if let Some(nice) = raw.rules.nice {
+        match i32::try_from(nice) {
+            Ok(nice @ 0..=19) => config.rules.nice = nice,
+            _ => problem("rules.nice", format!("must be from 0 to 19, found {nice}")),
+        }
+    }
     for (table, values, target) in [
         ("rules.field_mapping", raw.rules.field_mapping, &mut config.rules.field_mapping),
         ("rules.placeholders", raw.rules.placeholders, &mut config.rules.placeholders),
@@ -891,6 +902,10 @@ mod tests {
         assert_eq!(config.index.writer_threads, 2);
         assert_eq!((config.index.search_threads, config.index.store_compression_level), (1, 3));
         assert_eq!(Config::default().index.search_threads, 0);
+        assert_eq!(Config::default().rules.nice, 10);
+        assert_eq!(Config::from_toml("version = 1\n[rules]\nnice = 0\n").unwrap().rules.nice, 0);
+        let error = Config::from_toml("version = 1\n[rules]\nnice = 20\n").unwrap_err();
+        assert_eq!(error.problems[0].key, "rules.nice");
     }
 
     #[test]

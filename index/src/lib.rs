@@ -43,7 +43,7 @@ pub use aggregate::{FieldInfo, Histogram, TopValues, parse_interval};
 pub use feed::{Backlog, DurableBatch, DurableFeed};
 pub use lag::{Commits, Lag};
 pub use search::{Cursor, MAX_LIMIT, PartitionInfo, SearchRequest, SearchResult, Searcher, SortOrder};
-pub use store::{AppendTicket, Store, StoreOptions};
+pub use store::{AppendTicket, Store, StoreOptions, lower_thread_priority};
 pub use time::parse_time_bound;
 pub use wal::WalPosition;
 

@@ -588,15 +588,15 @@ fn consumer_start(wal_dir: &Path, from: WalPosition, until: WalPosition) -> WalP
     }
 }
 
-/// Lowers the calling thread's scheduling priority; threads it starts
-/// afterwards (tantivy's) inherit it.
-fn lower_priority(nice: i32) {
+/// Lowers the calling thread's scheduling priority to niceness `nice`;
+/// threads it starts afterwards (tantivy's) inherit it. Linux only.
+pub fn lower_thread_priority(nice: i32) {
     if nice <= 0 {
         return;
     }
     #[cfg(target_os = "linux")]
     if let Err(error) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), nice) {
-        tracing::warn!(%error, nice, "cannot lower the index thread's priority");
+        tracing::warn!(%error, nice, thread = ?std::thread::current().name(), "cannot lower a thread's priority");
     }
     #[cfg(not(target_os = "linux"))]
     tracing::debug!(nice, "thread priorities are only set on Linux");
@@ -688,7 +688,7 @@ struct IndexThread {
 
 impl IndexThread {
     fn run(mut self, replay: Replay) {
-        lower_priority(self.options.indexing_nice);
+        lower_thread_priority(self.options.indexing_nice);
         if self.replay(&replay) {
             // The holds written down last time were replayed and committed
             // (or held again): what is written down now is this run's.
