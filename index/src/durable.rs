@@ -19,12 +19,25 @@ fn parent(path: &Path) -> &Path {
 /// Replaces a file with `bytes`, whole or not at all: written beside it,
 /// synced, renamed over it, and the rename synced.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)?;
+    sync_dir(parent(path))
+}
+
+/// Replaces a file with `bytes`, whole or not at all, but without syncing:
+/// after a crash it may hold what it held before.
+pub(crate) fn replace_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+/// Writes `bytes` beside `path` (synced if `sync`) and renames them over it.
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     let temporary = path.with_extension("new");
     let mut file = File::create(&temporary)?;
     file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)?;
-    sync_dir(parent(path))
+    if sync {
+        file.sync_all()?;
+    }
+    std::fs::rename(&temporary, path)
 }
 
 /// Removes a file, if it is there, and syncs its directory.

@@ -80,14 +80,13 @@ impl StoreError {
     /// a caret at the term, as the parser's errors are.
     pub fn in_query(self, text: &str) -> StoreError {
         match self {
-            StoreError::BadQuery { message, at } => {
-                match query::QueryError::in_term(text, at, message.clone()) {
-                    Some(shown) => {
-                        StoreError::BadQuery { message: shown.to_string(), at: query::Position::default() }
-                    }
-                    None => StoreError::BadQuery { message, at },
-                }
-            }
+            StoreError::BadQuery { message, at } => match at.column(text) {
+                Some(column) => StoreError::BadQuery {
+                    message: query::QueryError::in_term(text, column, message).to_string(),
+                    at: query::Position::default(),
+                },
+                None => StoreError::BadQuery { message, at },
+            },
             other => other,
         }
     }

@@ -542,11 +542,9 @@ fn indexed_path(index_dir: &Path) -> PathBuf {
 /// one (`Searcher::unindexed_in_log` says "up to").
 fn note_indexed(partitions: &Partitions, position: WalPosition) {
     let path = indexed_path(partitions.root());
-    let temporary = path.with_extension("new");
     let noted = serde_json::to_vec(&position)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&temporary, bytes))
-        .and_then(|()| std::fs::rename(&temporary, &path));
+        .and_then(|bytes| crate::durable::replace_unsynced(&path, &bytes));
     if let Err(error) = noted {
         tracing::debug!(%error, path = %path.display(), "cannot note the index's position");
     }

@@ -23,10 +23,10 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    /// An error found in a term of `query` after parsing (a value of the
-    /// wrong type for its field), shown as the parser's are.
-    pub fn in_term(query: &str, at: Position, message: String) -> Option<QueryError> {
-        Some(QueryError { message, column: at.column(query)?, query: query.to_owned() })
+    /// An error found after parsing in the term at `column` of `query` (a
+    /// value of the wrong type for its field), shown as the parser's are.
+    pub fn in_term(query: &str, column: usize, message: String) -> QueryError {
+        QueryError { message, column, query: query.to_owned() }
     }
 
     pub fn message(&self) -> &str {
